@@ -1,0 +1,217 @@
+"""Run the notebook story end to end with papermill (``make demo``, ``make reproduce``, the smoke tests).
+
+The Jupytext percent ``.py`` files in ``notebooks/`` are the source. Each run converts a ``.py`` to a
+notebook, executes it with papermill in ``notebooks/`` (so relative paths behave as in JupyterLab) with the
+parameters of the chosen size, and writes the executed copy to ``runs/<size>/``. Every notebook writes its
+key numbers to ``<results_dir>/<name>.json``; the summary printed at the end is read from those files.
+
+Usage::
+
+    python -m mindlib.notebooks --size demo            # all notebooks, demo size
+    python -m mindlib.notebooks --size smoke --only 01  # one notebook
+    python -m mindlib.notebooks --check-pairs           # fail if a .py/.ipynb pair is out of sync
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from mindlib.project import SIZES, repo_root
+
+
+@dataclass(frozen=True)
+class NotebookSpec:
+    """One notebook of the story and its parameters per size (defaults in the notebook are demo size)."""
+
+    name: str  # file stem, e.g. "06_train_mind"
+    title: str
+    learn: str  # what a reader learns
+    sizes: dict = field(default_factory=dict)  # size -> parameter overrides
+    keys: tuple[str, ...] = ()  # keys its results file must hold (checked by the smoke tests)
+
+
+_SMOKE = {"size": "smoke"}
+_FULL = {"size": "full"}
+
+NOTEBOOKS: tuple[NotebookSpec, ...] = (
+    NotebookSpec(
+        "00_overview", "Overview", "the problem, the architecture, the dimension legend, a tour of the study",
+        {"smoke": _SMOKE, "demo": {}, "full": _FULL}, ("n_subjects", "n_runs", "n_parcels"),
+    ),
+    NotebookSpec(
+        "01_temporal_alignment", "Temporal alignment", "2 Hz frames to TRs, the HRF lag, FIR delays, the drift pitfall",
+        {"smoke": _SMOKE, "demo": {}, "full": _FULL}, ("drift_s_at_tr500", "impulse_tr_exact", "impulse_tr_naive"),
+    ),
+    NotebookSpec(
+        "02_data_and_splits", "Data and splits", "runs, subjects, windows, the leakage-free split, a batch",
+        {"smoke": _SMOKE, "demo": {}, "full": _FULL}, ("n_train_runs", "n_val_runs", "n_test_runs", "n_windows"),
+    ),
+    NotebookSpec(
+        "03_baselines", "Baselines", "ridge and the subject-linear baseline per backbone: the numbers to beat",
+        {"smoke": {**_SMOKE, "epochs": 2, "d_model": 32}, "demo": {}, "full": {**_FULL, "epochs": 30}},
+        ("ridge_val_r", "baseline_val_r"),
+    ),
+    NotebookSpec(
+        "04_afire", "AFIRE", "any backbone to tokens; three fusion styles; missing modalities",
+        {"smoke": {**_SMOKE, "epochs": 2, "d_model": 32}, "demo": {}, "full": {**_FULL, "epochs": 30}},
+        ("fusion_val_r", "missing_modality_r"),
+    ),
+    NotebookSpec(
+        "05_sadgate", "SADGate", "token router, subject prior, Top-K and the balance loss, with pictures",
+        {"smoke": {**_SMOKE, "epochs": 2, "d_model": 32}, "demo": {}, "full": {**_FULL, "epochs": 30}},
+        ("active_experts_per_token", "balance_loss"),
+    ),
+    NotebookSpec(
+        "10_new_backbone", "Bring your own backbone", "transcript to text features to AFIRE to MIND, offline",
+        {"smoke": {**_SMOKE, "epochs": 2, "d_model": 32}, "demo": {}, "full": {**_FULL, "epochs": 30}},
+        ("val_r", "n_frames"),
+    ),
+    NotebookSpec(
+        "06_train_mind", "Train MIND", "the main parameterised run: backbone, decoder, router mode, sizes, device",
+        {"smoke": {**_SMOKE, "epochs": 2, "d_model": 32}, "demo": {}, "full": {**_FULL, "epochs": 40}},
+        ("val_r", "test_r", "best_epoch"),
+    ),
+    NotebookSpec(
+        "07_isg", "Inter-subject generalisation", "leave-one-subject-out and few-shot calibration curves",
+        {"smoke": {**_SMOKE, "epochs": 2, "d_model": 32}, "demo": {}, "full": {**_FULL, "epochs": 30}},
+        ("loso_r", "few_shot"),
+    ),
+    NotebookSpec(
+        "08_tables", "Tables 1 and 2", "every decoder on every backbone, and the router ablation, from results files",
+        {"smoke": {**_SMOKE, "epochs": 1, "d_model": 32}, "demo": {}, "full": {**_FULL, "epochs": 40, "seeds": 3}},
+        ("table1", "table2"),
+    ),
+    NotebookSpec(
+        "09_visualisations", "Visualisations", "parcel-wise r maps on the cortex, expert usage vs content, priors",
+        {"smoke": _SMOKE, "demo": {}, "full": _FULL}, ("gate_recovery",),
+    ),
+)
+
+
+def notebooks_dir() -> Path:
+    return repo_root() / "notebooks"
+
+
+def find(name: str) -> NotebookSpec:
+    """The spec whose name starts with ``name`` (e.g. ``"06"``)."""
+    hits = [nb for nb in NOTEBOOKS if nb.name.startswith(name)]
+    if len(hits) != 1:
+        raise ValueError(f"{name!r} matches {len(hits)} notebooks; names: {[nb.name for nb in NOTEBOOKS]}")
+    return hits[0]
+
+
+def execute(
+    spec: NotebookSpec,
+    size: str = "demo",
+    out_dir: str | Path | None = None,
+    parameters: dict | None = None,
+    progress: bool = False,
+) -> Path:
+    """Convert ``notebooks/<name>.py`` with jupytext and execute it with papermill.
+
+    Parameters
+    ----------
+    spec : NotebookSpec
+    size : {"smoke", "demo", "full"}
+    out_dir : path, optional
+        Where the executed notebook goes (default ``runs/<size>``).
+    parameters : dict, optional
+        Extra parameters, applied after the size's overrides (e.g. ``results_dir``, ``fig_dir``).
+
+    Returns
+    -------
+    Path of the executed notebook.
+    """
+    import jupytext
+    import papermill as pm
+
+    if size not in SIZES:
+        raise ValueError(f"size must be one of {SIZES}, got {size!r}")
+    src = notebooks_dir() / f"{spec.name}.py"
+    if not src.exists():
+        raise FileNotFoundError(f"{src} does not exist")
+    out_dir = Path(out_dir) if out_dir is not None else repo_root() / "runs" / size
+    out_dir.mkdir(parents=True, exist_ok=True)
+    src_ipynb = out_dir / f"{spec.name}.source.ipynb"
+    jupytext.write(jupytext.read(src), src_ipynb)
+    out = out_dir / f"{spec.name}.ipynb"
+    params = {**spec.sizes.get(size, {}), **(parameters or {})}
+    pm.execute_notebook(
+        str(src_ipynb), str(out), parameters=params, cwd=str(notebooks_dir()),
+        kernel_name="python3", progress_bar=progress, log_output=False,
+    )
+    src_ipynb.unlink()
+    return out
+
+
+def pairs_out_of_sync() -> list[str]:
+    """Names of notebooks whose ``.ipynb`` is missing, has outputs, or differs in cells from its ``.py``."""
+    import jupytext
+
+    bad = []
+    for py in sorted(notebooks_dir().glob("[0-9][0-9]_*.py")):
+        ipynb = py.with_suffix(".ipynb")
+        if not ipynb.exists():
+            bad.append(f"{py.name}: no paired .ipynb (run `make sync`)")
+            continue
+        a, b = jupytext.read(py), jupytext.read(ipynb)
+        if any(c.get("outputs") for c in b.cells):
+            bad.append(f"{ipynb.name}: committed with outputs (strip them: `make sync` writes none)")
+        src_a = [(c.cell_type, c.source.strip()) for c in a.cells]
+        src_b = [(c.cell_type, c.source.strip()) for c in b.cells]
+        if src_a != src_b:
+            bad.append(f"{py.name}: cells differ from {ipynb.name} (run `make sync`)")
+    return bad
+
+
+def _summary(results_dir: Path) -> str:
+    rows = []
+    for nb in NOTEBOOKS:
+        path = results_dir / f"{nb.name}.json"
+        if not path.exists():
+            rows.append(f"  {nb.name:<24} (no results file)")
+            continue
+        res = json.loads(path.read_text())
+        shown = []
+        for k in nb.keys:
+            v = res.get(k)
+            if isinstance(v, float):
+                shown.append(f"{k}={v:.3f}")
+            elif isinstance(v, int | str):
+                shown.append(f"{k}={v}")
+        rows.append(f"  {nb.name:<24} " + "  ".join(shown))
+    return "\n".join(rows)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--size", choices=SIZES, default="demo")
+    ap.add_argument("--only", nargs="*", help="notebook name prefixes, e.g. 01 06")
+    ap.add_argument("--check-pairs", action="store_true", help="check the .py/.ipynb pairs and exit")
+    args = ap.parse_args(argv)
+    if args.check_pairs:
+        bad = pairs_out_of_sync()
+        print("\n".join(bad) if bad else "all notebook pairs in sync")
+        return 1 if bad else 0
+    specs = [find(n) for n in args.only] if args.only else list(NOTEBOOKS)
+    root = repo_root()
+    t_all = time.perf_counter()
+    for spec in specs:
+        t0 = time.perf_counter()
+        print(f">> {spec.name} ({args.size}) ...", flush=True)
+        out = execute(spec, args.size, progress=False)
+        print(f"   done in {time.perf_counter() - t0:.0f} s -> {out.relative_to(root)}", flush=True)
+    print(f"\nAll {len(specs)} notebooks ran in {(time.perf_counter() - t_all) / 60:.1f} min at size {args.size!r}.")
+    print("Key numbers (from results/*.json):")
+    print(_summary(root / "results"))
+    print(f"\nExecuted notebooks: runs/{args.size}/   results: results/   figures: figures/")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
