@@ -138,7 +138,10 @@ def execute(
     out_dir = Path(out_dir) if out_dir is not None else repo_root() / "runs" / size
     out_dir.mkdir(parents=True, exist_ok=True)
     src_ipynb = out_dir / f"{spec.name}.source.ipynb"
-    jupytext.write(jupytext.read(src), src_ipynb)
+    nb = jupytext.read(src)
+    nb.metadata.setdefault("kernelspec", {"name": "python3", "display_name": "Python 3", "language": "python"})
+    nb.metadata.setdefault("language_info", {"name": "python"})
+    jupytext.write(nb, src_ipynb)
     out = out_dir / f"{spec.name}.ipynb"
     params = {**spec.sizes.get(size, {}), **(parameters or {})}
     pm.execute_notebook(

@@ -1,0 +1,221 @@
+"""mindlib.isg: leave-one-subject-out, swap ISG and few-shot calibration on a tiny planted problem."""
+
+from dataclasses import replace
+from types import SimpleNamespace
+from typing import NamedTuple
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from torch import nn
+
+from mindlib import isg, train
+from mindlib.data import RunRecord
+from mindlib.train import TrainConfig
+
+MODALITIES = {"video": 6, "text": 4}
+V = 5
+SUBJECTS = ("sub-01", "sub-02", "sub-03")
+SPLITS = {"train": ("s01e01a", "s01e01b", "bourne01"), "val": ("s01e02a",), "test": ("s01e03a",)}
+
+
+class TinyOutput(NamedTuple):
+    pred: torch.Tensor
+    gate: None
+    aux_loss: torch.Tensor
+
+
+class TinyDecoder(nn.Module):
+    """Stand-in decoder obeying the contract: linear readout, per-subject gain and bias rows."""
+
+    def __init__(self, n_subjects=3, dropout=0.1):
+        super().__init__()
+        self.config = SimpleNamespace(
+            afire=SimpleNamespace(modalities=tuple(MODALITIES.items())), n_parcels=V
+        )
+        self.readout = nn.ModuleDict({m: nn.Linear(f, V) for m, f in MODALITIES.items()})
+        self.drop = nn.Dropout(dropout)
+        self.subject_gain = nn.Parameter(torch.ones(n_subjects, V))
+        self.subject_bias = nn.Parameter(torch.zeros(n_subjects, V))
+
+    @property
+    def n_subjects(self):
+        return self.subject_bias.shape[0]
+
+    def forward(self, features, subject, modality_mask=None):
+        h = sum(self.readout[m](self.drop(x)) for m, x in features.items())  # (B, T, V)
+        pred = h * self.subject_gain[subject][:, None] + self.subject_bias[subject][:, None]
+        return TinyOutput(pred, None, 1e-3 * self.subject_bias.pow(2).sum())
+
+    @torch.no_grad()
+    def add_subject(self):
+        S = self.n_subjects
+        self.subject_gain = nn.Parameter(
+            torch.cat([self.subject_gain, self.subject_gain.mean(0, keepdim=True)])
+        )
+        self.subject_bias = nn.Parameter(
+            torch.cat([self.subject_bias, self.subject_bias.mean(0, keepdim=True)])
+        )
+        return S
+
+    def subject_parameters(self):
+        return [self.subject_gain, self.subject_bias]
+
+
+def make_split_records(n_trs=40, noise=0.5, seed=0):
+    """{split: records} with fmri = Σ_m X_m W_m · gain_s + bias_s + noise (shared W: subjects generalise)."""
+    rng = np.random.default_rng(seed)
+    weights = {m: rng.normal(size=(f, V)) / np.sqrt(f) for m, f in MODALITIES.items()}
+    out = {}
+    for split, runs in SPLITS.items():
+        out[split] = []
+        for run_i, run in enumerate(runs):
+            feats = {m: rng.normal(size=(n_trs + run_i, f)).astype(np.float32) for m, f in MODALITIES.items()}
+            for s_i, subject in enumerate(SUBJECTS):
+                signal = sum(feats[m] @ weights[m] for m in MODALITIES) * (1.0 + 0.3 * s_i) + 0.5 * s_i
+                fmri = (signal + noise * rng.normal(size=signal.shape)).astype(np.float32)
+                valid = np.ones(len(fmri), dtype=bool)
+                valid[:3] = False
+                out[split].append(RunRecord(subject, s_i, run, fmri, feats, valid))
+    return out
+
+
+CFG = TrainConfig(epochs=4, batch_size=4, window=16, stride=8, lr=5e-2, device="cpu", progress=False)
+CALIB = TrainConfig(epochs=3, batch_size=2, window=16, stride=8, lr=5e-2, device="cpu", progress=False)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Tiny tensors: one thread avoids OpenMP spin-waiting on a busy 2-core machine."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def splits():
+    return make_split_records()
+
+
+def test_remap_subjects(splits):
+    recs = splits["train"]
+    out = isg.remap_subjects(recs, ["sub-03", "sub-01"])
+    assert {(r.subject, r.subject_index) for r in out} == {("sub-03", 0), ("sub-01", 1)}
+    assert len(out) == 2 * len(SPLITS["train"])
+    kept = [r for r in recs if r.subject in ("sub-01", "sub-03")]
+    assert all(a.fmri is b.fmri and a.run == b.run for a, b in zip(out, kept))  # arrays shared
+    assert [r.subject_index for r in recs[:3]] == [0, 1, 2]  # inputs untouched
+    with pytest.raises(ValueError, match="sub-07"):
+        isg.remap_subjects(recs, ["sub-07"])
+    assert isg.subjects_of(recs) == SUBJECTS
+
+
+def test_loso_end_to_end(splits):
+    result = isg.loso(lambda n: TinyDecoder(n_subjects=n), splits, held_out="sub-02", config=CFG)
+    assert result.subjects == ("sub-01", "sub-03", "sub-02")
+    assert result.subject_index == 2 and result.model.n_subjects == 3
+    assert set(result.scores["pearson"]["per_subject"]) == {"sub-02"}
+    assert result.scores["pearson"]["mean"] > 0.5  # shared W: the population slot generalises
+    assert set(result.trained_scores["pearson"]["per_subject"]) == {"sub-01", "sub-03"}
+    assert len(result.train_result.history) == CFG.epochs
+    with pytest.raises(ValueError, match="sub-09"):
+        isg.loso(lambda n: TinyDecoder(n_subjects=n), splits, held_out="sub-09", config=CFG)
+
+
+def test_cross_subject_swap_table(splits):
+    torch.manual_seed(0)
+    model = train.fit(TinyDecoder(), splits["train"], splits["val"], CFG).model
+    out = isg.cross_subject_swap(model, splits["test"], window=16)
+    assert isinstance(out.table, pd.DataFrame)
+    assert list(out.table.columns) == ["true_subject", "used_subject", "r"]
+    assert len(out.table) == len(SUBJECTS) ** 2
+    assert set(zip(out.table.true_subject, out.table.used_subject)) == {
+        (a, b) for a in SUBJECTS for b in SUBJECTS
+    }
+    off = out.table[out.table.true_subject != out.table.used_subject]["r"].mean()
+    assert out.swap_isg == pytest.approx(off) and np.isfinite(out.diagonal)
+    with pytest.raises(ValueError, match="two subjects"):
+        isg.cross_subject_swap(model, [r for r in splits["test"] if r.subject == "sub-01"])
+
+
+def _snapshot(model):
+    return {name: p.detach().clone() for name, p in model.named_parameters()}
+
+
+def _check_only_row_changed(model, before, subject_names, row):
+    for name, p in model.named_parameters():
+        if name in subject_names:
+            others = [i for i in range(p.shape[0]) if i != row]
+            assert torch.equal(p[others], before[name][others]), name
+            assert not torch.equal(p[row], before[name][row]), name
+        else:
+            assert torch.equal(p, before[name]), name
+
+
+def test_calibrate_subject_changes_only_the_new_rows(splits):
+    torch.manual_seed(0)
+    model = TinyDecoder(n_subjects=2)
+    new = model.add_subject()
+    calib = [r for r in splits["train"] if r.subject == "sub-03"]
+    before = _snapshot(model)
+    grads_before = {name: p.requires_grad for name, p in model.named_parameters()}
+    loss_before = _calib_loss(model, calib, new)
+    out = isg.calibrate_subject(model, new, calib, minutes=1.0, config=CALIB)
+    assert out is model
+    _check_only_row_changed(model, before, {"subject_gain", "subject_bias"}, new)
+    assert {name: p.requires_grad for name, p in model.named_parameters()} == grads_before
+    assert _calib_loss(model, calib, new) < loss_before
+    # minutes = 0: the population initialisation, untouched
+    same = isg.calibrate_subject(model, new, calib, minutes=0, config=CALIB)
+    assert same is model
+    with pytest.raises(ValueError, match="one subject"):
+        isg.calibrate_subject(model, new, splits["train"], minutes=1.0, config=CALIB)
+
+
+def _calib_loss(model, records, index):
+    recs = [replace(r, subject_index=index) for r in records]
+    preds = train.predict_runs(model, recs, window=16)
+    return float(np.mean([np.mean((p[r.valid] - r.fmri[r.valid]) ** 2) for r, p in zip(recs, preds)]))
+
+
+def test_first_minutes_takes_runs_in_order(splits):
+    calib = [r for r in splits["train"] if r.subject == "sub-01"]  # runs of 40, 41, 42 TRs
+    taken, n_trs = isg._first_minutes(calib, minutes=1.5, tr_s=1.49)  # round(90 / 1.49) = 60 TRs
+    assert n_trs == 60
+    assert [(r.run, r.fmri.shape[0]) for r in taken] == [("bourne01", 42), ("s01e01a", 18)]
+    assert all(len(r.valid) == len(r.fmri) == len(r.features["text"]) for r in taken)
+
+
+def test_few_shot_curve(splits):
+    torch.manual_seed(0)
+    model = TinyDecoder(n_subjects=2)
+    new = model.add_subject()
+    before = _snapshot(model)
+    calib = [r for r in splits["train"] if r.subject == "sub-03"]
+    held = [r for r in splits["test"] if r.subject == "sub-03"]
+    curve = isg.few_shot_curve(model, new, calib, held, [0, 0.5, 1.0], CALIB)
+    assert list(curve.columns) == ["minutes", "n_trs", "r", "algonauts"]
+    assert curve["n_trs"].tolist() == [0, 20, 40]
+    population = train.evaluate(model, [replace(r, subject_index=new) for r in held], window=16)
+    assert curve["r"].iloc[0] == pytest.approx(population["pearson"]["mean"])
+    assert all(torch.equal(p, before[n]) for n, p in model.named_parameters())  # deep copies only
+
+
+def test_calibrate_mind_touches_only_the_new_subject():
+    models = pytest.importorskip("mindlib.models")
+    from mindlib.afire import AFIREConfig
+
+    recs = make_split_records(n_trs=30)["train"]
+    torch.manual_seed(0)
+    model = models.build_model(
+        "mind", AFIREConfig(modalities=MODALITIES, d_model=8), n_subjects=2, n_parcels=V, n_experts=4
+    )
+    new = model.add_subject()
+    subject_ids = {id(p) for p in model.subject_parameters()}
+    names = {name for name, p in model.named_parameters() if id(p) in subject_ids}
+    assert names, "MIND exposes its subject parameters"
+    before = _snapshot(model)
+    isg.calibrate_subject(model, new, [r for r in recs if r.subject == "sub-03"], minutes=1.0, config=CALIB)
+    _check_only_row_changed(model, before, names, new)
