@@ -188,8 +188,13 @@ class AFIRE(nn.Module):
             self.temporal = TemporalMLP(d, config.context_trs, config.dropout)
         elif config.temporal == "transformer":
             layer = nn.TransformerEncoderLayer(
-                d, config.n_heads, dim_feedforward=4 * d, dropout=config.dropout,
-                activation="gelu", batch_first=True, norm_first=True,
+                d,
+                config.n_heads,
+                dim_feedforward=4 * d,
+                dropout=config.dropout,
+                activation="gelu",
+                batch_first=True,
+                norm_first=True,
             )
             self.temporal = nn.Sequential(
                 nn.TransformerEncoder(layer, config.n_layers, enable_nested_tensor=False), nn.LayerNorm(d)
@@ -204,7 +209,9 @@ class AFIRE(nn.Module):
         cfg = self.config
         unknown = sorted(set(features) - set(cfg.names))
         if unknown:
-            raise ValueError(f"AFIRE got features for unknown modalities {unknown}; configured: {list(cfg.names)}")
+            raise ValueError(
+                f"AFIRE got features for unknown modalities {unknown}; configured: {list(cfg.names)}"
+            )
         given = [name for name in cfg.names if name in features]
         if not given:
             raise ValueError(f"AFIRE got no features; expected some of {list(cfg.names)}")
@@ -305,4 +312,3 @@ class AFIRE(nn.Module):
 def n_parameters(module: nn.Module) -> int:
     """Number of trainable parameters of a module."""
     return sum(p.numel() for p in module.parameters() if p.requires_grad)
-

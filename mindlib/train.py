@@ -511,11 +511,15 @@ def _fit(model: nn.Module, train_records: list, val_records: list, config: Train
     if not params:
         raise ValueError("the model has no trainable parameter (every requires_grad is False)")
     optimizer = torch.optim.AdamW(params, lr=config.lr, betas=config.betas, weight_decay=config.weight_decay)
+    total_steps = config.epochs * steps_per_epoch
+    # torch's OneCycleLR divides by zero when the warm-up rounds to less than one step (tiny runs):
+    # warm up for at least 1.5 steps' worth of the schedule, and never past its middle.
+    pct_start = min(max(config.warmup_frac, 1.5 / total_steps), 0.5)
     scheduler = torch.optim.lr_scheduler.OneCycleLR(
         optimizer,
         max_lr=config.lr,
-        total_steps=config.epochs * steps_per_epoch,
-        pct_start=config.warmup_frac,
+        total_steps=max(total_steps, 4),
+        pct_start=pct_start,
         cycle_momentum=False,
     )
 

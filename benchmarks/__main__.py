@@ -1,0 +1,207 @@
+"""``python -m benchmarks [--quick] [--only head|scaling|train] [--device cpu|cuda] [--update-readme]``.
+
+Runs the benchmark suite (``make bench``), prints each table with the device it ran on and writes
+``benchmarks/results/{head,gflops,scaling,train_step,train_fit}.csv`` and ``scaling.png``. About
+10 minutes on 2 CPU cores in full; ``--quick`` is a one-to-two-minute check at reduced sizes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+import torch
+
+from . import bench_head, bench_train
+from .common import (
+    RESULTS_DIR,
+    device_description,
+    markdown_table,
+    print_table,
+    resolve_device,
+    update_readme,
+    use_all_threads,
+    write_csv,
+)
+
+BENCHMARKS = ("head", "scaling", "train")
+README = Path(__file__).resolve().parent.parent / "README.md"
+RERUN = ".venv/bin/python -m benchmarks --only head --update-readme"
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Sizes and repeats of one run of the suite."""
+
+    head_shape: bench_head.HeadShape
+    head_experts: tuple[int, ...]
+    head_repeats: int
+    scaling_base: bench_head.HeadShape
+    scaling_axes: dict
+    scaling_repeats: int
+    step_sizes: list
+    step_repeats: int
+    fit_epochs: int
+
+
+def plan(quick: bool) -> Plan:
+    """Full suite (authors' shape, every sweep value) or ``--quick`` (smaller B, fewer values and repeats)."""
+    if quick:
+        return Plan(
+            head_shape=bench_head.HeadShape(B=2),
+            head_experts=(8,),
+            head_repeats=3,
+            scaling_base=bench_head.HeadShape(B=1),
+            scaling_axes={"E": (2, 8, 32), "K": (1, 2, 4), "V": (100, 1000), "d": (256, 3072)},
+            scaling_repeats=2,
+            step_sizes=bench_train.step_sizes(quick=True),
+            step_repeats=2,
+            fit_epochs=1,
+        )
+    return Plan(
+        head_shape=bench_head.HeadShape(),
+        head_experts=(6, 8),
+        head_repeats=5,
+        scaling_base=bench_head.HeadShape(B=4),
+        scaling_axes=dict(bench_head.SCALING_AXES),
+        scaling_repeats=3,
+        step_sizes=bench_train.step_sizes(quick=False),
+        step_repeats=3,
+        fit_epochs=2,
+    )
+
+
+def readme_block(head: pd.DataFrame, device: str) -> str:
+    """Markdown for the README's perf block: the headline table, the device, the command to rerun."""
+    first = head.iloc[0]
+    return "\n".join(
+        [
+            f"MIND's expert head at the authors' shape (B = {first.B} windows × T = {first.T} TRs, "
+            f"d = {first.d}, V = {first.V}): sparse dispatch (`Experts.sparse`, only the K chosen experts) "
+            "vs the dense formula (every expert, then the weighted sum). Median times; GFLOP/s counts the "
+            "useful work 2·N·K·d·V (×3 with backward) and is compared with a plain `(N·K, d) @ (d, V)` "
+            "matmul in the same run; saved MB = activations kept for backward.",
+            "",
+            markdown_table(bench_head.headline_table(head)),
+            "",
+            f"Device: {device}. Rerun: `{RERUN}` (all tables: `make bench`, CSVs in `benchmarks/results/`).",
+        ]
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="reduced sizes and repeats (a quick check)")
+    parser.add_argument("--only", choices=BENCHMARKS, action="append", help="run only this one (repeatable)")
+    parser.add_argument("--device", choices=("cpu", "cuda"), default=None, help="default: cuda if available")
+    parser.add_argument(
+        "--update-readme", action="store_true", help="rewrite README's perf block (needs head)"
+    )
+    parser.add_argument("--results-dir", type=Path, default=RESULTS_DIR, help=f"default {RESULTS_DIR}")
+    args = parser.parse_args(argv)
+
+    selected = tuple(args.only) if args.only else BENCHMARKS
+    device = resolve_device(args.device)
+    use_all_threads()
+    desc = device_description(device)
+    p = plan(args.quick)
+    out = args.results_dir
+    print(f"mindlib benchmarks ({'quick' if args.quick else 'full'}): {', '.join(selected)}")
+    print(f"device: {desc}")
+    print(f"results: {out}")
+    start = time.perf_counter()
+    failed: list[str] = []
+    head = None
+
+    def section(name: str, fn) -> None:
+        t0 = time.perf_counter()
+        try:
+            fn()
+        except Exception:  # report, keep running the other benchmarks, exit 1 at the end
+            traceback.print_exc()
+            failed.append(name)
+        print(f"[{name}: {time.perf_counter() - t0:.0f} s]")
+
+    if "head" in selected:
+
+        def do_head() -> None:
+            nonlocal head
+            sh = p.head_shape
+            head = bench_head.run_head(device, sh, experts=p.head_experts, repeats=p.head_repeats)
+            notes = [
+                f"tokens x (B={sh.B}, T={sh.T}, d={sh.d}), V={sh.V}, K={sh.K}; median of {p.head_repeats} after "
+                "1 warm-up, paths timed round-robin; forward = no_grad, forward+backward = autograd.grad of "
+                "tokens, expert weights and biases, gate weights",
+                "speedup = dense ms / ms; GFLOP/s = useful 2·N·K·d·V (x3 fwd+bwd) / time; of_matmul = / matmul "
+                "row; saved_MB = activations autograd keeps for backward (saved_tensors_hooks, parameters and "
+                "inputs excluded); diffs vs dense",
+            ]
+            print_table("1. expert head: sparse vs dense", head, desc, notes)
+            write_csv(head, "head", desc, out)
+            flops = bench_head.gflops_table(head)
+            print_table("3. achieved GFLOP/s: sparse head vs plain matmul (N·K, d) @ (d, V)", flops, desc)
+            write_csv(flops, "gflops", desc, out)
+
+        section("head", do_head)
+
+    if "scaling" in selected:
+
+        def do_scaling() -> None:
+            base = p.scaling_base
+            scaling = bench_head.run_scaling(device, base, p.scaling_axes, repeats=p.scaling_repeats)
+            notes = [
+                f"forward+backward, one axis varied at a time around B={base.B}, T={base.T}, d={base.d}, "
+                f"V={base.V}, E={base.E}, K={base.K}; median of {p.scaling_repeats} after 1 warm-up",
+                "axes: " + "; ".join(f"{k} in {list(v)}" for k, v in p.scaling_axes.items()),
+            ]
+            print_table("2. scaling: sparse vs dense", scaling, desc, notes)
+            write_csv(scaling, "scaling", desc, out)
+            fig = bench_head.plot_scaling(scaling, Path(out) / "scaling.png", title=desc)
+            print(f"figure: {fig}")
+
+        section("scaling", do_scaling)
+
+    if "train" in selected:
+
+        def do_steps() -> None:
+            steps = bench_train.run_train_steps(device, p.step_sizes, repeats=p.step_repeats)
+            notes = [
+                f"one AdamW step (forward, masked MSE + aux, backward, clip, step) on B x T windows; median of "
+                f"{p.step_repeats} after 1 warm-up",
+                "features: " + "; ".join(f"{s.label}: {dict(s.feature_dims)}" for s in p.step_sizes),
+            ]
+            print_table("4a. one training step per decoder", steps, desc, notes)
+            write_csv(steps, "train_step", desc, out)
+
+        def do_fit() -> None:
+            fit = bench_train.run_fit(device, "demo", epochs=p.fit_epochs)
+            notes = ["mindlib.train.fit, default TrainConfig but epochs; epoch seconds include validation"]
+            print_table("4b. fit on the demo synthetic study", fit, desc, notes)
+            write_csv(fit, "train_fit", desc, out)
+
+        section("train-step", do_steps)
+        section("train-fit", do_fit)
+
+    if args.update_readme:
+        if head is None:
+            print("--update-readme: the README block needs the head benchmark; run with --only head (or all)")
+        elif update_readme(README, readme_block(head, desc)):
+            print(f"updated the perf block of {README}")
+        else:
+            print(
+                f"--update-readme: {README} has no '<!-- perf:start -->' ... '<!-- perf:end -->' block; "
+                "nothing edited. Add both markers where the table should go and rerun."
+            )
+    print(f"\ntotal {time.perf_counter() - start:.0f} s; torch threads {torch.get_num_threads()}")
+    if failed:
+        print(f"FAILED: {', '.join(failed)} (tracebacks above)")
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

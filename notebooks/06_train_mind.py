@@ -1,0 +1,129 @@
+# ---
+# jupyter:
+#   jupytext:
+#     cell_metadata_filter: tags,-all
+#     notebook_metadata_filter: kernelspec,jupytext
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
+# ---
+
+# %% [markdown]
+# # 06 · Train MIND: the main, parameterised run
+#
+# **Overview** 1) data and decoder from the parameters 2) grid search on validation 3) the selected model
+# on validation and, once, on test 4) where in the brain it works 5) results for the tables
+#
+# **Time** smoke ≈ 20 s · demo ≈ 1–2 min · full ≈ 15 min on CPU
+# **Writes** `figures/06_*.png`, `results/06_train_mind[-tag].json`, `results/models/<tag>.pt`
+#
+# Every other decoder of Table 1 runs through this same notebook (`decoder=baseline|mlp|mmoe|ridge`), and
+# every router of Table 2 (`mode=token|prior|both`): notebook 08 executes it once per cell with papermill.
+
+# %% tags=["parameters"]
+dataset: str = "synthetic"  # "synthetic" | path to an Algonauts 2025 folder
+size: str = "demo"  # synthetic study size: "smoke" | "demo" | "full"
+seed: int = 0  # seed of model initialisation, shuffling and dropout (the study keeps seed 0)
+backbone: str = "tribe"  # feature store: "tribe" | "imagebind" | "qwen" | your own
+decoder: str = "mind"  # "mind" | "baseline" | "mlp" | "mmoe" | "ridge"
+mode: str = "both"  # SADGate router: "both" | "token" | "prior"
+n_experts: int = 8  # E
+top_k: int = 2  # K experts kept per token
+d_model: int = 128  # d, AFIRE token dim
+fusion: str = "concat"  # AFIRE fusion: "concat" | "sum" | "gated"
+temporal: str = "mlp"  # AFIRE temporal module: "mlp" | "transformer" | "none"
+epochs: int = 15  # epochs per grid cell
+lrs: list = [1e-3, 3e-3]  # learning-rate grid, scored on validation
+weight_decays: list = [1e-2]  # weight-decay grid, scored on validation
+batch_size: int = 8  # B windows per step
+device: str = "auto"  # "auto" | "cpu" | "cuda"
+tag: str = ""  # "" = results/06_train_mind.json; else results/runs/<tag>.json (notebook 08)
+results_dir: str = "../results"  # where the results file goes
+fig_dir: str = "../figures"  # "" = show, don't save
+
+# %%
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+
+from mindlib import data, experiment, plotting, project, synthetic
+
+root = project.resolve_dataset(dataset, size=size, seed=0)
+config = experiment.config_from_params(**{k: v for k, v in globals().items() if not k.startswith("_")})
+print(config)
+save_figs = fig_dir if not tag else ""  # fan-out runs of notebook 08 do not overwrite the figures
+
+# %% [markdown]
+# ## 1. Data
+# The same study object feeds every decoder: TR-aligned features at a 3-TR lag, z-scored fMRI, and the
+# episode-level split of notebook 02.
+
+# %%
+study = data.load_study(root, backbone)
+print(study)
+print({s: len(study.select(s)) for s in ("train", "val", "test")}, "runs per split")
+
+# %% [markdown]
+# ## 2. Fit: a grid over learning rate and weight decay, scored on validation only
+# Each cell trains with AdamW (β = 0.9, 0.95) and a OneCycle schedule (10 % warm-up) on windows of
+# 100 TRs mixing subjects; the loss is MSE + λ1·balance + λ2·‖B‖² (MIND); the best epoch of the best cell
+# is kept. The test runs are not touched here.
+
+# %%
+result = experiment.run(study, config)
+print(result.grid.to_string(index=False))
+print(f"{config.decoder}: {result.n_params:,} parameters, fitted in {result.seconds:.0f} s")
+if result.history:
+    fig, ax = plt.subplots(figsize=(5, 3))
+    plotting.plot_history(result.history, ax=ax, title=f"{backbone} · {config.decoder}")
+    plotting.save_figure(fig, "06_history", save_figs)
+
+# %% [markdown]
+# ## 3. Scores
+# Pearson r, Spearman ρ and R² per parcel over time, averaged over parcels → runs → subjects, plus the
+# official Algonauts metric (first and last 5 TRs of each run dropped, runs of a movie concatenated).
+# Validation chose the model; test is reported once.
+
+# %%
+summary = result.summary()
+for split in ("val", "test"):
+    if f"{split}_r" in summary:
+        print(f"{split:>5}: r = {summary[f'{split}_r']:.3f}   ρ = {summary[f'{split}_spearman']:.3f}   "
+              f"R² = {summary[f'{split}_r2']:.3f}   official = {summary[f'{split}_algonauts']:.3f}")
+ceiling_fraction = None
+if synthetic.study_json_path(root).exists():
+    truth = synthetic.load_ground_truth(root)
+    ceilings = {s: v["noise_ceiling"] for s, v in truth["subjects"].items()}
+    ceiling_fraction = experiment.noise_ceiling_fraction(result, ceilings, "test" if result.test else "val")
+    print(f"share of the noise ceiling reached: {ceiling_fraction:.2f}")
+
+# %% [markdown]
+# ## 4. Where it works
+# Test r per parcel (mean over subjects and runs), per network and on the cortex.
+
+# %%
+split = "test" if result.test else "val"
+parcel_r = result.parcel_r(split)
+fig, ax = plt.subplots(figsize=(5, 3))
+plotting.plot_network_bars(parcel_r, ax=ax, title=f"{split} r per network")
+plotting.save_figure(fig, "06_networks", save_figs)
+if not tag:
+    fig = plotting.plot_brain_map(parcel_r, title=f"{backbone} · {config.decoder}: {split} r per parcel")
+    plotting.save_figure(fig, "06_brain_r", save_figs)
+
+# %% [markdown]
+# ## Summary
+# The numbers below are what notebook 08 collects into Tables 1 and 2.
+
+# %%
+name = f"runs/{tag}" if tag else "06_train_mind"
+if config.decoder != "ridge":
+    experiment.save(result, Path(results_dir) / "models" / f"{tag or '06_train_mind'}.pt")
+np.save(Path(results_dir) / f"{name}_parcel_r.npy", parcel_r) if tag else None
+results = {**summary, "noise_ceiling_fraction": ceiling_fraction, "split_scored": split, "size": size,
+           "dataset": dataset, "history": result.history}
+project.write_results(name, results, results_dir)
+{k: v for k, v in results.items() if k != "history"}

@@ -1,0 +1,125 @@
+"""The benchmark suite runs at toy sizes and returns well-formed tables (no timing is checked)."""
+
+import math
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:  # `pytest` run as a script does not put the repository root on sys.path
+    sys.path.insert(0, str(ROOT))
+
+from benchmarks import bench_head, bench_train, common  # noqa: E402
+from benchmarks.__main__ import main, plan, readme_block  # noqa: E402
+
+CPU = torch.device("cpu")
+TOY = bench_head.HeadShape(B=2, T=5, d=12, V=7, E=4, K=2)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Toy sizes run fastest on one thread (and do not fight other test processes for cores)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def head():
+    return bench_head.run_head(CPU, TOY, experts=(3, 4), repeats=1, warmup=0)
+
+
+def test_head_rows_are_complete_and_sparse_equals_dense(head):
+    df = head
+    assert len(df) == 2 * len(bench_head.PASSES) * len(bench_head.PATHS)
+    assert set(df.path) == set(bench_head.PATHS) and set(df["pass"]) == set(bench_head.PASSES)
+    assert (df.ms > 0).all() and (df["GFLOP/s"] > 0).all() and (df.speedup > 0).all()
+    exact = df[df.path != "matmul"]
+    assert (exact.max_abs_diff <= 1e-5).all() and (exact.max_grad_diff <= 1e-5).all()
+    assert exact.close.all()
+    assert (df[df.path == "matmul"].of_matmul == 1.0).all()
+    fb = df[(df["pass"] == "forward+backward") & (df.path != "matmul")]
+    assert (fb.saved_MB > 0).all() and df[df["pass"] == "forward"].saved_MB.isna().all()
+    flops = bench_head.gflops_table(df)
+    assert list(flops.columns) == ["E", "K", "pass", "sparse_GFLOP/s", "matmul_GFLOP/s", "fraction"]
+    assert len(flops) == 4 and (flops.fraction > 0).all()
+    headline = bench_head.headline_table(df)
+    assert len(headline) == 4 and "speed-up" in headline.columns
+
+
+def test_saved_activations_of_sparse_grow_with_k_not_e():
+    def saved(path, **sizes):
+        shape = bench_head.HeadShape(B=2, T=6, d=16, V=10, **sizes)
+        return bench_head.HeadCase(shape, CPU).saved_mb(path)
+
+    assert saved("sparse", E=2, K=2) == saved("sparse", E=16, K=2)
+    assert saved("sparse", E=8, K=4) > saved("sparse", E=8, K=2) > saved("sparse", E=8, K=1)
+    assert saved("dense", E=16, K=2) > saved("dense", E=2, K=2)
+
+
+def test_useful_flops_hand_computed():
+    shape = bench_head.HeadShape(B=2, T=3, d=4, V=5, E=6, K=2)
+    assert shape.N == 6
+    assert shape.useful_flops("forward") == 2 * 6 * 2 * 4 * 5
+    assert shape.useful_flops("forward+backward") == 3 * 480
+    with pytest.raises(ValueError):
+        bench_head.HeadShape(E=2, K=3)
+
+
+def test_scaling_rows_and_figure(tmp_path):
+    axes = {"E": (2, 4), "K": (1, 2), "V": (3, 7), "d": (8, 12)}
+    df = bench_head.run_scaling(CPU, TOY, axes, repeats=1, warmup=0)
+    assert len(df) == 8 and list(df.axis.unique()) == ["E", "K", "V", "d"]
+    assert (df.max_abs_diff <= 1e-5).all() and (df.speedup > 0).all()
+    assert (df[df.axis == "E"].value == df[df.axis == "E"].E).all()
+    png = bench_head.plot_scaling(df, tmp_path / "scaling.png")
+    assert png.stat().st_size > 0
+
+
+def test_train_steps_every_decoder_at_toy_size():
+    size = bench_train.StepSize("toy", 8, (("video", 5), ("text", 3)), n_subjects=2, n_parcels=6, B=2, T=5)
+    df = bench_train.run_train_steps(CPU, [size], repeats=1, warmup=0)
+    assert list(df.decoder) == [label for label, _, _ in bench_train.DECODERS]
+    assert (df.windows_per_s > 0).all() and (df.params_M > 0).all()
+    assert (df.F_total == 8).all()
+
+
+def test_demo_feature_dims_match_the_synthetic_size_table():
+    from mindlib import synthetic
+
+    dims = dict(bench_train.demo_feature_dims("demo"))
+    assert set(dims) == {m for m, _, _ in synthetic.size_spec("demo").tribe}
+    assert all(v > 0 for v in dims.values())
+    assert [s.label for s in bench_train.step_sizes(quick=True)] == ["demo", "full-512"]
+
+
+def test_readme_block_is_the_only_thing_replaced(tmp_path, head):
+    text = "intro\n<!-- perf:start -->\nold table\n<!-- perf:end -->\noutro\n"
+    assert common.replace_block(text, "new") == "intro\n<!-- perf:start -->\nnew\n<!-- perf:end -->\noutro\n"
+    assert common.replace_block("no markers", "new") is None
+    readme = tmp_path / "README.md"
+    readme.write_text("no markers here\n")
+    assert common.update_readme(readme, "new") is False
+    assert readme.read_text() == "no markers here\n"
+    block = readme_block(head, "cpu test")
+    assert "| E |" in block and "python -m benchmarks" in block
+
+
+def test_markdown_table_and_csv(tmp_path):
+    df = pd.DataFrame({"a": [1, 2], "b": [0.5, math.nan]})
+    assert common.markdown_table(df).splitlines() == ["| a | b |", "|---|---|", "| 1 | 0.5 |", "| 2 | – |"]
+    path = common.write_csv(df, "x", "cpu test", tmp_path)
+    assert list(pd.read_csv(path).columns) == ["a", "b", "device"]
+    assert "cpu" in common.device_description(CPU)
+
+
+def test_cli_plans_and_rejects_unknown_benchmark():
+    quick, full = plan(quick=True), plan(quick=False)
+    assert full.head_shape == bench_head.HeadShape() and full.head_experts == (6, 8)
+    assert quick.scaling_base.B < full.scaling_base.B
+    with pytest.raises(SystemExit):
+        main(["--only", "nothing"])
