@@ -19,6 +19,7 @@ import torch
 from . import bench_head, bench_train
 from .common import (
     RESULTS_DIR,
+    cpu_share,
     device_description,
     markdown_table,
     print_table,
@@ -75,7 +76,7 @@ def plan(quick: bool) -> Plan:
     )
 
 
-def readme_block(head: pd.DataFrame, device: str) -> str:
+def readme_block(head: pd.DataFrame, device: str, share: float | None = None) -> str:
     """Markdown for the README's perf block: the headline table, the device, the command to rerun."""
     first = head.iloc[0]
     return "\n".join(
@@ -88,7 +89,9 @@ def readme_block(head: pd.DataFrame, device: str) -> str:
             "",
             markdown_table(bench_head.headline_table(head)),
             "",
-            f"Device: {device}. Rerun: `{RERUN}` (all tables: `make bench`, CSVs in `benchmarks/results/`).",
+            f"Device: {device}"
+            + ("" if share is None else f" (CPU share while measuring {share:.2f})")
+            + f". Rerun: `{RERUN}` (all tables: `make bench`, CSVs in `benchmarks/results/`).",
         ]
     )
 
@@ -105,7 +108,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     selected = tuple(args.only) if args.only else BENCHMARKS
-    device = resolve_device(args.device)
+    try:
+        device = resolve_device(args.device)
+    except ValueError as err:
+        parser.error(str(err))
     use_all_threads()
     desc = device_description(device)
     p = plan(args.quick)
@@ -116,6 +122,7 @@ def main(argv: list[str] | None = None) -> int:
     start = time.perf_counter()
     failed: list[str] = []
     head = None
+    head_share = None
 
     def section(name: str, fn) -> None:
         t0 = time.perf_counter()
@@ -129,9 +136,10 @@ def main(argv: list[str] | None = None) -> int:
     if "head" in selected:
 
         def do_head() -> None:
-            nonlocal head
+            nonlocal head, head_share
             sh = p.head_shape
-            head = bench_head.run_head(device, sh, experts=p.head_experts, repeats=p.head_repeats)
+            with cpu_share() as usage:
+                head = bench_head.run_head(device, sh, experts=p.head_experts, repeats=p.head_repeats)
             notes = [
                 f"tokens x (B={sh.B}, T={sh.T}, d={sh.d}), V={sh.V}, K={sh.K}; median of {p.head_repeats} after "
                 "1 warm-up, paths timed round-robin; forward = no_grad, forward+backward = autograd.grad of "
@@ -140,11 +148,18 @@ def main(argv: list[str] | None = None) -> int:
                 "row; saved_MB = activations autograd keeps for backward (saved_tensors_hooks, parameters and "
                 "inputs excluded); diffs vs dense",
             ]
-            print_table("1. expert head: sparse vs dense", head, desc, notes)
-            write_csv(head, "head", desc, out)
+            head_share = usage["share"]
+            print_table("1. expert head: sparse vs dense", head, desc, notes, head_share)
+            write_csv(head, "head", desc, out, usage["share"])
             flops = bench_head.gflops_table(head)
-            print_table("3. achieved GFLOP/s: sparse head vs plain matmul (N·K, d) @ (d, V)", flops, desc)
-            write_csv(flops, "gflops", desc, out)
+            print_table(
+                "3. achieved GFLOP/s: sparse head vs plain matmul (N·K, d) @ (d, V)",
+                flops,
+                desc,
+                (),
+                usage["share"],
+            )
+            write_csv(flops, "gflops", desc, out, usage["share"])
 
         section("head", do_head)
 
@@ -152,14 +167,15 @@ def main(argv: list[str] | None = None) -> int:
 
         def do_scaling() -> None:
             base = p.scaling_base
-            scaling = bench_head.run_scaling(device, base, p.scaling_axes, repeats=p.scaling_repeats)
+            with cpu_share() as usage:
+                scaling = bench_head.run_scaling(device, base, p.scaling_axes, repeats=p.scaling_repeats)
             notes = [
                 f"forward+backward, one axis varied at a time around B={base.B}, T={base.T}, d={base.d}, "
                 f"V={base.V}, E={base.E}, K={base.K}; median of {p.scaling_repeats} after 1 warm-up",
                 "axes: " + "; ".join(f"{k} in {list(v)}" for k, v in p.scaling_axes.items()),
             ]
-            print_table("2. scaling: sparse vs dense", scaling, desc, notes)
-            write_csv(scaling, "scaling", desc, out)
+            print_table("2. scaling: sparse vs dense", scaling, desc, notes, usage["share"])
+            write_csv(scaling, "scaling", desc, out, usage["share"])
             fig = bench_head.plot_scaling(scaling, Path(out) / "scaling.png", title=desc)
             print(f"figure: {fig}")
 
@@ -168,20 +184,22 @@ def main(argv: list[str] | None = None) -> int:
     if "train" in selected:
 
         def do_steps() -> None:
-            steps = bench_train.run_train_steps(device, p.step_sizes, repeats=p.step_repeats)
+            with cpu_share() as usage:
+                steps = bench_train.run_train_steps(device, p.step_sizes, repeats=p.step_repeats)
             notes = [
                 f"one AdamW step (forward, masked MSE + aux, backward, clip, step) on B x T windows; median of "
                 f"{p.step_repeats} after 1 warm-up",
                 "features: " + "; ".join(f"{s.label}: {dict(s.feature_dims)}" for s in p.step_sizes),
             ]
-            print_table("4a. one training step per decoder", steps, desc, notes)
-            write_csv(steps, "train_step", desc, out)
+            print_table("4a. one training step per decoder", steps, desc, notes, usage["share"])
+            write_csv(steps, "train_step", desc, out, usage["share"])
 
         def do_fit() -> None:
-            fit = bench_train.run_fit(device, "demo", epochs=p.fit_epochs)
+            with cpu_share() as usage:
+                fit = bench_train.run_fit(device, "demo", epochs=p.fit_epochs)
             notes = ["mindlib.train.fit, default TrainConfig but epochs; epoch seconds include validation"]
-            print_table("4b. fit on the demo synthetic study", fit, desc, notes)
-            write_csv(fit, "train_fit", desc, out)
+            print_table("4b. fit on the demo synthetic study", fit, desc, notes, usage["share"])
+            write_csv(fit, "train_fit", desc, out, usage["share"])
 
         section("train-step", do_steps)
         section("train-fit", do_fit)
@@ -189,7 +207,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.update_readme:
         if head is None:
             print("--update-readme: the README block needs the head benchmark; run with --only head (or all)")
-        elif update_readme(README, readme_block(head, desc)):
+        elif update_readme(README, readme_block(head, desc, head_share)):
             print(f"updated the perf block of {README}")
         else:
             print(

@@ -128,16 +128,16 @@ def median_time(fn: Callable[[], object], device: torch.device, repeats: int = 5
     return statistics.median(times)
 
 
-def median_times(
+def round_robin_times(
     fns: Mapping[str, Callable[[], object]], device: torch.device, repeats: int = 5, warmup: int = 1
-) -> dict[str, float]:
-    """Median wall time (s) of each function, timed round-robin so they share the machine's state.
+) -> dict[str, list[float]]:
+    """Wall times (s) of each function, ``repeats`` each, timed round-robin after ``warmup`` rounds.
 
     Interleaving (a, b, c, a, b, c, ...) rather than timing each function in a block keeps a burst
     of load from another process from landing on one function only: the comparison stays side by side.
     """
     if repeats < 1 or warmup < 0:
-        raise ValueError(f"median_times: repeats={repeats} must be >= 1 and warmup={warmup} >= 0")
+        raise ValueError(f"round_robin_times: repeats={repeats} must be >= 1 and warmup={warmup} >= 0")
     for _ in range(warmup):
         for fn in fns.values():
             fn()
@@ -149,7 +149,14 @@ def median_times(
             fn()
             synchronize(device)
             times[name].append(time.perf_counter() - t0)
-    return {name: statistics.median(t) for name, t in times.items()}
+    return times
+
+
+def median_times(
+    fns: Mapping[str, Callable[[], object]], device: torch.device, repeats: int = 5, warmup: int = 1
+) -> dict[str, float]:
+    """Median of :func:`round_robin_times` per function (s)."""
+    return {name: statistics.median(t) for name, t in round_robin_times(fns, device, repeats, warmup).items()}
 
 
 def load_average() -> float:
@@ -204,20 +211,50 @@ def _fmt(value: float) -> str:
     return f"{value:.4g}"
 
 
-def print_table(title: str, df: pd.DataFrame, device: str, notes: Iterable[str] = ()) -> None:
+@contextlib.contextmanager
+def cpu_share() -> Iterator[dict[str, float]]:
+    """Measure the share of its threads' CPU time this process got in the block.
+
+    Yields a dict that gets ``share`` = process CPU time / (wall time x torch threads) on exit:
+    about 1 when the cores were ours (multi-threaded GEMMs), well below when other processes
+    competed for them (then the times are inflated, and the paths with more small ops suffer most).
+    """
+    out: dict[str, float] = {}
+    wall0, cpu0 = time.perf_counter(), time.process_time()
+    try:
+        yield out
+    finally:
+        wall = time.perf_counter() - wall0
+        out["share"] = (time.process_time() - cpu0) / max(wall * torch.get_num_threads(), 1e-9)
+        out["seconds"] = wall
+
+
+def print_table(
+    title: str, df: pd.DataFrame, device: str, notes: Iterable[str] = (), share: float | None = None
+) -> None:
     """Print a titled table with the device line (``DataFrame.to_string``: tabulate is optional)."""
     print(f"\n## {title}")
     print(f"device: {device}; load average {load_average():.2f} over {machine_threads()} cores")
+    if share is not None:
+        warn = "" if share >= 0.85 else "  <- other processes shared the cores: rerun on an idle machine"
+        print(f"CPU share while measuring: {share:.2f} (CPU time / (wall x threads)){warn}")
     for note in notes:
         print(note)
     print(df.to_string(index=False, float_format=_fmt, na_rep="-"))
 
 
-def write_csv(df: pd.DataFrame, name: str, device: str, results_dir: Path | str = RESULTS_DIR) -> Path:
-    """Write ``<results_dir>/<name>.csv`` with a ``device`` column; returns the path."""
+def write_csv(
+    df: pd.DataFrame,
+    name: str,
+    device: str,
+    results_dir: Path | str = RESULTS_DIR,
+    share: float | None = None,
+) -> Path:
+    """Write ``<results_dir>/<name>.csv`` with ``device`` (and ``cpu_share``) columns; returns the path."""
     path = Path(results_dir) / f"{name}.csv"
     path.parent.mkdir(parents=True, exist_ok=True)
-    df.assign(device=device).to_csv(path, index=False)
+    extra = {"device": device} if share is None else {"device": device, "cpu_share": round(share, 3)}
+    df.assign(**extra).to_csv(path, index=False)
     return path
 
 

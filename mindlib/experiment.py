@@ -15,7 +15,7 @@ cross-validation inside the training runs, then it is scored exactly like the ot
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 import numpy as np
@@ -53,6 +53,7 @@ class ExperimentConfig:
     lambda_balance: float = 0.01  # λ1, load balance (MIND)
     lambda_bias: float = 1e-3  # λ2, ‖B‖² (MIND)
     seed: int = 0  # model initialisation, shuffling, dropout
+    isg_subjects: tuple[str, ...] = ()  # leave-one-subject-out for each (ISG column of Table 1); () = skip
     device: str = "auto"  # "auto" | "cpu" | "cuda"
     progress: bool = False  # tqdm bar per epoch
 
@@ -186,7 +187,34 @@ def run(study: Study, config: ExperimentConfig = ExperimentConfig(), checkpoint_
     seconds = time.perf_counter() - t0
     val = train.evaluate(model, val_recs, **eval_kw)
     test = train.evaluate(model, test_recs, **eval_kw) if test_recs else None
-    return ExperimentResult(config, study.backbone, model, grid, history, val, test, seconds, n_params)
+    result = ExperimentResult(config, study.backbone, model, grid, history, val, test, seconds, n_params)
+    if config.isg_subjects:
+        if config.decoder == "ridge":
+            raise ValueError("ISG needs a decoder with subject slots; ridge has one model per subject")
+        best = grid.loc[grid.best_val_r.idxmax()]
+        tcfg = replace(config.train_config(), lr=float(best.lr), weight_decay=float(best.weight_decay))
+        isg_runs = [loso_run(study, config, s, tcfg) for s in config.isg_subjects]
+        result.extra["isg_r"] = float(np.mean([r.scores["pearson"]["mean"] for r in isg_runs]))
+        result.extra["isg_per_subject"] = {r.held_out: r.scores["pearson"]["mean"] for r in isg_runs}
+    return result
+
+
+def loso_run(study: Study, config: ExperimentConfig, held_out: str, train_config: train.TrainConfig | None = None,
+             eval_split: str = "test"):
+    """Inter-subject generalisation as the paper defines it: train on every subject but ``held_out`` (their
+    training runs, selected on their validation runs), then score ``held_out``'s ``eval_split`` runs through a
+    new subject slot at the population initialisation (MIND: ``e_s`` = mean embedding, ``B_s`` = 0; subject
+    heads: the mean head). Returns :class:`mindlib.isg.ISGResult`."""
+    from mindlib import isg
+
+    if held_out not in study.subjects:
+        raise ValueError(f"held_out={held_out!r} is not a subject of this study: {study.subjects}")
+    split = eval_split if study.select(eval_split) else "val"
+    return isg.loso(
+        lambda n: build(config, study, n_subjects=n),
+        {s: study.select(s) for s in {"train", "val", split}},
+        held_out, train_config or config.train_config(), eval_split=split, score_trained=False,
+    )
 
 
 def noise_ceiling_fraction(result: ExperimentResult, ceilings: dict[str, np.ndarray], split: str = "test") -> float:

@@ -83,12 +83,18 @@ NOTEBOOKS: tuple[NotebookSpec, ...] = (
     ),
     NotebookSpec(
         "08_tables", "Tables 1 and 2", "every decoder on every backbone, and the router ablation, from results files",
-        {"smoke": {**_SMOKE, "epochs": 1, "d_model": 32}, "demo": {}, "full": {**_FULL, "epochs": 40, "seeds": 3}},
+        {
+            "smoke": {**_SMOKE, "epochs": 1, "d_model": 32, "backbones": ["tribe"], "decoders": ["baseline", "mind", "ridge"],
+                      "modes": ["token", "both"], "isg_subjects": []},
+            "demo": {},
+            "full": {**_FULL, "epochs": 40, "seeds": [0, 1, 2], "lrs": [1e-3, 3e-3],
+                     "isg_subjects": ["sub-01", "sub-02", "sub-03", "sub-05"]},
+        },
         ("table1", "table2"),
     ),
     NotebookSpec(
         "09_visualisations", "Visualisations", "parcel-wise r maps on the cortex, expert usage vs content, priors",
-        {"smoke": _SMOKE, "demo": {}, "full": _FULL}, ("gate_recovery",),
+        {"smoke": {**_SMOKE, "backbones": ["tribe"]}, "demo": {}, "full": _FULL}, ("gate_recovery",),
     ),
 )
 
@@ -111,6 +117,7 @@ def execute(
     out_dir: str | Path | None = None,
     parameters: dict | None = None,
     progress: bool = False,
+    out_name: str | None = None,
 ) -> Path:
     """Convert ``notebooks/<name>.py`` with jupytext and execute it with papermill.
 
@@ -122,6 +129,8 @@ def execute(
         Where the executed notebook goes (default ``runs/<size>``).
     parameters : dict, optional
         Extra parameters, applied after the size's overrides (e.g. ``results_dir``, ``fig_dir``).
+    out_name : str, optional
+        File stem of the executed notebook (default: the notebook's name).
 
     Returns
     -------
@@ -137,12 +146,13 @@ def execute(
         raise FileNotFoundError(f"{src} does not exist")
     out_dir = Path(out_dir) if out_dir is not None else repo_root() / "runs" / size
     out_dir.mkdir(parents=True, exist_ok=True)
-    src_ipynb = out_dir / f"{spec.name}.source.ipynb"
+    stem = out_name or spec.name
+    src_ipynb = out_dir / f"{stem}.source.ipynb"
     nb = jupytext.read(src)
     nb.metadata.setdefault("kernelspec", {"name": "python3", "display_name": "Python 3", "language": "python"})
     nb.metadata.setdefault("language_info", {"name": "python"})
     jupytext.write(nb, src_ipynb)
-    out = out_dir / f"{spec.name}.ipynb"
+    out = out_dir / f"{stem}.ipynb"
     params = {**spec.sizes.get(size, {}), **(parameters or {})}
     pm.execute_notebook(
         str(src_ipynb), str(out), parameters=params, cwd=str(notebooks_dir()),

@@ -123,3 +123,10 @@ def test_cli_plans_and_rejects_unknown_benchmark():
     assert quick.scaling_base.B < full.scaling_base.B
     with pytest.raises(SystemExit):
         main(["--only", "nothing"])
+
+
+def test_cpu_share_and_round_robin_times():
+    with common.cpu_share() as usage:
+        times = common.round_robin_times({"a": lambda: sum(range(1000)), "b": lambda: None}, CPU, repeats=3)
+    assert set(times) == {"a", "b"} and all(len(t) == 3 and min(t) >= 0 for t in times.values())
+    assert usage["share"] >= 0 and usage["seconds"] > 0

@@ -1,0 +1,121 @@
+# ---
+# jupyter:
+#   jupytext:
+#     cell_metadata_filter: tags,-all
+#     notebook_metadata_filter: kernelspec,jupytext
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
+# ---
+
+# %% [markdown]
+# # 09 · Visualisations: where the models work and what the experts do
+#
+# **Overview** 1) parcel-wise Pearson maps per backbone on the cortex (the paper's Fig. 3) 2) expert usage
+# against content type 3) subject × expert priors 4) on the synthetic study, learned experts against the true
+# response modes
+#
+# **Time** smoke ≈ 30 s · demo ≈ 1 min on CPU (reads what notebook 08 wrote)
+# **Writes** `figures/09_*.png`, `results/09_visualisations.json`
+
+# %% tags=["parameters"]
+dataset: str = "synthetic"  # "synthetic" | path to an Algonauts 2025 folder
+size: str = "demo"  # synthetic study size: "smoke" | "demo" | "full"
+backbones: list = ["tribe", "imagebind", "qwen"]  # MIND runs of notebook 08 to map
+seed: int = 0  # which seed's runs to show
+results_dir: str = "../results"  # where notebook 08 wrote its runs
+fig_dir: str = "../figures"  # "" = show, don't save
+
+# %%
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+
+from mindlib import analysis, data, experiment, plotting, project, synthetic
+
+root = project.resolve_dataset(dataset, size=size, seed=0)
+runs = Path(results_dir) / "runs"
+tags = {b: f"{b}-mind-both-s{seed}" for b in backbones}
+missing = [t for t in tags.values() if not (runs / f"{t}_parcel_r.npy").exists()]
+if missing:
+    raise FileNotFoundError(f"no results for {missing} in {runs}: run notebook 08 (make demo) first")
+
+# %% [markdown]
+# ## 1. Parcel-wise Pearson r per backbone (MIND)
+# Test r per parcel, averaged over subjects and runs. Similar maps across backbones mean the decoder, not
+# the fusion style, sets where prediction works.
+
+# %%
+maps = {b: np.load(runs / f"{t}_parcel_r.npy") for b, t in tags.items()}
+vmax = float(np.nanpercentile(np.concatenate(list(maps.values())), 99))
+for b, m in maps.items():
+    fig = plotting.plot_brain_map(m, title=f"{b} · MIND: r per parcel", vmin=0.0, vmax=vmax)
+    plotting.save_figure(fig, f"09_brain_{b}", fig_dir)
+names = list(maps)
+similarity = np.array([[np.corrcoef(maps[a], maps[b])[0, 1] for b in names] for a in names])
+print("correlation of parcel maps across backbones:\n", np.round(similarity, 3))
+fig, axes = plt.subplots(1, len(names), figsize=(4 * len(names), 3), sharey=True)
+for ax, b in zip(np.atleast_1d(axes), names):
+    plotting.plot_network_bars(maps[b], ax=ax, title=b)
+plotting.save_figure(fig, "09_networks", fig_dir)
+
+# %% [markdown]
+# ## 2–3. Experts against content, and subject priors
+# We reload the first backbone's MIND from notebook 08 and read its gates over the test runs.
+
+# %%
+first = names[0]
+study = data.load_study(root, first)
+model, config = experiment.load(Path(results_dir) / "models" / f"{tags[first]}.pt", study)
+recs = study.select("test") or study.select("val")
+gates = analysis.gate_runs(model, recs)
+is_synthetic = synthetic.study_json_path(root).exists()
+if is_synthetic:
+    truth = synthetic.load_ground_truth(root)
+    labels = [truth["subjects"][r.subject]["content_tr"][r.run] for r in recs]
+    label_names = list(truth["content_types"])
+else:
+    labels = [analysis.speech_labels(root, r) for r in recs]
+    label_names = ["no speech", "speech"]
+usage = analysis.usage_by_label(gates, labels, len(label_names), valid=[r.valid for r in recs])
+priors = analysis.subject_priors(model)
+fig, axes = plt.subplots(1, 2, figsize=(11, 3))
+plotting.plot_matrix(usage, ax=axes[0], xlabel="expert", yticklabels=label_names, title="mean gate weight per content type")
+plotting.plot_matrix(priors, ax=axes[1], xlabel="expert", yticklabels=list(study.subjects), title="subject prior softmax(g + B_s)")
+plotting.save_figure(fig, "09_experts", fig_dir)
+with np.errstate(all="ignore"):
+    selectivity = float(np.nanmean(np.nanstd(usage, axis=0) / np.nanmean(usage, axis=0)))
+print(f"content selectivity of experts (mean coefficient of variation across content types): {selectivity:.3f}")
+
+# %% [markdown]
+# ## 4. Learned experts vs the true response modes (synthetic study only)
+# The generator mixes a few true response modes with content- and subject-dependent gates. For each true
+# mode we find the learned expert whose weight over time follows it best.
+
+# %%
+recovery = None
+if is_synthetic:
+    true = np.concatenate([truth["subjects"][r.subject]["gates_tr"][r.run][r.valid] for r in recs])
+    learned = np.concatenate([g[r.valid] for g, r in zip(gates, recs)])
+    corr, recovery = analysis.match_experts(learned, true)
+    fig, ax = plt.subplots(figsize=(6, 2.6))
+    plotting.plot_matrix(corr, ax=ax, xlabel="learned expert", yticklabels=list(truth["mode_names"]),
+                         title="r(true mode gate, learned expert weight)", cmap="RdBu_r", vmin=-1, vmax=1)
+    plotting.save_figure(fig, "09_gate_recovery", fig_dir)
+    print(f"gate recovery (mean best |r| per true mode): {recovery:.3f}")
+
+# %% [markdown]
+# ## Summary
+
+# %%
+results = {
+    "gate_recovery": recovery,
+    "map_similarity": {f"{a}~{b}": float(similarity[i, j]) for i, a in enumerate(names) for j, b in enumerate(names) if i < j},
+    "content_selectivity": selectivity,
+    "mean_parcel_r": {b: float(np.nanmean(m)) for b, m in maps.items()},
+}
+project.write_results("09_visualisations", results, results_dir)
+results
