@@ -21,6 +21,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -353,6 +354,9 @@ class RidgeEncoder:
         self.models_, self.best_alphas_, self.mean_, self.scale_ = {}, {}, {}, {}
         previous = get_backend().name
         set_backend("numpy")
+        # One BLAS thread: these solves are small, and several OpenBLAS threads spinning against torch or
+        # another process on a 2-core machine made a fit take up to 100x longer (0.2 s vs 27 s measured).
+        blas = threadpool_limits(limits=1, user_api="blas")
         try:
             for s in expected:
                 recs = by_subject.get(s, [])
@@ -380,6 +384,7 @@ class RidgeEncoder:
                 self.models_[s], self.mean_[s], self.scale_[s] = model, mean, scale
                 self.best_alphas_[s] = np.asarray(model.best_alphas_)
         finally:
+            blas.restore_original_limits()
             set_backend(previous)
         return self
 
@@ -407,8 +412,10 @@ class RidgeEncoder:
         X = (self._design(record) - self.mean_[s]) / self.scale_[s]
         previous = get_backend().name
         set_backend("numpy")
+        blas = threadpool_limits(limits=1, user_api="blas")
         try:
             pred = self.models_[s].predict(X.astype(self.dtype))
         finally:
+            blas.restore_original_limits()
             set_backend(previous)
         return np.asarray(pred, dtype=np.float32)

@@ -222,7 +222,12 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\nAll {len(specs)} notebooks ran in {(time.perf_counter() - t_all) / 60:.1f} min at size {args.size!r}.")
     print("Key numbers (from results/*.json):")
     print(_summary(root / "results"))
-    print(f"\nExecuted notebooks: runs/{args.size}/   results: results/   figures: figures/")
+    if not args.only:
+        from mindlib import report
+
+        report.main([])
+    print(f"\nExecuted notebooks: runs/{args.size}/   results: results/   figures: figures/   "
+          "report: papers/reproduction.md")
     return 0
 
 

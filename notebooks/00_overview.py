@@ -51,7 +51,7 @@ size: str = "demo"  # synthetic study size: "smoke" | "demo" | "full"
 seed: int = 0  # seed of the synthetic study
 backbone: str = "tribe"  # feature store to show: "tribe" | "imagebind" | "qwen" | your own
 results_dir: str = "../results"  # where the results file goes
-fig_dir: str = "../figures"  # "" = show, don't save
+fig_dir: str = "../figures"  # empty string: show figures, save none
 
 # %%
 import matplotlib.pyplot as plt

@@ -31,9 +31,9 @@ seed: int = 0  # seed of the synthetic study
 backbone: str = "tribe"  # feature store to read: "tribe" | "imagebind" | "qwen" | your own
 tr_s: float = 1.49  # repetition time (s)
 feature_hz: float = 2.0  # rate of feature frames (Hz)
-lag_trs: int = 3  # haemodynamic lag in TRs (3 TRs = 4.47 s)
+lag_trs: int = 3  # haemodynamic lag in TRs (3 TRs is 4.47 s)
 results_dir: str = "../results"  # where the results file goes
-fig_dir: str = "../figures"  # "" = show, don't save
+fig_dir: str = "../figures"  # empty string: show figures, save none
 
 # %%
 import matplotlib.pyplot as plt

@@ -27,7 +27,7 @@ window: int = 100  # TRs per training window
 stride: int = 50  # TRs between window starts
 batch_size: int = 8  # B windows per batch
 results_dir: str = "../results"  # where the results file goes
-fig_dir: str = "../figures"  # "" = show, don't save
+fig_dir: str = "../figures"  # empty string: show figures, save none
 
 # %%
 import matplotlib.pyplot as plt

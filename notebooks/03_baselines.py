@@ -34,7 +34,7 @@ d_model: int = 128  # d, AFIRE token dim
 epochs: int = 15  # epochs per grid cell
 lrs: list = [1e-3, 3e-3]  # learning-rate grid, scored on validation
 results_dir: str = "../results"  # where the results file goes
-fig_dir: str = "../figures"  # "" = show, don't save
+fig_dir: str = "../figures"  # empty string: show figures, save none
 
 # %%
 import matplotlib.pyplot as plt

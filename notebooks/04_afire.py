@@ -31,7 +31,7 @@ d_model: int = 128  # d, AFIRE token dim
 epochs: int = 15  # training epochs
 modality_dropout: float = 0.2  # P(drop a modality of a training window) for the robust variant
 results_dir: str = "../results"  # where the results file goes
-fig_dir: str = "../figures"  # "" = show, don't save
+fig_dir: str = "../figures"  # empty string: show figures, save none
 
 # %%
 import matplotlib.pyplot as plt

@@ -37,7 +37,7 @@ top_k: int = 2  # K experts kept per token
 d_model: int = 128  # d, AFIRE token dim
 epochs: int = 15  # training epochs
 results_dir: str = "../results"  # where the results file goes
-fig_dir: str = "../figures"  # "" = show, don't save
+fig_dir: str = "../figures"  # empty string: show figures, save none
 
 # %%
 import matplotlib.pyplot as plt

@@ -38,11 +38,11 @@ epochs: int = 15  # epochs per grid cell
 lrs: list = [1e-3, 3e-3]  # learning-rate grid, scored on validation
 weight_decays: list = [1e-2]  # weight-decay grid, scored on validation
 batch_size: int = 8  # B windows per step
-isg_subjects: list = []  # leave-one-subject-out ISG for each of these subjects ([] = skip)
+isg_subjects: list = []  # leave-one-subject-out ISG for each of these subjects; empty list skips it
 device: str = "auto"  # "auto" | "cpu" | "cuda"
-tag: str = ""  # "" = results/06_train_mind.json; else results/runs/<tag>.json (notebook 08)
+tag: str = ""  # empty: results/06_train_mind.json, else results/runs/<tag>.json (notebook 08)
 results_dir: str = "../results"  # where the results file goes
-fig_dir: str = "../figures"  # "" = show, don't save
+fig_dir: str = "../figures"  # empty string: show figures, save none
 
 # %%
 from pathlib import Path

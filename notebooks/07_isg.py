@@ -41,7 +41,7 @@ epochs: int = 15  # training epochs
 lr: float = 3e-3  # learning rate (notebook 06's grid picks it for the tables)
 minutes: list = [0, 2, 5, 10]  # few-shot calibration budgets (minutes of the new subject's data)
 results_dir: str = "../results"  # where the results file goes
-fig_dir: str = "../figures"  # "" = show, don't save
+fig_dir: str = "../figures"  # empty string: show figures, save none
 
 # %%
 from dataclasses import replace

@@ -31,14 +31,14 @@ backbones: list = ["tribe", "imagebind", "qwen"]  # rows of Table 1, columns of 
 decoders: list = ["baseline", "mlp", "mmoe", "mind", "ridge"]  # Table 1 rows per backbone
 modes: list = ["token", "prior", "both"]  # Table 2 rows (SADGate router)
 seeds: list = [0]  # seeds per cell (mean ± spread when several)
-isg_subjects: list = ["sub-01"]  # held-out subjects for the ISG column; [] = skip
+isg_subjects: list = ["sub-01"]  # held-out subjects for the ISG column; empty list skips it
 d_model: int = 128  # d, AFIRE token dim
 epochs: int = 15  # epochs per grid cell
 lrs: list = [3e-3]  # learning-rate grid of every decoder
 device: str = "auto"  # "auto" | "cpu" | "cuda"
 rerun: bool = False  # re-execute cells whose results file already exists
 results_dir: str = "../results"  # where the results files go
-fig_dir: str = "../figures"  # "" = show, don't save
+fig_dir: str = "../figures"  # empty string: show figures, save none
 
 # %%
 import json

@@ -26,7 +26,7 @@ size: str = "demo"  # synthetic study size: "smoke" | "demo" | "full"
 backbones: list = ["tribe", "imagebind", "qwen"]  # MIND runs of notebook 08 to map
 seed: int = 0  # which seed's runs to show
 results_dir: str = "../results"  # where notebook 08 wrote its runs
-fig_dir: str = "../figures"  # "" = show, don't save
+fig_dir: str = "../figures"  # empty string: show figures, save none
 
 # %%
 from pathlib import Path

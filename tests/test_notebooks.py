@@ -28,8 +28,8 @@ def _finite_numbers(x):
     elif isinstance(x, list):
         for v in x:
             yield from _finite_numbers(v)
-    elif isinstance(x, float):
-        yield x
+    elif isinstance(x, int | float) and not isinstance(x, bool):
+        yield float(x)
 
 
 @pytest.mark.parametrize("spec", notebooks.NOTEBOOKS, ids=[nb.name for nb in notebooks.NOTEBOOKS])

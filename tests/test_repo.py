@@ -59,3 +59,16 @@ def test_notebooks_have_one_parameters_cell_and_no_path_hacks():
 def test_results_round_trip_writes_nan_as_null(tmp_path):
     write_results("x", {"a": 1.5, "b": float("nan"), "c": [1, 2]}, tmp_path)
     assert read_results("x", tmp_path) == {"a": 1.5, "b": None, "c": [1, 2]}
+
+
+def test_papermill_reads_every_parameter_with_its_help():
+    """`papermill --help-notebook` must see every parameter (a '=' inside a comment hides the line)."""
+    import jupytext
+    from papermill.translators import PythonTranslator
+
+    for py in sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.py")):
+        cell = next(c for c in jupytext.read(py).cells if "parameters" in c.metadata.get("tags", []))
+        lines = [ln for ln in cell.source.splitlines() if ln.strip() and not ln.lstrip().startswith("#")]
+        params = PythonTranslator.inspect({"source": cell.source})
+        assert len(params) == len(lines), f"{py.name}: papermill parsed {[p.name for p in params]} of {lines}"
+        assert all(p.help for p in params), f"{py.name}: every parameter needs a trailing comment"

@@ -1,0 +1,89 @@
+"""Gate read-outs: checked against numpy on hand-made cases."""
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from mindlib import analysis, data, models
+from mindlib.afire import AFIREConfig
+
+
+def _records(n_runs=2, T=130, dims={"a": 5, "b": 3}, S=2, V=7, seed=0):
+    rng = np.random.default_rng(seed)
+    feats = [{m: rng.standard_normal((T, F)).astype(np.float32) for m, F in dims.items()} for _ in range(n_runs)]
+    return [
+        data.RunRecord(subject=f"sub-0{s + 1}", subject_index=s, run=f"s01e0{i + 1}a", fmri=rng.standard_normal((T, V)).astype(np.float32),
+                       features=feats[i], valid=np.ones(T, bool))
+        for s in range(S) for i in range(n_runs)
+    ]
+
+
+def _mind(dims={"a": 5, "b": 3}, S=2, V=7, E=4, K=2):
+    torch.manual_seed(0)
+    return models.build_model("mind", AFIREConfig(modalities=dims, d_model=8), S, V, n_experts=E, top_k=K).eval()
+
+
+def test_gate_runs_cover_every_tr_and_rows_sum_to_one():
+    recs = _records()
+    gates = analysis.gate_runs(_mind(), recs, window=50)
+    assert [g.shape for g in gates] == [(130, 4)] * len(recs)
+    np.testing.assert_allclose(np.concatenate(gates).sum(1), 1.0, atol=1e-5)
+
+
+def test_subject_priors_match_numpy_softmax():
+    model = _mind()
+    with torch.no_grad():
+        model.gate.subject_bias.copy_(torch.tensor([[1.0, 0, 0, 0], [0, 0, 2.0, 0]]))
+        model.gate.global_logits.copy_(torch.tensor([0.5, 0, 0, 0]))
+    logits = np.array([[1.5, 0, 0, 0], [0.5, 0, 2.0, 0]])
+    expected = np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
+    np.testing.assert_allclose(analysis.subject_priors(model), expected, rtol=1e-6)
+
+
+def test_usage_by_label_hand_case():
+    gates = [np.array([[1.0, 0.0], [0.0, 1.0], [0.5, 0.5]])]
+    labels = [np.array([0, 1, 0])]
+    usage = analysis.usage_by_label(gates, labels, 3)
+    np.testing.assert_allclose(usage[:2], [[0.75, 0.25], [0.0, 1.0]])
+    assert np.isnan(usage[2]).all()
+    masked = analysis.usage_by_label(gates, labels, 2, valid=[np.array([True, True, False])])
+    np.testing.assert_allclose(masked, [[1.0, 0.0], [0.0, 1.0]])
+
+
+def test_match_experts_recovers_a_permutation():
+    rng = np.random.default_rng(1)
+    true = rng.random((400, 3))
+    learned = np.concatenate([true[:, [2, 0, 1]], np.full((400, 1), 0.25)], axis=1)  # + a constant expert
+    corr, recovery = analysis.match_experts(learned + 0.01 * rng.standard_normal(learned.shape), true)
+    assert recovery > 0.99
+    assert corr.shape == (3, 4)
+    np.testing.assert_allclose(corr[0, 1], np.corrcoef(true[:, 0], learned[:, 1] + 0)[0, 1], atol=0.01)
+    _, none = analysis.match_experts(rng.random((400, 4)), true)
+    assert none < 0.2
+
+
+def test_speech_labels_follow_the_lagged_window(tmp_path):
+    root = tmp_path
+    path = root / "stimuli/transcripts/friends/s1/friends_s01e01a.tsv"
+    path.parent.mkdir(parents=True)
+    rows = [{"text_per_tr": "", "words_per_tr": "[]", "onsets_per_tr": "[]", "durations_per_tr": "[]"}] * 8
+    rows[2] = {"text_per_tr": "hi", "words_per_tr": "['hi']", "onsets_per_tr": "[3.2]", "durations_per_tr": "[0.3]"}
+    pd.DataFrame(rows).to_csv(path, sep="\t", index=False)
+    rec = data.RunRecord("sub-01", 0, "s01e01a", np.zeros((8, 2), np.float32), {}, np.ones(8, bool))
+    # a word at 3.2 s is read by the TR whose lagged window [1.49 t - 4.47, 1.49 (t + 1) - 4.47) holds it: t = 5
+    np.testing.assert_array_equal(analysis.speech_labels(root, rec), [0, 0, 0, 0, 0, 1, 0, 0])
+
+
+def test_without_modalities_equals_an_explicit_mask():
+    model = _mind()
+    recs = _records(n_runs=1, S=1)
+    feats = {m: torch.as_tensor(x[None, :50]) for m, x in recs[0].features.items()}
+    subject = torch.zeros(1, dtype=torch.long)
+    masked = model(feats, subject, modality_mask=torch.tensor([[True, False]])).pred
+    wrapped = analysis.WithoutModalities(model, ["b"])(feats, subject).pred
+    torch.testing.assert_close(wrapped, masked)
+    with pytest.raises(ValueError, match="unknown modalities"):
+        analysis.WithoutModalities(model, ["c"])
+    with pytest.raises(ValueError, match="at least one modality"):
+        analysis.WithoutModalities(model, ["a", "b"])
