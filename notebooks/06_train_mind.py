@@ -40,6 +40,7 @@ weight_decays: list = [1e-2]  # weight-decay grid, scored on validation
 batch_size: int = 8  # B windows per step
 isg_subjects: list = []  # leave-one-subject-out ISG for each of these subjects; empty list skips it
 device: str = "auto"  # "auto" | "cpu" | "cuda"
+num_threads: int = 0  # torch CPU threads; 0 leaves the default
 tag: str = ""  # empty: results/06_train_mind.json, else results/runs/<tag>.json (notebook 08)
 results_dir: str = "../results"  # where the results file goes
 fig_dir: str = "../figures"  # empty string: show figures, save none
@@ -49,8 +50,12 @@ from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
+import torch
 
 from mindlib import data, experiment, plotting, project, synthetic
+
+if num_threads > 0:
+    torch.set_num_threads(num_threads)
 
 root = project.resolve_dataset(dataset, size=size, seed=0)
 config = experiment.config_from_params(**{k: v for k, v in globals().items() if not k.startswith("_")})

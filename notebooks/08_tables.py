@@ -36,12 +36,15 @@ d_model: int = 128  # d, AFIRE token dim
 epochs: int = 15  # epochs per grid cell
 lrs: list = [3e-3]  # learning-rate grid of every decoder
 device: str = "auto"  # "auto" | "cpu" | "cuda"
+workers: int = 2  # notebook 06 executions at a time, each on cores/workers torch threads
 rerun: bool = False  # re-execute cells whose results file already exists
 results_dir: str = "../results"  # where the results files go
 fig_dir: str = "../figures"  # empty string: show figures, save none
 
 # %%
 import json
+import os
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -61,7 +64,8 @@ def cell(backbone: str, decoder: str, mode: str, seed: int) -> dict:
     if rerun or not path.exists():
         params = dict(dataset=dataset, size=size, seed=seed, backbone=backbone, decoder=decoder, mode=mode,
                       d_model=d_model, epochs=epochs, lrs=lrs, device=device, tag=tag, results_dir=str(results_path),
-                      fig_dir="", isg_subjects=isg_subjects if decoder != "ridge" else [])
+                      fig_dir="", isg_subjects=isg_subjects if decoder != "ridge" else [],
+                      num_threads=max(1, (os.cpu_count() or 1) // workers))
         notebooks.execute(nb06, size, out_dir=runs_dir, parameters=params, out_name=tag)
         print(f"ran {tag}", flush=True)
     return json.loads(path.read_text())
@@ -71,7 +75,13 @@ def cell(backbone: str, decoder: str, mode: str, seed: int) -> dict:
 # ## Table 1: decoders × backbones
 
 # %%
-rows = [cell(b, d, "both", s) for b in backbones for d in decoders for s in seeds]
+def run_cells(specs: list[tuple]) -> list[dict]:
+    """Execute cells ``workers`` at a time (each in its own kernel); results in the order given."""
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        return list(pool.map(lambda spec: cell(*spec), specs))
+
+
+rows = run_cells([(b, d, "both", s) for b in backbones for d in decoders for s in seeds])
 t1 = pd.DataFrame(rows)
 metrics = ["val_r", "val_spearman", "val_r2", "test_r", "isg_r"]
 metrics = [m for m in metrics if m in t1]
@@ -95,7 +105,7 @@ table1
 # ## Table 2: SADGate router ablation (MIND)
 
 # %%
-rows2 = [cell(b, "mind", m, s) for b in backbones for m in modes for s in seeds]
+rows2 = run_cells([(b, "mind", m, s) for b in backbones for m in modes for s in seeds])
 t2 = pd.DataFrame(rows2)
 agg2 = t2.groupby(["mode", "backbone"], sort=False)["val_r"].agg(["mean", "std", "count"])
 table2 = agg2.apply(lambda r: f"{r['mean']:.3f}" if r["count"] < 2 else f"{r['mean']:.3f} ± {r['std']:.3f}", axis=1)
