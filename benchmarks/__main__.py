@@ -2,7 +2,7 @@
 
 Runs the benchmark suite (``make bench``), prints each table with the device it ran on and writes
 ``benchmarks/results/{head,gflops,scaling,train_step,train_fit}.csv`` and ``scaling.png``. About
-10 minutes on 2 CPU cores in full; ``--quick`` is a one-to-two-minute check at reduced sizes.
+3 minutes on an idle 2-core CPU in full (budget: under 10); ``--quick`` takes under a minute.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ import torch
 
 from . import bench_head, bench_train
 from .common import (
+    MIN_SHARE,
     RESULTS_DIR,
     cpu_share,
     device_description,
@@ -66,13 +67,13 @@ def plan(quick: bool) -> Plan:
     return Plan(
         head_shape=bench_head.HeadShape(),
         head_experts=(6, 8),
-        head_repeats=5,
-        scaling_base=bench_head.HeadShape(B=4),
+        head_repeats=7,
+        scaling_base=bench_head.HeadShape(B=8),
         scaling_axes=dict(bench_head.SCALING_AXES),
         scaling_repeats=3,
         step_sizes=bench_train.step_sizes(quick=False),
         step_repeats=3,
-        fit_epochs=2,
+        fit_epochs=5,
     )
 
 
@@ -81,8 +82,8 @@ def readme_block(head: pd.DataFrame, device: str, share: float | None = None) ->
     first = head.iloc[0]
     return "\n".join(
         [
-            f"MIND's expert head at the authors' shape (B = {first.B} windows × T = {first.T} TRs, "
-            f"d = {first.d}, V = {first.V}): sparse dispatch (`Experts.sparse`, only the K chosen experts) "
+            f"MIND's expert head at the authors' shape (B = {first['B']} windows × T = {first['T']} TRs, "
+            f"d = {first['d']}, V = {first['V']}): sparse dispatch (`Experts.sparse`, only the K chosen experts) "
             "vs the dense formula (every expert, then the weighted sum). Median times; GFLOP/s counts the "
             "useful work 2·N·K·d·V (×3 with backward) and is compared with a plain `(N·K, d) @ (d, V)` "
             "matmul in the same run; saved MB = activations kept for backward.",
@@ -97,13 +98,19 @@ def readme_block(head: pd.DataFrame, device: str, share: float | None = None) ->
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks",
+        description="mindlib performance benchmarks: MIND's expert head (sparse vs dense dispatch), its "
+        "scaling over E, K, V, d, and the cost of training. Tables are printed and written to "
+        "benchmarks/results/*.csv.",
+    )
     parser.add_argument("--quick", action="store_true", help="reduced sizes and repeats (a quick check)")
     parser.add_argument("--only", choices=BENCHMARKS, action="append", help="run only this one (repeatable)")
     parser.add_argument("--device", choices=("cpu", "cuda"), default=None, help="default: cuda if available")
     parser.add_argument(
         "--update-readme", action="store_true", help="rewrite README's perf block (needs head)"
     )
+    parser.add_argument("--force-readme", action="store_true", help="update the README even from a busy CPU")
     parser.add_argument("--results-dir", type=Path, default=RESULTS_DIR, help=f"default {RESULTS_DIR}")
     args = parser.parse_args(argv)
 
@@ -197,7 +204,10 @@ def main(argv: list[str] | None = None) -> int:
         def do_fit() -> None:
             with cpu_share() as usage:
                 fit = bench_train.run_fit(device, "demo", epochs=p.fit_epochs)
-            notes = ["mindlib.train.fit, default TrainConfig but epochs; epoch seconds include validation"]
+            notes = [
+                "mindlib.train.fit, default TrainConfig but epochs; epoch seconds include validation; "
+                "build_s is ~0 when the study already existed (make_study is idempotent)"
+            ]
             print_table("4b. fit on the demo synthetic study", fit, desc, notes, usage["share"])
             write_csv(fit, "train_fit", desc, out, usage["share"])
 
@@ -207,6 +217,16 @@ def main(argv: list[str] | None = None) -> int:
     if args.update_readme:
         if head is None:
             print("--update-readme: the README block needs the head benchmark; run with --only head (or all)")
+        elif (
+            device.type == "cpu"
+            and head_share is not None
+            and head_share < MIN_SHARE
+            and not args.force_readme
+        ):
+            print(
+                f"--update-readme: README not edited: the head benchmark got {head_share:.2f} of its CPU threads "
+                f"(other processes were running); rerun on an idle machine, or add --force-readme"
+            )
         elif update_readme(README, readme_block(head, desc, head_share)):
             print(f"updated the perf block of {README}")
         else:

@@ -338,7 +338,7 @@ def gflops_table(head: pd.DataFrame) -> pd.DataFrame:
 
 def run_scaling(
     device: torch.device,
-    base: HeadShape = HeadShape(B=4),
+    base: HeadShape = HeadShape(),
     axes: Mapping[str, Sequence[int]] = SCALING_AXES,
     repeats: int = 3,
     warmup: int = 1,

@@ -31,6 +31,7 @@ RESULTS_DIR = Path(__file__).resolve().parent / "results"  # git-ignored
 README_START = "<!-- perf:start -->"
 README_END = "<!-- perf:end -->"
 MB = 1024.0**2
+MIN_SHARE = 0.85  # CPU share below which a table is flagged as measured on a busy machine
 
 
 # ------------------------------------------------------------------------------------------ device
@@ -236,7 +237,7 @@ def print_table(
     print(f"\n## {title}")
     print(f"device: {device}; load average {load_average():.2f} over {machine_threads()} cores")
     if share is not None:
-        warn = "" if share >= 0.85 else "  <- other processes shared the cores: rerun on an idle machine"
+        warn = "" if share >= MIN_SHARE else "  <- other processes shared the cores: rerun on an idle machine"
         print(f"CPU share while measuring: {share:.2f} (CPU time / (wall x threads)){warn}")
     for note in notes:
         print(note)

@@ -107,6 +107,7 @@ def test_readme_block_is_the_only_thing_replaced(tmp_path, head):
     assert readme.read_text() == "no markers here\n"
     block = readme_block(head, "cpu test")
     assert "| E |" in block and "python -m benchmarks" in block
+    assert "(B = 2 windows × T = 5 TRs, d = 12, V = 7)" in block
 
 
 def test_markdown_table_and_csv(tmp_path):
