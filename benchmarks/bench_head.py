@@ -1,19 +1,17 @@
 """MIND's expert head: sparse dispatch vs the dense formula (SPEC §6; paper §2.4, Eq. 4).
 
 The head maps tokens ``x`` (B, T, d) and SADGate's routing to parcels (B, T, V):
-``ŷ_t = Σ_e w_{t,e} f_e(x_t)``. :mod:`mindlib.mind` computes it two ways, and both are timed here
-through mindlib's own code:
+``ŷ_t = Σ_e w_{t,e} f_e(x_t)``. Both rows below call :meth:`mindlib.mind.Experts.mix`, the method
+``MIND.forward`` runs, so the benchmark times exactly the model's code:
 
-- ``dense``: ``einsum('bte,btev->btv', gate.weights, Experts.dense(x))`` — every expert on every
-  token, then the weighted sum (the line ``MIND.forward`` runs for ``dispatch="dense"``);
-- ``sparse``: ``Experts.sparse(x, gate.topk_idx, gate.topk_weights)`` — only the K chosen experts
-  per token (``dispatch="sparse"``, the default).
+- ``dense``: ``Experts.mix(x, gate, "dense")`` — every expert on every token, then the weighted sum
+  (``dispatch="dense"``);
+- ``sparse``: ``Experts.mix(x, gate, "sparse")`` — only the K chosen experts per token, grouped by
+  expert (``dispatch="sparse"``, the default).
 
 Two references give the numbers a scale: ``dense-1gemm`` (the dense formula with the experts stored
 as one (d, E·V) matrix, i.e. the best a dense path can do with one GEMM) and ``matmul`` (a plain
-``(N·K, d) @ (d, V)``, the same useful work as the sparse path in one call, N = B·T). A third
-candidate, ``sparse-proto`` (:mod:`benchmarks.sparse_proto`), is a leaner sparse dispatch proposed
-for mind.py.
+``(N·K, d) @ (d, V)``, the same useful work as the sparse path in one call, N = B·T).
 
 Useful work of the sparse head: ``2·N·K·d·V`` FLOPs forward, 3x that forward+backward (grads of the
 tokens and of the expert weights). Dropout on the expert input is left out (it is the same for both
@@ -38,9 +36,8 @@ from mindlib.mind import Experts
 from mindlib.sadgate import SADGate, SADGateConfig
 
 from .common import MB, cuda_peak_bytes, round_robin_times, saved_bytes
-from .sparse_proto import sparse_linear_experts
 
-PATHS = ("dense", "dense-1gemm", "sparse", "sparse-proto", "matmul")  # rows of the head table
+PATHS = ("dense", "dense-1gemm", "sparse", "matmul")  # rows of the head table
 PASSES = ("forward", "forward+backward")
 SCALING_AXES: dict[str, tuple[int, ...]] = {  # one axis varied at a time around the authors' shape
     "E": (2, 4, 8, 16, 32),
@@ -101,6 +98,9 @@ class HeadCase:
         self.weights = routing.weights.clone().requires_grad_()  # (B, T, E), K non-zeros per token
         self.topk_idx = routing.topk_idx.clone()  # (B, T, K)
         self.topk_weights = routing.topk_weights.clone().requires_grad_()  # (B, T, K)
+        self.gate = routing._replace(
+            weights=self.weights, topk_idx=self.topk_idx, topk_weights=self.topk_weights
+        )
         # dense-1gemm reference: the experts as one (d, E·V) matrix, built once (not timed)
         self.w_cat = self.experts.weight.detach().permute(1, 0, 2).reshape(d, E * V).clone().requires_grad_()
         self.grad_out = torch.randn(B, T, V, device=device)
@@ -109,17 +109,14 @@ class HeadCase:
         self.b = self.experts.weight[0].detach().clone().requires_grad_()  # (d, V)
         self.grad_ab = torch.randn(shape.N * K, V, device=device)
 
-    # the four paths ------------------------------------------------------------------------
+    # the paths -----------------------------------------------------------------------------
     def dense(self) -> Tensor:
-        """MIND's dense formula: every expert on every token, then the gate-weighted sum (B, T, V)."""
-        return torch.einsum("bte,btev->btv", self.weights, self.experts.dense(self.x))
+        """MIND's dense formula, ``Experts.mix(x, gate, "dense")`` (B, T, V)."""
+        return self.experts.mix(self.x, self.gate, "dense")
 
     def sparse(self) -> Tensor:
-        """MIND's sparse dispatch, as ``MIND.forward`` calls it (B, T, V)."""
-        B, T, d = self.x.shape
-        return self.experts.sparse(
-            self.x.reshape(B * T, d), self.topk_idx.reshape(B * T, -1), self.topk_weights.reshape(B * T, -1)
-        ).reshape(B, T, -1)
+        """MIND's sparse dispatch, ``Experts.mix(x, gate, "sparse")`` as ``MIND.forward`` calls it (B, T, V)."""
+        return self.experts.mix(self.x, self.gate, "sparse")
 
     def dense_1gemm(self) -> Tensor:
         """Dense reference with the experts as one GEMM: (N, d) @ (d, E·V), then the weighted sum."""
@@ -127,17 +124,6 @@ class HeadCase:
         E, V = self.shape.E, self.shape.V
         y = (self.x.reshape(B * T, d) @ self.w_cat).reshape(B, T, E, V) + self.experts.bias
         return torch.einsum("bte,btev->btv", self.weights, y)
-
-    def sparse_proto(self) -> Tensor:
-        """The prototype in :mod:`benchmarks.sparse_proto` (a proposal for mind.py), (B, T, V)."""
-        B, T, d = self.x.shape
-        return sparse_linear_experts(
-            self.x.reshape(B * T, d),
-            self.topk_idx.reshape(B * T, -1),
-            self.topk_weights.reshape(B * T, -1),
-            self.experts.weight,
-            self.experts.bias,
-        ).reshape(B, T, -1)
 
     def matmul(self) -> Tensor:
         """Plain (N·K, d) @ (d, V): the sparse path's useful work in one call."""
@@ -149,7 +135,6 @@ class HeadCase:
             "dense": self.dense,
             "sparse": self.sparse,
             "dense-1gemm": self.dense_1gemm,
-            "sparse-proto": self.sparse_proto,
             "matmul": self.matmul,
         }[path]()
 
@@ -158,7 +143,7 @@ class HeadCase:
         ex = self.experts
         if path == "dense":
             return [self.x, ex.weight, ex.bias, self.weights], self.grad_out
-        if path in ("sparse", "sparse-proto"):
+        if path == "sparse":
             return [self.x, ex.weight, ex.bias, self.topk_weights], self.grad_out
         if path == "dense-1gemm":
             return [self.x, self.w_cat, ex.bias, self.weights], self.grad_out

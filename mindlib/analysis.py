@@ -116,6 +116,25 @@ def speech_labels(root, record, tr_s: float = align.TR_S, lag_trs: float = align
     return ((on[None, :] >= lo[:, None]) & (on[None, :] < hi[:, None])).any(1).astype(int)
 
 
+def content_labels(root, records: Sequence) -> tuple[list[np.ndarray], list[str]]:
+    """Content label of every TR of each record, and the label names.
+
+    On the synthetic study: the true content type driving each TR (``ground_truth``). On real data, which
+    has no content labels: speech vs no speech from the transcripts (:func:`speech_labels`).
+
+    Returns
+    -------
+    labels : list of ndarray of shape (T,), ints
+    names : list of str
+    """
+    from mindlib import synthetic
+
+    if synthetic.study_json_path(root).exists():
+        truth = synthetic.load_ground_truth(root, subjects=sorted({r.subject for r in records}))
+        return [truth["subjects"][r.subject]["content_tr"][r.run] for r in records], list(truth["content_types"])
+    return [speech_labels(root, r) for r in records], ["no speech", "speech"]
+
+
 class WithoutModalities(torch.nn.Module):
     """A decoder that sees some modalities as missing at inference (AFIRE's missing-modality mask).
 

@@ -44,7 +44,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
-from mindlib import analysis, data, experiment, plotting, project, sadgate, synthetic
+from mindlib import analysis, data, experiment, plotting, project, sadgate
 
 root = project.resolve_dataset(dataset, size=size, seed=0)
 torch.manual_seed(seed)
@@ -65,11 +65,14 @@ for s in (0, 1):
     W_r, b_r = gate.router.weight.detach().numpy(), gate.router.bias.detach().numpy()
     e_s = gate.subject_embedding.weight[s].detach().numpy()
     logits = W_r @ (x[0, 0].numpy() + e_s) + b_r
-    p = np.exp(logits - logits.max()); p /= p.sum()
-    prior = np.exp(gate.subject_bias[s].detach().numpy()); prior /= prior.sum()
+    p = np.exp(logits - logits.max())
+    p /= p.sum()
+    prior = np.exp(gate.subject_bias[s].detach().numpy())
+    prior /= prior.sum()
     m = p * prior
     keep = np.argsort(m)[-cfg.top_k:]
-    w = np.zeros_like(m); w[keep] = m[keep] / m[keep].sum()
+    w = np.zeros_like(m)
+    w[keep] = m[keep] / m[keep].sum()
     print(f"subject {s}: p = {np.round(p, 3)}  π_s = {np.round(prior, 3)}")
     print(f"           w (numpy) = {np.round(w, 3)}   w (SADGate) = {np.round(out.weights[0, 0].detach().numpy(), 3)}")
     np.testing.assert_allclose(out.weights[0, 0].detach().numpy(), w, rtol=1e-5, atol=1e-6)
@@ -87,9 +90,11 @@ for s in (0, 1):
 B, T, E, K = 4, 50, 8, 2
 uniform = sadgate.SADGate(sadgate.SADGateConfig(d_model=6, n_subjects=1, n_experts=E, top_k=K))
 with torch.no_grad():
-    uniform.router.weight.zero_(); uniform.router.bias.zero_()
+    uniform.router.weight.zero_()
+    uniform.router.bias.zero_()
     balanced = uniform(torch.randn(B, T, 6), torch.zeros(B, dtype=torch.long))
-    uniform.router.bias[0] = 8.0; uniform.router.bias[1] = 7.0  # collapse onto experts 0 and 1
+    uniform.router.bias[0] = 8.0  # collapse onto experts 0 and 1
+    uniform.router.bias[1] = 7.0
     collapsed = uniform(torch.randn(B, T, 6), torch.zeros(B, dtype=torch.long))
 print(f"L_bal, uniform router: {sadgate.balance_loss(balanced).item():.3f}   "
       f"collapsed router: {sadgate.balance_loss(collapsed).item():.3f}")
@@ -124,17 +129,10 @@ plotting.save_figure(fig, "05_gate_run", fig_dir)
 
 # %%
 priors = analysis.subject_priors(model)
-is_synthetic = synthetic.study_json_path(root).exists()
 fig, axes = plt.subplots(1, 2, figsize=(10, 3))
 plotting.plot_matrix(priors, ax=axes[0], xlabel="expert", ylabel="subject", yticklabels=list(study.subjects),
                      title="subject prior softmax(g + B_s)")
-if is_synthetic:
-    truth = synthetic.load_ground_truth(root)
-    labels = [truth["subjects"][r.subject]["content_tr"][r.run] for r in val]
-    names = list(truth["content_types"])
-else:
-    labels = [analysis.speech_labels(root, r) for r in val]
-    names = ["no speech", "speech"]
+labels, names = analysis.content_labels(root, val)  # true content types, or speech vs none on real data
 usage = analysis.usage_by_label(gates, labels, len(names), valid=[r.valid for r in val])
 plotting.plot_matrix(usage, ax=axes[1], xlabel="expert", yticklabels=names, title="mean gate weight per content")
 plotting.save_figure(fig, "05_priors_usage", fig_dir)

@@ -73,13 +73,7 @@ model, config = experiment.load(Path(results_dir) / "models" / f"{tags[first]}.p
 recs = study.select("test") or study.select("val")
 gates = analysis.gate_runs(model, recs)
 is_synthetic = synthetic.study_json_path(root).exists()
-if is_synthetic:
-    truth = synthetic.load_ground_truth(root)
-    labels = [truth["subjects"][r.subject]["content_tr"][r.run] for r in recs]
-    label_names = list(truth["content_types"])
-else:
-    labels = [analysis.speech_labels(root, r) for r in recs]
-    label_names = ["no speech", "speech"]
+labels, label_names = analysis.content_labels(root, recs)  # true content types, or speech vs none on real data
 usage = analysis.usage_by_label(gates, labels, len(label_names), valid=[r.valid for r in recs])
 priors = analysis.subject_priors(model)
 fig, axes = plt.subplots(1, 2, figsize=(11, 3))
@@ -98,6 +92,7 @@ print(f"content selectivity of experts (mean coefficient of variation across con
 # %%
 recovery = None
 if is_synthetic:
+    truth = synthetic.load_ground_truth(root)
     true = np.concatenate([truth["subjects"][r.subject]["gates_tr"][r.run][r.valid] for r in recs])
     learned = np.concatenate([g[r.valid] for g, r in zip(gates, recs)])
     corr, recovery = analysis.match_experts(learned, true)

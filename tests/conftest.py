@@ -29,3 +29,15 @@ def smoke_study(studies_dir):
     from mindlib.project import resolve_dataset
 
     return resolve_dataset("synthetic", size="smoke", seed=0)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def one_torch_thread():
+    """Unit tests use tiny tensors: one torch thread avoids OpenMP spin-waiting on a 2-core machine
+    (measured 50x faster when another process is busy). Notebook kernels are separate processes."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

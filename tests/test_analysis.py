@@ -8,8 +8,10 @@ import torch
 from mindlib import analysis, data, models
 from mindlib.afire import AFIREConfig
 
+DIMS = {"a": 5, "b": 3}
 
-def _records(n_runs=2, T=130, dims={"a": 5, "b": 3}, S=2, V=7, seed=0):
+
+def _records(n_runs=2, T=130, dims=DIMS, S=2, V=7, seed=0):
     rng = np.random.default_rng(seed)
     feats = [{m: rng.standard_normal((T, F)).astype(np.float32) for m, F in dims.items()} for _ in range(n_runs)]
     return [
@@ -19,7 +21,7 @@ def _records(n_runs=2, T=130, dims={"a": 5, "b": 3}, S=2, V=7, seed=0):
     ]
 
 
-def _mind(dims={"a": 5, "b": 3}, S=2, V=7, E=4, K=2):
+def _mind(dims=DIMS, S=2, V=7, E=4, K=2):
     torch.manual_seed(0)
     return models.build_model("mind", AFIREConfig(modalities=dims, d_model=8), S, V, n_experts=E, top_k=K).eval()
 

@@ -1,19 +1,13 @@
 """The benchmark suite runs at toy sizes and returns well-formed tables (no timing is checked)."""
 
 import math
-import sys
-from pathlib import Path
 
 import pandas as pd
 import pytest
 import torch
 
-ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:  # `pytest` run as a script does not put the repository root on sys.path
-    sys.path.insert(0, str(ROOT))
-
-from benchmarks import bench_head, bench_train, common  # noqa: E402
-from benchmarks.__main__ import main, plan, readme_block  # noqa: E402
+from benchmarks import bench_head, bench_train, common  # importable via pytest pythonpath = ["."]
+from benchmarks.__main__ import main, plan, readme_block
 
 CPU = torch.device("cpu")
 TOY = bench_head.HeadShape(B=2, T=5, d=12, V=7, E=4, K=2)
@@ -131,3 +125,21 @@ def test_cpu_share_and_round_robin_times():
         times = common.round_robin_times({"a": lambda: sum(range(1000)), "b": lambda: None}, CPU, repeats=3)
     assert set(times) == {"a", "b"} and all(len(t) == 3 and min(t) >= 0 for t in times.values())
     assert usage["share"] >= 0 and usage["seconds"] > 0
+
+
+def test_head_times_the_models_own_mix(monkeypatch):
+    """The dense and sparse rows run ``Experts.mix``, the method ``MIND.forward`` calls."""
+    from mindlib.mind import Experts
+
+    calls = []
+    mix = Experts.mix
+
+    def spy(self, x, gate, dispatch="sparse"):
+        calls.append(dispatch)
+        return mix(self, x, gate, dispatch)
+
+    monkeypatch.setattr(Experts, "mix", spy)
+    case = bench_head.HeadCase(TOY, CPU)
+    case.forward_only("dense")
+    case.forward_backward("sparse")
+    assert calls == ["dense", "sparse"]

@@ -1,97 +1,30 @@
 """mindlib.isg: leave-one-subject-out, swap ISG and few-shot calibration on a tiny planted problem."""
 
 from dataclasses import replace
-from types import SimpleNamespace
-from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
 import pytest
 import torch
-from torch import nn
 
 from mindlib import isg, train
-from mindlib.data import RunRecord
 from mindlib.train import TrainConfig
+from tests.stand_ins import MODALITIES, TinyDecoder, V, planted_records, planted_weights
 
-MODALITIES = {"video": 6, "text": 4}
-V = 5
 SUBJECTS = ("sub-01", "sub-02", "sub-03")
 SPLITS = {"train": ("s01e01a", "s01e01b", "bourne01"), "val": ("s01e02a",), "test": ("s01e03a",)}
-
-
-class TinyOutput(NamedTuple):
-    pred: torch.Tensor
-    gate: None
-    aux_loss: torch.Tensor
-
-
-class TinyDecoder(nn.Module):
-    """Stand-in decoder obeying the contract: linear readout, per-subject gain and bias rows."""
-
-    def __init__(self, n_subjects=3, dropout=0.1):
-        super().__init__()
-        self.config = SimpleNamespace(
-            afire=SimpleNamespace(modalities=tuple(MODALITIES.items())), n_parcels=V
-        )
-        self.readout = nn.ModuleDict({m: nn.Linear(f, V) for m, f in MODALITIES.items()})
-        self.drop = nn.Dropout(dropout)
-        self.subject_gain = nn.Parameter(torch.ones(n_subjects, V))
-        self.subject_bias = nn.Parameter(torch.zeros(n_subjects, V))
-
-    @property
-    def n_subjects(self):
-        return self.subject_bias.shape[0]
-
-    def forward(self, features, subject, modality_mask=None):
-        h = sum(self.readout[m](self.drop(x)) for m, x in features.items())  # (B, T, V)
-        pred = h * self.subject_gain[subject][:, None] + self.subject_bias[subject][:, None]
-        return TinyOutput(pred, None, 1e-3 * self.subject_bias.pow(2).sum())
-
-    @torch.no_grad()
-    def add_subject(self):
-        S = self.n_subjects
-        self.subject_gain = nn.Parameter(
-            torch.cat([self.subject_gain, self.subject_gain.mean(0, keepdim=True)])
-        )
-        self.subject_bias = nn.Parameter(
-            torch.cat([self.subject_bias, self.subject_bias.mean(0, keepdim=True)])
-        )
-        return S
-
-    def subject_parameters(self):
-        return [self.subject_gain, self.subject_bias]
 
 
 def make_split_records(n_trs=40, noise=0.5, seed=0):
     """{split: records} with fmri = Σ_m X_m W_m · gain_s + bias_s + noise (shared W: subjects generalise)."""
     rng = np.random.default_rng(seed)
-    weights = {m: rng.normal(size=(f, V)) / np.sqrt(f) for m, f in MODALITIES.items()}
-    out = {}
-    for split, runs in SPLITS.items():
-        out[split] = []
-        for run_i, run in enumerate(runs):
-            feats = {m: rng.normal(size=(n_trs + run_i, f)).astype(np.float32) for m, f in MODALITIES.items()}
-            for s_i, subject in enumerate(SUBJECTS):
-                signal = sum(feats[m] @ weights[m] for m in MODALITIES) * (1.0 + 0.3 * s_i) + 0.5 * s_i
-                fmri = (signal + noise * rng.normal(size=signal.shape)).astype(np.float32)
-                valid = np.ones(len(fmri), dtype=bool)
-                valid[:3] = False
-                out[split].append(RunRecord(subject, s_i, run, fmri, feats, valid))
-    return out
+    weights = planted_weights(rng)
+    return {split: planted_records(SUBJECTS, runs, weights, rng, n_trs=n_trs, noise=noise, gain_step=0.3, bias_step=0.5)
+            for split, runs in SPLITS.items()}
 
 
 CFG = TrainConfig(epochs=4, batch_size=4, window=16, stride=8, lr=5e-2, device="cpu", progress=False)
 CALIB = TrainConfig(epochs=3, batch_size=2, window=16, stride=8, lr=5e-2, device="cpu", progress=False)
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny tensors: one thread avoids OpenMP spin-waiting on a busy 2-core machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")
@@ -126,7 +59,7 @@ def test_loso_end_to_end(splits):
 
 def test_cross_subject_swap_table(splits):
     torch.manual_seed(0)
-    model = train.fit(TinyDecoder(), splits["train"], splits["val"], CFG).model
+    model = train.fit(TinyDecoder(n_subjects=len(SUBJECTS)), splits["train"], splits["val"], CFG).model
     out = isg.cross_subject_swap(model, splits["test"], window=16)
     assert isinstance(out.table, pd.DataFrame)
     assert list(out.table.columns) == ["true_subject", "used_subject", "r"]

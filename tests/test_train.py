@@ -3,94 +3,28 @@
 import json
 from dataclasses import replace
 from types import SimpleNamespace
-from typing import NamedTuple
 
 import numpy as np
 import pytest
 import torch
 from scipy import stats
-from torch import nn
 
 from mindlib import metrics, train
 from mindlib.data import RunRecord
 from mindlib.train import TrainConfig
+from tests.stand_ins import MODALITIES, TinyDecoder, V, planted_records, planted_weights
 
-MODALITIES = {"video": 6, "text": 4}
-V = 5
 TRAIN_RUNS = ("s01e01a", "s01e01b", "bourne01")
 VAL_RUNS = ("s01e02a",)
-
-
-class TinyOutput(NamedTuple):
-    pred: torch.Tensor
-    gate: None
-    aux_loss: torch.Tensor
-
-
-class TinyDecoder(nn.Module):
-    """Stand-in decoder obeying the contract: per-modality linear readout, per-subject gain and bias."""
-
-    def __init__(self, modalities=MODALITIES, n_subjects=2, n_parcels=V, dropout=0.2):
-        super().__init__()
-        self.config = SimpleNamespace(
-            afire=SimpleNamespace(modalities=tuple(modalities.items())), n_parcels=n_parcels
-        )
-        self.readout = nn.ModuleDict({m: nn.Linear(f, n_parcels) for m, f in modalities.items()})
-        self.drop = nn.Dropout(dropout)
-        self.subject_gain = nn.Parameter(torch.ones(n_subjects, n_parcels))
-        self.subject_bias = nn.Parameter(torch.zeros(n_subjects, n_parcels))
-
-    @property
-    def n_subjects(self):
-        return self.subject_bias.shape[0]
-
-    def forward(self, features, subject, modality_mask=None):
-        h = sum(self.readout[m](self.drop(x)) for m, x in features.items())  # (B, T, V)
-        pred = h * self.subject_gain[subject][:, None] + self.subject_bias[subject][:, None]
-        return TinyOutput(pred, None, 1e-3 * self.subject_bias.pow(2).sum())
-
-    @torch.no_grad()
-    def add_subject(self):
-        S = self.n_subjects
-        self.subject_gain = nn.Parameter(
-            torch.cat([self.subject_gain, self.subject_gain.mean(0, keepdim=True)])
-        )
-        self.subject_bias = nn.Parameter(
-            torch.cat([self.subject_bias, self.subject_bias.mean(0, keepdim=True)])
-        )
-        return S
-
-    def subject_parameters(self):
-        return [self.subject_gain, self.subject_bias]
 
 
 def make_records(subjects=("sub-01", "sub-02"), runs=TRAIN_RUNS, n_trs=40, noise=0.5, seed=0):
     """fmri = Σ_m X_m W_m · gain_s + bias_s + noise; the first 3 TRs invalid (lag not covered)."""
     rng = np.random.default_rng(seed)
-    weights = {m: rng.normal(size=(f, V)) / np.sqrt(f) for m, f in MODALITIES.items()}
-    records = []
-    for run_i, run in enumerate(runs):
-        feats = {m: rng.normal(size=(n_trs + run_i, f)).astype(np.float32) for m, f in MODALITIES.items()}
-        for s_i, subject in enumerate(subjects):
-            gain, bias = 1.0 + 0.5 * s_i, 0.3 * s_i
-            signal = sum(feats[m] @ weights[m] for m in MODALITIES) * gain + bias
-            fmri = signal + noise * rng.normal(size=signal.shape)
-            valid = np.ones(len(fmri), dtype=bool)
-            valid[:3] = False
-            records.append(RunRecord(subject, s_i, run, fmri.astype(np.float32), feats, valid))
-    return records
+    return planted_records(subjects, runs, planted_weights(rng), rng, n_trs=n_trs, noise=noise)
 
 
 FAST = TrainConfig(epochs=6, batch_size=4, window=16, stride=8, lr=5e-2, device="cpu", progress=False)
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny tensors: one thread avoids OpenMP spin-waiting on a busy 2-core machine (50x faster here)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")
