@@ -53,7 +53,7 @@ NOTEBOOKS: tuple[NotebookSpec, ...] = (
     ),
     NotebookSpec(
         "03_baselines", "Baselines", "ridge and the subject-linear baseline per backbone: the numbers to beat",
-        {"smoke": {**_SMOKE, "epochs": 2, "d_model": 32}, "demo": {}, "full": {**_FULL, "epochs": 30}},
+        {"smoke": {**_SMOKE, "epochs": 2, "d_model": 32}, "demo": {"lrs": [3e-3]}, "full": {**_FULL, "epochs": 30}},
         ("ridge_val_r", "baseline_val_r"),
     ),
     NotebookSpec(
@@ -86,7 +86,7 @@ NOTEBOOKS: tuple[NotebookSpec, ...] = (
         {
             "smoke": {**_SMOKE, "epochs": 1, "d_model": 32, "backbones": ["tribe"], "decoders": ["baseline", "mind", "ridge"],
                       "modes": ["token", "both"], "isg_subjects": []},
-            "demo": {},
+            "demo": {"epochs": 10},
             "full": {**_FULL, "epochs": 40, "seeds": [0, 1, 2], "lrs": [1e-3, 3e-3],
                      "isg_subjects": ["sub-01", "sub-02", "sub-03", "sub-05"]},
         },
