@@ -104,6 +104,9 @@ if is_synthetic:
 
 # %% [markdown]
 # ## Summary
+# Where prediction works on the cortex, whether experts specialise by content, how far subject priors move
+# from the population, and (synthetic) how closely learned experts follow the true modes — the numbers are in
+# `results/09_visualisations.json`.
 
 # %%
 results = {
