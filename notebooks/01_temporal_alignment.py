@@ -143,8 +143,8 @@ print(f"masked TRs: one lag {int((~cov1).sum())}, FIR {int((~cov4).sum())} of {l
 # %% [markdown]
 # ## Summary
 # The overlap matrix pairs frames and TRs exactly for any TR and frame rate; "3 frames per TR" drifts by
-# seconds within one episode. The lag that best links stimulus and response in the data sits near the
-# default of 3 TRs.
+# seconds within one episode. Compare the lag that best links stimulus and response in the data (printed
+# above, and saved as `best_lag_trs`) with the default of 3 TRs.
 
 # %%
 results = {
