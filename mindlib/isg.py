@@ -52,7 +52,7 @@ __all__ = [
     "few_shot_curve",
 ]
 
-CALIBRATION_CONFIG = TrainConfig(epochs=5, progress=False)  # few-shot defaults: a few epochs, constant lr
+CALIBRATION_CONFIG = TrainConfig(epochs=30, batch_size=4, lr=1e-2, progress=False)  # few-shot defaults: few parameters, so a higher constant lr and small batches
 
 
 @dataclass
@@ -331,7 +331,7 @@ def calibrate_subject(
         Amount of data used: the first ``round(minutes * 60 / tr_s)`` TRs, runs taken in sorted run
         order (the last run cut). 0 returns the model unchanged.
     config : TrainConfig, optional
-        Default :data:`CALIBRATION_CONFIG` (5 epochs). ``epochs``, ``lr``, ``weight_decay``, ``betas``, ``batch_size``, ``window``, ``stride``,
+        Default :data:`CALIBRATION_CONFIG` (30 epochs, lr 1e-2, batches of 4). ``epochs``, ``lr``, ``weight_decay``, ``betas``, ``batch_size``, ``window``, ``stride``,
         ``grad_clip``, ``seed``, ``device``, ``amp`` are used; the learning rate is constant (no
         OneCycle: a few minutes give only a few steps). Checkpoint options are ignored.
     tr_s : float

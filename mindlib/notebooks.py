@@ -214,11 +214,17 @@ def main(argv: list[str] | None = None) -> int:
     specs = [find(n) for n in args.only] if args.only else list(NOTEBOOKS)
     root = repo_root()
     t_all = time.perf_counter()
+    timings_path = root / "results" / "timings.json"
+    timings = json.loads(timings_path.read_text()) if timings_path.exists() else {}
     for spec in specs:
         t0 = time.perf_counter()
         print(f">> {spec.name} ({args.size}) ...", flush=True)
         out = execute(spec, args.size, progress=False)
-        print(f"   done in {time.perf_counter() - t0:.0f} s -> {out.relative_to(root)}", flush=True)
+        seconds = time.perf_counter() - t0
+        print(f"   done in {seconds:.0f} s -> {out.relative_to(root)}", flush=True)
+        timings.setdefault(args.size, {})[spec.name] = round(seconds, 1)
+        timings_path.parent.mkdir(parents=True, exist_ok=True)
+        timings_path.write_text(json.dumps(timings, indent=2))
     print(f"\nAll {len(specs)} notebooks ran in {(time.perf_counter() - t_all) / 60:.1f} min at size {args.size!r}.")
     print("Key numbers (from results/*.json):")
     print(_summary(root / "results"))

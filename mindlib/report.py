@@ -131,6 +131,28 @@ def update_readme_block(readme: Path, marker: str, text: str) -> bool:
     return True
 
 
+def notebook_map_markdown(results: Path) -> str:
+    """The README's notebook map from :data:`mindlib.notebooks.NOTEBOOKS`, with the measured run time of each
+    notebook per size (``results/timings.json``, written by ``python -m mindlib.notebooks``)."""
+    from mindlib.notebooks import NOTEBOOKS
+
+    path = results / "timings.json"
+    timings = json.loads(path.read_text()) if path.exists() else {}
+    sizes = [s for s in ("smoke", "demo", "full") if s in timings]
+    head = "| # | notebook | what you learn |" + "".join(f" {s} time |" for s in sizes)
+    lines = [head, "|---|---|---|" + "---|" * len(sizes)]
+    for nb in NOTEBOOKS:
+        cells = "".join(f" {_duration(timings[s].get(nb.name))} |" for s in sizes)
+        lines.append(f"| {nb.name[:2]} | `{nb.name}` — {nb.title} | {nb.learn} |{cells}")
+    return "\n".join(lines)
+
+
+def _duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "–"
+    return f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.1f} min"
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--results-dir", default=None)
@@ -141,8 +163,10 @@ def main(argv: list[str] | None = None) -> int:
     out.write_text(text)
     results = Path(args.results_dir) if args.results_dir else repo_root() / "results"
     t1 = table1_markdown(results)
+    readme = repo_root() / "README.md"
     if t1:
-        update_readme_block(repo_root() / "README.md", "results", t1 + "\n\nFull report: `papers/reproduction.md`.")
+        update_readme_block(readme, "results", t1 + "\n\nFull report: `papers/reproduction.md`.")
+    update_readme_block(readme, "notebooks", notebook_map_markdown(results))
     print(f"wrote {out}")
     return 0
 

@@ -91,6 +91,10 @@ print(swaps.round(3))
 
 # %% [markdown]
 # ## 3. Few-shot calibration curves
+# Both decoders calibrate with the same settings (`mindlib.isg.CALIBRATION_CONFIG`: constant learning rate,
+# small batches) and no validation data of the new subject to stop early. What they fit differs by orders of
+# magnitude: MIND's new subject has `d + E` parameters (its embedding and prior bias), the baseline's a whole
+# `d × V` head, which can overfit a few minutes of data. Read the curves with that in mind.
 
 # %%
 fig, ax = plt.subplots(figsize=(5, 3))

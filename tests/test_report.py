@@ -28,3 +28,14 @@ def test_update_readme_block(tmp_path):
     assert report.update_readme_block(readme, "x", "new table")
     assert readme.read_text() == "a\n<!-- x:start -->\nnew table\n<!-- x:end -->\nb\n"
     assert not report.update_readme_block(readme, "y", "z")
+
+
+def test_notebook_map_lists_every_notebook_with_measured_times(tmp_path):
+    from mindlib.notebooks import NOTEBOOKS
+
+    (tmp_path / "timings.json").write_text(json.dumps({"demo": {"00_overview": 12.4, "08_tables": 300.0}}))
+    text = report.notebook_map_markdown(tmp_path)
+    rows = [ln for ln in text.splitlines() if ln.startswith("| 0") or ln.startswith("| 1")]
+    assert len(rows) == len(NOTEBOOKS)
+    assert "demo time" in text.splitlines()[0]
+    assert rows[0].endswith("| 12 s |") and "| 5.0 min |" in text and "| – |" in text
