@@ -22,8 +22,8 @@ export OPENBLAS_NUM_THREADS := 1
 .PHONY: help setup demo test test-fast lab reproduce bench lint format sync clean
 
 help:
-	@echo "make demo       build the synthetic study and run every notebook at demo size (~10 min, 2 CPU cores)"
-	@echo "make test       unit tests + a smoke run of every notebook (~10 min, 2 CPU cores)"
+	@echo "make demo       build the synthetic study and run every notebook at demo size (~12 min, 2 CPU cores)"
+	@echo "make test       unit tests + a smoke run of every notebook (~3 min, 2 CPU cores)"
 	@echo "make lab        open JupyterLab on notebooks/"
 	@echo "make reproduce  full-size runs: all tables and figures"
 	@echo "make bench      performance benchmarks (prints tables, writes benchmarks/results/*.csv)"

@@ -54,6 +54,7 @@ class ExperimentConfig:
     lambda_bias: float = 1e-3  # λ2, ‖B‖² (MIND)
     seed: int = 0  # model initialisation, shuffling, dropout
     isg_subjects: tuple[str, ...] = ()  # leave-one-subject-out for each (ISG column of Table 1); () = skip
+    fir_lags_trs: tuple[float, ...] = (2, 3, 4)  # ridge: FIR delays in TRs (neural decoders use the study's lag)
     device: str = "auto"  # "auto" | "cpu" | "cuda"
     progress: bool = False  # tqdm bar per epoch
 
@@ -174,7 +175,12 @@ def run(study: Study, config: ExperimentConfig = ExperimentConfig(), checkpoint_
     t0 = time.perf_counter()
     eval_kw = {"window": config.window, "device": config.device if config.decoder != "ridge" else None}
     if config.decoder == "ridge":
-        model = RidgeEncoder(n_subjects=len(study.subjects)).fit(train_recs)
+        # the classical voxelwise model learns the response shape from FIR-delayed features
+        fir = with_lags(study, config.fir_lags_trs)
+        model = RidgeEncoder(n_subjects=len(study.subjects)).fit(fir.select("train"))
+        # score exactly the TRs every other decoder is scored on (the study's valid mask), with FIR features
+        valid = {(r.subject, r.run): r.valid for r in study.records}
+        val_recs, test_recs = ([replace(r, valid=valid[(r.subject, r.run)]) for r in fir.select(s)] for s in ("val", "test"))
         grid, history, n_params = pd.DataFrame(), [], int(sum(m.coef_.size for m in model.models_.values()))
         eval_kw = {}
     else:
@@ -188,6 +194,8 @@ def run(study: Study, config: ExperimentConfig = ExperimentConfig(), checkpoint_
     val = train.evaluate(model, val_recs, **eval_kw)
     test = train.evaluate(model, test_recs, **eval_kw) if test_recs else None
     result = ExperimentResult(config, study.backbone, model, grid, history, val, test, seconds, n_params)
+    if config.decoder == "ridge":
+        result.extra["fir_lags_trs"] = list(config.fir_lags_trs)
     if config.isg_subjects:
         if config.decoder == "ridge":
             raise ValueError("ISG needs a decoder with subject slots; ridge has one model per subject")
@@ -197,6 +205,20 @@ def run(study: Study, config: ExperimentConfig = ExperimentConfig(), checkpoint_
         result.extra["isg_r"] = float(np.mean([r.scores["pearson"]["mean"] for r in isg_runs]))
         result.extra["isg_per_subject"] = {r.held_out: r.scores["pearson"]["mean"] for r in isg_runs}
     return result
+
+
+def with_lags(study: Study, lags_trs) -> Study:
+    """The same study (subjects, runs and split) with features aligned at other lags (FIR delays)."""
+    from mindlib import data
+
+    if tuple(lags_trs) == tuple(study.lags_trs):
+        return study
+    other = data.load_study(
+        study.root, study.backbone, subjects=study.subjects, lags_trs=tuple(lags_trs),
+        layer_fractions=study.layer_fractions, tr_s=study.tr_s, runs=sorted({r.run for r in study.records}),
+        n_parcels=study.n_parcels,
+    )
+    return replace(other, split=study.split)
 
 
 def loso_run(study: Study, config: ExperimentConfig, held_out: str, train_config: train.TrainConfig | None = None,

@@ -53,7 +53,8 @@ NOTEBOOKS: tuple[NotebookSpec, ...] = (
     ),
     NotebookSpec(
         "03_baselines", "Baselines", "ridge and the subject-linear baseline per backbone: the numbers to beat",
-        {"smoke": {**_SMOKE, "epochs": 2, "d_model": 32}, "demo": {"lrs": [3e-3]}, "full": {**_FULL, "epochs": 30}},
+        {"smoke": {**_SMOKE, "epochs": 2, "d_model": 32, "fir_lags_trs": [3]}, "demo": {"lrs": [3e-3], "fir_lags_trs": [3]},
+         "full": {**_FULL, "epochs": 30}},
         ("ridge_val_r", "baseline_val_r"),
     ),
     NotebookSpec(
@@ -85,8 +86,8 @@ NOTEBOOKS: tuple[NotebookSpec, ...] = (
         "08_tables", "Tables 1 and 2", "every decoder on every backbone, and the router ablation, from results files",
         {
             "smoke": {**_SMOKE, "epochs": 1, "d_model": 32, "backbones": ["tribe"], "decoders": ["baseline", "mind", "ridge"],
-                      "modes": ["token", "both"], "isg_subjects": []},
-            "demo": {"epochs": 10},
+                      "modes": ["token", "both"], "isg_subjects": [], "fir_lags_trs": [3]},
+            "demo": {"epochs": 10, "fir_lags_trs": [3]},
             "full": {**_FULL, "epochs": 40, "seeds": [0, 1, 2], "lrs": [1e-3, 3e-3],
                      "isg_subjects": ["sub-01", "sub-02", "sub-03", "sub-05"]},
         },

@@ -83,6 +83,10 @@ def build_report(results_dir: str | Path | None = None) -> str:
     t1 = table1_markdown(results)
     out += ["## Table 1: decoders × backbones", "",
             t1 or "_not run yet: execute notebook 08 (make demo)_", ""]
+    cells = results / "table1_cells.csv"
+    if cells.exists() and "fir_lags_trs" in (df := pd.read_csv(cells)):
+        lags = sorted(set(df["fir_lags_trs"].dropna()))
+        out += [f"Ridge FIR delays (TRs): {', '.join(lags)}; the neural decoders read one lag of 3 TRs and a ±2-TR temporal MLP.", ""]
     t2 = results / "table2.md"
     out += ["## Table 2: SADGate router ablation (validation r)", "", t2.read_text().strip() if t2.exists() else "_not run yet_", ""]
     claims = []

@@ -35,6 +35,7 @@ isg_subjects: list = ["sub-01"]  # held-out subjects for the ISG column; empty l
 d_model: int = 128  # d, AFIRE token dim
 epochs: int = 15  # epochs per grid cell
 lrs: list = [3e-3]  # learning-rate grid of every decoder
+fir_lags_trs: list = [2, 3, 4]  # ridge FIR delays in TRs
 device: str = "auto"  # "auto" | "cpu" | "cuda"
 workers: int = 2  # notebook 06 executions at a time, each on cores/workers torch threads
 rerun: bool = False  # re-execute cells whose results file already exists
@@ -63,7 +64,7 @@ def cell(backbone: str, decoder: str, mode: str, seed: int) -> dict:
     path = runs_dir / f"{tag}.json"
     if rerun or not path.exists():
         params = dict(dataset=dataset, size=size, seed=seed, backbone=backbone, decoder=decoder, mode=mode,
-                      d_model=d_model, epochs=epochs, lrs=lrs, device=device, tag=tag, results_dir=str(results_path),
+                      d_model=d_model, epochs=epochs, lrs=lrs, fir_lags_trs=fir_lags_trs, device=device, tag=tag, results_dir=str(results_path),
                       fig_dir="", isg_subjects=isg_subjects if decoder != "ridge" else [],
                       num_threads=max(1, (os.cpu_count() or 1) // workers))
         notebooks.execute(nb06, size, out_dir=runs_dir, parameters=params, out_name=tag)

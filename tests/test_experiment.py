@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from mindlib import data, experiment, train
+from mindlib import data, experiment, metrics, train
 
 TINY = dict(d_model=16, epochs=2, batch_size=8, lrs=(1e-3, 1e-2), hidden=32, n_experts=4)
 
@@ -81,3 +81,18 @@ def test_noise_ceiling_fraction_is_mean_ratio():
     )
     ceilings = {"sub-01": np.array([0.4, 0.4]), "sub-02": np.array([0.5, 0.7])}
     assert experiment.noise_ceiling_fraction(res, ceilings) == pytest.approx((0.2 / 0.4 + 0.3 / 0.6) / 2)
+
+
+def test_ridge_uses_fir_delays_and_scores_the_same_trs(study):
+    fir = experiment.with_lags(study, (2, 3, 4))
+    assert fir.split == study.split and fir.subjects == study.subjects
+    assert all(fir.feature_dims[m] == 3 * study.feature_dims[m] for m in study.modalities)
+    assert experiment.with_lags(study, study.lags_trs) is study
+    res = experiment.run(study, experiment.ExperimentConfig(decoder="ridge"))
+    assert res.model.mean_[0].shape == (3 * sum(study.feature_dims.values()),)
+    # scored on the study's valid TRs (lag 3), not on the smaller FIR mask (lag 4)
+    rec = study.select("val")[0]
+    fir_rec = next(r for r in fir.select("val") if (r.subject, r.run) == (rec.subject, rec.run))
+    assert (~fir_rec.valid).sum() > (~rec.valid).sum()
+    expected = metrics.pearson_r(rec.fmri, res.model.predict(fir_rec), mask=rec.valid)
+    np.testing.assert_allclose(res.val["per_parcel"]["pearson"][(rec.subject, rec.run)], expected)
