@@ -999,7 +999,7 @@ def extract_to_store(
     FeatureStore
         The written store.
     """
-    from tqdm.auto import tqdm
+    from tqdm import tqdm  # plain bars: tqdm.auto warns in notebooks without ipywidgets
 
     _check_fusion(fusion)
     if on_missing not in ("raise", "skip"):
@@ -1195,7 +1195,7 @@ def import_features(
     -------
     FeatureStore
     """
-    from tqdm.auto import tqdm
+    from tqdm import tqdm  # plain bars: tqdm.auto warns in notebooks without ipywidgets
 
     _check_fusion(fusion)
     if rank not in (2, 3, "any"):
