@@ -27,6 +27,7 @@ import ast
 import json
 import logging
 import math
+import os
 import warnings
 import zlib
 from collections.abc import Iterable, Mapping, Sequence
@@ -473,7 +474,10 @@ class FeatureStore:
             x = x.astype(np.float32)
         p = self.path(stimulus, modality)
         p.parent.mkdir(parents=True, exist_ok=True)
-        np.save(p, x)
+        # write beside, then rename: a reader never sees half a file, an interrupted write leaves none
+        tmp = p.with_name(f".{p.stem}.{os.getpid()}.tmp.npy")
+        np.save(tmp, x)
+        os.replace(tmp, p)
         return p
 
     def __repr__(self) -> str:

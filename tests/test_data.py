@@ -565,3 +565,11 @@ def test_load_study_errors(tmp_path):
         FileNotFoundError, match=r"text features for run/stimulus 'bourne01' of backbone 'toy'"
     ):
         data.load_study(tmp_path, "toy", n_parcels=V)
+
+
+def test_feature_store_writes_leave_no_temporary_files(tmp_path):
+    store = data.FeatureStore.create(tmp_path, "toy", modalities={"video": (2, 3)})
+    x = np.arange(24, dtype=np.float32).reshape(4, 2, 3)
+    path = store.write("s01e01a", "video", x)
+    np.testing.assert_array_equal(np.load(path), x)
+    assert sorted(p.name for p in path.parent.iterdir()) == ["s01e01a.npy"]
