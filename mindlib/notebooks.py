@@ -158,7 +158,7 @@ def execute(
     pm.execute_notebook(
         str(src_ipynb), str(out), parameters=params, cwd=str(notebooks_dir()),
         kernel_name="python3", progress_bar=progress, log_output=False,
-        extra_arguments=["--IPKernelApp.log_level=ERROR"],  # no start-up chatter from each kernel
+        extra_arguments=["--IPKernelApp.log_level=CRITICAL"],  # no start-up or shutdown chatter from kernels
     )
     src_ipynb.unlink()
     return out
