@@ -13,10 +13,9 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from mindlib import align, data, layout, metrics
+from mindlib import align, data, layout, metrics, train
 
 
-@torch.no_grad()
 def gate_runs(model: torch.nn.Module, records: Sequence, window: int = 100, batch_size: int = 16) -> list[np.ndarray]:
     """Gate weights of every TR of whole runs.
 
@@ -26,33 +25,20 @@ def gate_runs(model: torch.nn.Module, records: Sequence, window: int = 100, batc
         Any decoder whose output has a ``gate`` with ``weights`` ``(B, T, E)``.
     records : list of RunRecord
     window : int
-        Window length (as in training); overlapping windows are averaged, the last aligned to the end.
+        Window length (as in training); overlapping windows are averaged, the last aligned to the end
+        (the covering of :func:`mindlib.train.predict_runs`).
 
     Returns
     -------
     list of ndarray of shape (T, E), one per record.
     """
-    was_training = model.training
-    model.eval()
-    device = next(model.parameters()).device
-    out = []
-    try:
-        for rec in records:
-            starts = data.window_starts(rec.n_trs, window, window // 2)
-            pieces = []
-            for i in range(0, len(starts), batch_size):
-                chunk = starts[i : i + batch_size]
-                w = min(window, rec.n_trs)
-                feats = {m: torch.as_tensor(np.stack([x[s : s + w] for s in chunk])).to(device) for m, x in rec.features.items()}
-                subject = torch.full((len(chunk),), rec.subject_index, dtype=torch.long, device=device)
-                gate = model(feats, subject).gate
-                if gate is None:
-                    raise ValueError(f"{type(model).__name__} has no gate to read")
-                pieces += [(s, g.float().cpu().numpy()) for s, g in zip(chunk, gate.weights)]
-            out.append(metrics.reconstruct_run(pieces, rec.n_trs))
-    finally:
-        model.train(was_training)
-    return out
+
+    def weights(out):
+        if out.gate is None:
+            raise ValueError(f"{type(model).__name__} has no gate to read")
+        return out.gate.weights
+
+    return train.predict_runs(model, records, window=window, batch_size=batch_size, output=weights)
 
 
 @torch.no_grad()

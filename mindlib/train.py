@@ -28,6 +28,7 @@ import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -619,6 +620,7 @@ def predict_runs(
     batch_size: int = 16,
     device: str | torch.device | None = None,
     amp: bool = False,
+    output: Callable[[Any], Tensor] | None = None,
 ) -> list[np.ndarray]:
     """Predict every TR of whole runs with covering windows whose overlaps are averaged.
 
@@ -639,12 +641,16 @@ def predict_runs(
         None keeps the model where it is; ``"auto"``/a name moves it there.
     amp : bool
         bf16 autocast on CUDA.
+    output : callable, optional
+        What to read off the model's output, a ``(B, T, X)`` tensor; default ``out.pred`` (X = V).
+        ``lambda out: out.gate.weights`` reads the gate over whole runs instead (X = E).
 
     Returns
     -------
-    list of ndarray of shape (T, V), float32
-        One prediction per record, in order.
+    list of ndarray of shape (T, X), float32
+        One array per record, in order.
     """
+    output = output or (lambda out: out.pred)
     stride = max(window // 2, 1) if stride is None else stride
     if not 1 <= stride <= window:
         raise ValueError(f"stride must be in [1, window={window}] so windows cover every TR, got {stride}")
@@ -672,7 +678,7 @@ def predict_runs(
                 }  # (B, T, F_m)
                 subject = torch.full((len(chunk),), int(rec.subject_index), dtype=torch.long, device=dev)
                 with _autocast(dev, amp):
-                    pred = model(batch, subject).pred  # (B, T, V)
+                    pred = output(model(batch, subject))  # (B, T, V) or what `output` reads
                 pieces.extend(zip(chunk, pred.float().cpu().numpy()))
             out.append(metrics.reconstruct_run(pieces, n_trs))
     finally:

@@ -69,3 +69,18 @@ def planted_records(subjects, runs, weights, rng, n_trs=40, noise=0.5, gain_step
             valid[:3] = False
             records.append(RunRecord(subject, s_i, run, fmri, feats, valid))
     return records
+
+
+def spy_on_mix(monkeypatch) -> list:
+    """Record the dispatch of every ``Experts.mix`` call (the method ``MIND.forward`` and the benchmark run)."""
+    from mindlib.mind import Experts
+
+    calls = []
+    mix = Experts.mix
+
+    def spy(self, x, gate, dispatch="sparse"):
+        calls.append(dispatch)
+        return mix(self, x, gate, dispatch)
+
+    monkeypatch.setattr(Experts, "mix", spy)
+    return calls

@@ -8,6 +8,7 @@ import torch
 
 from benchmarks import bench_head, bench_train, common  # importable via pytest pythonpath = ["."]
 from benchmarks.__main__ import main, plan, readme_block
+from tests.stand_ins import spy_on_mix
 
 CPU = torch.device("cpu")
 TOY = bench_head.HeadShape(B=2, T=5, d=12, V=7, E=4, K=2)
@@ -129,16 +130,7 @@ def test_cpu_share_and_round_robin_times():
 
 def test_head_times_the_models_own_mix(monkeypatch):
     """The dense and sparse rows run ``Experts.mix``, the method ``MIND.forward`` calls."""
-    from mindlib.mind import Experts
-
-    calls = []
-    mix = Experts.mix
-
-    def spy(self, x, gate, dispatch="sparse"):
-        calls.append(dispatch)
-        return mix(self, x, gate, dispatch)
-
-    monkeypatch.setattr(Experts, "mix", spy)
+    calls = spy_on_mix(monkeypatch)
     case = bench_head.HeadCase(TOY, CPU)
     case.forward_only("dense")
     case.forward_backward("sparse")

@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from mindlib.afire import AFIREConfig
 from mindlib.mind import MIND, Experts, MINDConfig, ModelOutput, _GroupedLinear
 from mindlib.sadgate import GateOutput, balance_loss, bias_penalty
+from tests.stand_ins import spy_on_mix
 
 MODS = {"video": 10, "text": 6}
 B, T, D, V, S = 3, 12, 8, 7, 3
@@ -287,14 +288,7 @@ def test_sparse_under_autocast(expert):
     ],
 )
 def test_forward_dispatch_goes_through_mix(monkeypatch, mode, prior_top_k, dispatch, expected):
-    calls = []
-    mix = Experts.mix
-
-    def spy(self, x, gate, dispatch="sparse"):
-        calls.append(dispatch)
-        return mix(self, x, gate, dispatch)
-
-    monkeypatch.setattr(Experts, "mix", spy)
+    calls = spy_on_mix(monkeypatch)
     model = make(mode=mode, prior_top_k=prior_top_k, dispatch=dispatch)
     feats, subj, _ = batch()
     assert model(feats, subj).pred.shape == (B, T, V)
