@@ -10,12 +10,14 @@ Torch decoders on the same AFIRE tokens as MIND, with MIND's interface
   over experts computed from the token, a per-subject readout ``h -> V``.
 
 And the classical voxelwise encoding model, :class:`RidgeEncoder`: per subject, ridge regression from
-(FIR-delayed) TR features to parcels with per-parcel alphas chosen by cross-validation (himalaya).
+(FIR-delayed) TR features to parcels with per-parcel alphas chosen on validation runs (or by
+cross-validation over training runs), solved through one Gram eigendecomposition for all alphas.
 """
 
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
@@ -253,37 +255,96 @@ class MMoEDecoder(_SubjectDecoder):
 # --------------------------------------------------------------------------------------------- ridge
 
 
-class RidgeEncoder:
-    """Voxelwise (parcelwise) ridge encoding model, one per subject (himalaya, numpy backend).
+class _RidgePath:
+    """One eigendecomposition of the centred Gram matrix, reused for every alpha (primal ridge).
 
-    Per subject: features = the modalities concatenated (already FIR-delayed upstream when
-    ``lags_trs`` has several lags), standardised with the mean and std of the training TRs; fitted on
-    the valid TRs of that subject's training records with one alpha per parcel chosen by
-    cross-validation over contiguous folds grouped by run (``GroupKFold``; a single run is split into
-    contiguous blocks). Inputs are duck-typed ``RunRecord``-like objects with ``subject_index``,
-    ``fmri`` (T, V), ``features`` {m: (T, F_m)}, ``valid`` (T,) bool.
+    With ``Xc = X - mean(X)`` and ``Yc = Y - mean(Y)`` of the rows given, ``Xcᵀ Xc = Q diag(λ) Qᵀ`` and
+    ``Z = Qᵀ Xcᵀ Yc``; the ridge weights of penalty ``α`` are ``Q diag(1 / (λ + α)) Z``. Building it costs
+    one ``F × F`` Gram matrix (float64, in row chunks) and one symmetric eigendecomposition; each further
+    alpha costs a matrix product. Shapes: ``X (n, F)``, ``Y (n, V)``.
+    """
+
+    def __init__(self, X: np.ndarray, Y: np.ndarray, chunk: int = 4096) -> None:
+        import scipy.linalg
+
+        self.x_mean = X.mean(axis=0, dtype=np.float64)
+        self.y_mean = Y.mean(axis=0, dtype=np.float64)
+        F_, V_ = X.shape[1], Y.shape[1]
+        gram, xty = np.zeros((F_, F_)), np.zeros((F_, V_))
+        for i in range(0, len(X), chunk):
+            xc = X[i : i + chunk].astype(np.float64) - self.x_mean
+            gram += xc.T @ xc
+            xty += xc.T @ (Y[i : i + chunk].astype(np.float64) - self.y_mean)
+        self.eigvals, self.eigvecs = scipy.linalg.eigh(gram, overwrite_a=True, check_finite=False, driver="evd")
+        self.eigvals = np.clip(self.eigvals, 0.0, None)  # round-off can leave tiny negative values
+        self.z = self.eigvecs.T @ xty  # (F, V)
+
+    def predictions(self, X: np.ndarray, alphas: np.ndarray):
+        """Yield the predictions ``(n, V)`` of ``X (n, F)`` for each alpha in turn."""
+        rotated = (X.astype(np.float64) - self.x_mean) @ self.eigvecs  # (n, F)
+        for alpha in alphas:
+            yield (rotated / (self.eigvals + alpha)) @ self.z + self.y_mean
+
+    def weights(self, alpha_per_target: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``coef (F, V)`` and ``intercept (V,)`` with one alpha per target column."""
+        coef = self.eigvecs @ (self.z / (self.eigvals[:, None] + alpha_per_target[None, :]))
+        return coef, self.y_mean - self.x_mean @ coef
+
+
+def _run_mean_r2(pred: np.ndarray, Y: np.ndarray, groups: np.ndarray) -> np.ndarray:
+    """R² per column within each group of rows (a run or a block), averaged over groups: ``(V,)``.
+    Columns constant within a group give NaN for that group."""
+    scores = []
+    for g in np.unique(groups):
+        rows = groups == g
+        y = Y[rows]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            scores.append(1.0 - ((y - pred[rows]) ** 2).sum(axis=0) / ((y - y.mean(axis=0)) ** 2).sum(axis=0))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns stay NaN
+        return np.nanmean(scores, axis=0)
+
+
+class RidgeEncoder:
+    """Voxelwise (parcelwise) ridge encoding model, one per subject, with one penalty per parcel.
+
+    Per subject: features = the modalities concatenated (already FIR-delayed upstream when the study
+    has several lags), standardised with the mean and std of the training TRs, fitted with an intercept
+    on the valid TRs of that subject's training records. Each parcel's alpha maximises R² (per run,
+    averaged over runs) either on the subject's **validation** records, when ``fit`` gets them
+    (the data every other decoder selects on), or else by cross-validation over contiguous folds grouped
+    by run (``GroupKFold``; a single run is split into contiguous blocks). The solver eigendecomposes
+    the ``F × F`` Gram matrix once per fold, so every alpha is nearly free; it suits ``T ≫ F`` (fMRI
+    runs) and stays exact for ``T < F``. Inputs are duck-typed ``RunRecord``-like objects with
+    ``subject_index``, ``fmri`` (T, V), ``features`` {m: (T, F_m)}, ``valid`` (T,) bool.
 
     Parameters
     ----------
     alphas : array of shape (n_alphas,)
         Ridge penalties to try.
     n_folds : int
-        Cross-validation folds (fewer if a subject has fewer runs).
+        Cross-validation folds when no validation records are given (fewer if a subject has fewer runs).
     modalities : sequence of str, optional
         Modalities to concatenate, in this order; default: those of the first record, in its order.
     n_subjects : int, optional
         If given, every subject index in ``[0, n_subjects)`` must have training records.
     dtype : str
-        Floating type of the fit ("float32" keeps memory down on real data).
+        Floating type the design matrices are held in ("float32" keeps memory down on real data); the
+        Gram matrix and its eigendecomposition are always float64.
+    blas_threads : int
+        BLAS threads during ``fit`` and ``predict`` (1 avoids oversubscription when several fits or
+        torch share a small machine).
 
     Attributes
     ----------
     best_alphas_ : dict of int to ndarray of shape (V,)
         Selected alpha per parcel, per subject index.
-    models_ : dict of int to himalaya.ridge.RidgeCV
+    coef_ : dict of int to ndarray of shape (F, V)
+    intercept_ : dict of int to ndarray of shape (V,)
     mean_, scale_ : dict of int to ndarray of shape (F,)
         Standardisation statistics per subject (training TRs).
     modalities_ : tuple of str
+    selected_on_ : {"validation", "cross-validation"}
     """
 
     def __init__(
@@ -293,6 +354,7 @@ class RidgeEncoder:
         modalities: Sequence[str] | None = None,
         n_subjects: int | None = None,
         dtype: str = "float32",
+        blas_threads: int = 1,
     ) -> None:
         self.alphas = np.asarray(alphas, dtype=np.float64)
         if self.alphas.ndim != 1 or self.alphas.size == 0 or np.any(self.alphas <= 0):
@@ -305,6 +367,7 @@ class RidgeEncoder:
         self.modalities = None if modalities is None else tuple(modalities)
         self.n_subjects = n_subjects
         self.dtype = dtype
+        self.blas_threads = int(blas_threads)
 
     def _design(self, record: Any) -> np.ndarray:
         """Concatenated features (T, F) of a record."""
@@ -318,6 +381,19 @@ class RidgeEncoder:
             [np.asarray(record.features[m], dtype=self.dtype) for m in self.modalities_], axis=1
         )
 
+    def _stack(self, records: Sequence[Any]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Valid TRs of ``records``: features (n, F), fMRI (n, V) and the record index of each row (n,)."""
+        X_parts, Y_parts, groups = [], [], []
+        for g, rec in enumerate(records):
+            valid = np.asarray(rec.valid, dtype=bool)
+            if valid.any():
+                X_parts.append(self._design(rec)[valid])
+                Y_parts.append(np.asarray(rec.fmri, dtype=self.dtype)[valid])
+                groups.append(np.full(int(valid.sum()), g))
+        if not X_parts:
+            return np.empty((0, 0), self.dtype), np.empty((0, 0), self.dtype), np.empty(0, int)
+        return np.concatenate(X_parts), np.concatenate(Y_parts), np.concatenate(groups)
+
     def _splits(self, groups: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
         from sklearn.model_selection import GroupKFold, KFold
 
@@ -328,21 +404,28 @@ class RidgeEncoder:
         splitter = KFold(n_splits=min(self.n_folds, len(groups)), shuffle=False)  # contiguous blocks
         return list(splitter.split(groups))
 
-    def fit(self, records: Sequence[Any]) -> RidgeEncoder:
+    def _select(self, scores: np.ndarray) -> np.ndarray:
+        """Best alpha per column of ``scores (n_alphas, V)``; the largest alpha where every score is NaN."""
+        filled = np.where(np.isnan(scores), -np.inf, scores)
+        best = np.argmax(filled, axis=0)
+        best[np.all(np.isnan(scores), axis=0)] = len(self.alphas) - 1
+        return self.alphas[best]
+
+    def fit(self, records: Sequence[Any], val_records: Sequence[Any] | None = None) -> RidgeEncoder:
         """Fit one ridge model per subject on the valid TRs of its training records.
 
         Parameters
         ----------
         records : sequence of RunRecord-like
             Training runs (any subjects).
+        val_records : sequence of RunRecord-like, optional
+            Validation runs: each parcel's alpha is the one with the best validation R² of its subject.
+            Without them, alphas are chosen by cross-validation over the training runs.
 
         Returns
         -------
         self
         """
-        from himalaya.backend import get_backend, set_backend
-        from himalaya.ridge import RidgeCV
-
         records = list(records)
         if not records:
             raise ValueError("RidgeEncoder.fit got no records; pass the training RunRecords")
@@ -350,43 +433,53 @@ class RidgeEncoder:
         by_subject: dict[int, list[Any]] = {}
         for rec in records:
             by_subject.setdefault(int(rec.subject_index), []).append(rec)
+        val_by_subject: dict[int, list[Any]] = {}
+        for rec in val_records or ():
+            val_by_subject.setdefault(int(rec.subject_index), []).append(rec)
         expected = range(self.n_subjects) if self.n_subjects is not None else sorted(by_subject)
-        self.models_, self.best_alphas_, self.mean_, self.scale_ = {}, {}, {}, {}
-        previous = get_backend().name
-        set_backend("numpy")
-        # One BLAS thread: these solves are small, and several OpenBLAS threads spinning against torch or
-        # another process on a 2-core machine made a fit take up to 100x longer (0.2 s vs 27 s measured).
-        blas = threadpool_limits(limits=1, user_api="blas")
-        try:
+        self.selected_on_ = "validation" if val_records is not None else "cross-validation"
+        self.coef_, self.intercept_, self.best_alphas_, self.mean_, self.scale_ = {}, {}, {}, {}, {}
+        with threadpool_limits(limits=self.blas_threads, user_api="blas"):
             for s in expected:
-                recs = by_subject.get(s, [])
-                X_parts, Y_parts, groups = [], [], []
-                for g, rec in enumerate(recs):
-                    valid = np.asarray(rec.valid, dtype=bool)
-                    if valid.any():
-                        X_parts.append(self._design(rec)[valid])
-                        Y_parts.append(np.asarray(rec.fmri, dtype=self.dtype)[valid])
-                        groups.append(np.full(int(valid.sum()), g))
-                if not X_parts:
+                X, Y, group = self._stack(by_subject.get(s, []))
+                if not len(X):
                     raise ValueError(
                         f"RidgeEncoder: subject index {s} has no training records with valid TRs; "
                         "include its training runs or drop it (n_subjects)"
                     )
-                X, Y, group = np.concatenate(X_parts), np.concatenate(Y_parts), np.concatenate(groups)
                 mean = X.mean(axis=0)
                 scale = X.std(axis=0)
                 scale[scale == 0] = 1.0
-                X = (X - mean) / scale
-                model = RidgeCV(
-                    alphas=self.alphas.astype(self.dtype), fit_intercept=True, cv=self._splits(group)
-                )
-                model.fit(X, Y)
-                self.models_[s], self.mean_[s], self.scale_[s] = model, mean, scale
-                self.best_alphas_[s] = np.asarray(model.best_alphas_)
-        finally:
-            blas.restore_original_limits()
-            set_backend(previous)
+                X = ((X - mean) / scale).astype(self.dtype)
+                path = _RidgePath(X, Y)
+                if val_records is not None:
+                    Xv, Yv, gv = self._stack(val_by_subject.get(s, []))
+                    if not len(Xv):
+                        raise ValueError(
+                            f"RidgeEncoder: subject index {s} has no validation records with valid TRs; "
+                            "pass its validation runs, or val_records=None to select alphas by cross-validation"
+                        )
+                    Xv = (Xv - mean) / scale
+                    scores = np.stack([_run_mean_r2(p, Yv, gv) for p in path.predictions(Xv, self.alphas)])
+                else:
+                    folds = []
+                    for tr, te in self._splits(group):
+                        fold_path = _RidgePath(X[tr], Y[tr])
+                        folds.append([_run_mean_r2(p, Y[te], group[te]) for p in fold_path.predictions(X[te], self.alphas)])
+                    with warnings.catch_warnings():
+                        warnings.simplefilter("ignore", RuntimeWarning)
+                        scores = np.nanmean(np.asarray(folds), axis=0)
+                self.best_alphas_[s] = self._select(scores)
+                coef, intercept = path.weights(self.best_alphas_[s])
+                self.coef_[s] = coef.astype(self.dtype)
+                self.intercept_[s] = intercept.astype(self.dtype)
+                self.mean_[s], self.scale_[s] = mean, scale
         return self
+
+    @property
+    def n_params(self) -> int:
+        """Weights and intercepts over all subjects."""
+        return int(sum(c.size + b.size for c, b in zip(self.coef_.values(), self.intercept_.values())))
 
     def predict(self, record: Any) -> np.ndarray:
         """Predicted responses of every TR of a run.
@@ -399,23 +492,15 @@ class RidgeEncoder:
         -------
         pred : ndarray of shape (T, V), float32
         """
-        if not hasattr(self, "models_"):
+        if not hasattr(self, "coef_"):
             raise ValueError("RidgeEncoder.predict called before fit(records)")
         s = int(record.subject_index)
-        if s not in self.models_:
+        if s not in self.coef_:
             raise ValueError(
-                f"RidgeEncoder: subject index {s} was not fitted (fitted: {sorted(self.models_)}); "
+                f"RidgeEncoder: subject index {s} was not fitted (fitted: {sorted(self.coef_)}); "
                 "fit with training records of that subject"
             )
-        from himalaya.backend import get_backend, set_backend
-
-        X = (self._design(record) - self.mean_[s]) / self.scale_[s]
-        previous = get_backend().name
-        set_backend("numpy")
-        blas = threadpool_limits(limits=1, user_api="blas")
-        try:
-            pred = self.models_[s].predict(X.astype(self.dtype))
-        finally:
-            blas.restore_original_limits()
-            set_backend(previous)
+        X = ((self._design(record) - self.mean_[s]) / self.scale_[s]).astype(self.dtype)
+        with threadpool_limits(limits=self.blas_threads, user_api="blas"):
+            pred = X @ self.coef_[s] + self.intercept_[s]
         return np.asarray(pred, dtype=np.float32)

@@ -8,8 +8,8 @@ the same protocol, so it lives here once:
 3. keep the best epoch of the best cell (model selection on validation only);
 4. score validation and, once, the held-out **test** runs.
 
-Ridge is the classical voxelwise model (``mindlib.baselines.RidgeEncoder``): its penalty is chosen by
-cross-validation inside the training runs, then it is scored exactly like the others.
+Ridge is the classical voxelwise model (``mindlib.baselines.RidgeEncoder``): one penalty per parcel,
+chosen on the same validation runs, then it is scored exactly like the others.
 """
 
 from __future__ import annotations
@@ -177,11 +177,12 @@ def run(study: Study, config: ExperimentConfig = ExperimentConfig(), checkpoint_
     if config.decoder == "ridge":
         # the classical voxelwise model learns the response shape from FIR-delayed features
         fir = with_lags(study, config.fir_lags_trs)
-        model = RidgeEncoder(n_subjects=len(study.subjects)).fit(fir.select("train"))
+        # per-parcel penalties chosen on the validation runs, the data every other decoder selects on
+        model = RidgeEncoder(n_subjects=len(study.subjects)).fit(fir.select("train"), fir.select("val"))
         # score exactly the TRs every other decoder is scored on (the study's valid mask), with FIR features
         valid = {(r.subject, r.run): r.valid for r in study.records}
         val_recs, test_recs = ([replace(r, valid=valid[(r.subject, r.run)]) for r in fir.select(s)] for s in ("val", "test"))
-        grid, history, n_params = pd.DataFrame(), [], int(sum(m.coef_.size for m in model.models_.values()))
+        grid, history, n_params = pd.DataFrame(), [], model.n_params
         eval_kw = {}
     else:
         gr = train.grid_search(

@@ -74,7 +74,9 @@ def table1_markdown(results: Path) -> str | None:
 def build_report(results_dir: str | Path | None = None) -> str:
     """The Markdown text of ``papers/reproduction.md`` from the results files in ``results_dir``."""
     results = Path(results_dir) if results_dir else repo_root() / "results"
-    sizes = {json.loads(p.read_text()).get("size") for p in (results / "runs").glob("*.json")} if (results / "runs").exists() else set()
+    cells_path = results / "table1_cells.csv"
+    cells = pd.read_csv(cells_path) if cells_path.exists() else pd.DataFrame()
+    sizes = set(cells["size"].dropna()) if "size" in cells else set()
     out = ["# Reproduction report", "",
            "Written by `python -m mindlib.report` from the results files of the last notebook run "
            f"(`{results.name}/`; synthetic study size: {', '.join(sorted(s for s in sizes if s)) or 'unknown'}). "
@@ -83,9 +85,8 @@ def build_report(results_dir: str | Path | None = None) -> str:
     t1 = table1_markdown(results)
     out += ["## Table 1: decoders × backbones", "",
             t1 or "_not run yet: execute notebook 08 (make demo)_", ""]
-    cells = results / "table1_cells.csv"
-    if cells.exists() and "fir_lags_trs" in (df := pd.read_csv(cells)):
-        lags = sorted(set(df["fir_lags_trs"].dropna()))
+    if "fir_lags_trs" in cells:
+        lags = sorted(set(cells["fir_lags_trs"].dropna()))
         out += [f"Ridge FIR delays (TRs): {', '.join(lags)}; the neural decoders read one lag of 3 TRs and a ±2-TR temporal MLP.", ""]
     t2 = results / "table2.md"
     out += ["## Table 2: SADGate router ablation (validation r)", "", t2.read_text().strip() if t2.exists() else "_not run yet_", ""]
@@ -148,6 +149,9 @@ def notebook_map_markdown(results: Path) -> str:
     for nb in NOTEBOOKS:
         cells = "".join(f" {_duration(timings[s].get(nb.name))} |" for s in sizes)
         lines.append(f"| {nb.name[:2]} | `{nb.name}` — {nb.title} | {nb.learn} |{cells}")
+    if sizes:
+        totals = "".join(f" **{_duration(sum(timings[s].get(nb.name, 0.0) for nb in NOTEBOOKS))}** |" for s in sizes)
+        lines.append(f"| | **all notebooks** | |{totals}")
     return "\n".join(lines)
 
 

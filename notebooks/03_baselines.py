@@ -20,11 +20,11 @@
 #
 # A new decoder is only interesting if it beats what a neuroscientist runs first. **Ridge** fits one linear
 # map per subject from FIR-delayed, TR-aligned features (`fir_lags_trs`) to every parcel, with the penalty
-# chosen per parcel by cross-validation over runs (himalaya), and is scored on exactly the TRs the other
-# decoders are scored on. The **Baseline** of Table 1 is the same AFIRE token pipeline as
-# MIND with a per-subject linear head instead of experts. Both are tuned as carefully as MIND: ridge by its
-# own cross-validation, the baseline with the same learning-rate grid, epochs and model selection on
-# validation.
+# chosen per parcel by R² on the validation runs (one eigendecomposition serves all 17), and is scored
+# on exactly the TRs the other decoders are scored on. The **Baseline** of Table 1 is the same AFIRE token
+# pipeline as MIND with a per-subject linear head instead of experts. Both are tuned as carefully as MIND
+# and on the same validation runs: ridge over its penalties, the baseline over the same learning-rate grid
+# and epochs.
 
 # %% tags=["parameters"]
 dataset: str = "synthetic"  # "synthetic" | path to an Algonauts 2025 folder
@@ -34,7 +34,7 @@ backbones: list = ["tribe", "imagebind", "qwen"]  # feature stores to compare
 d_model: int = 128  # d, AFIRE token dim
 epochs: int = 15  # epochs per grid cell
 lrs: list = [1e-3, 3e-3]  # learning-rate grid, scored on validation
-fir_lags_trs: list = [2, 3, 4]  # ridge FIR delays in TRs (demo: [3], one lag, to stay fast)
+fir_lags_trs: list = [2, 3, 4]  # ridge FIR delays in TRs
 results_dir: str = "../results"  # where the results file goes
 fig_dir: str = "../figures"  # empty string: show figures, save none
 

@@ -31,10 +31,12 @@ backbones: list = ["tribe", "imagebind", "qwen"]  # rows of Table 1, columns of 
 decoders: list = ["baseline", "mlp", "mmoe", "mind", "ridge"]  # Table 1 rows per backbone
 modes: list = ["token", "prior", "both"]  # Table 2 rows (SADGate router)
 seeds: list = [0]  # seeds per cell (mean ± spread when several)
-isg_subjects: list = ["sub-01"]  # held-out subjects for the ISG column; empty list skips it
+grid_every_seed: bool = False  # False: the first seed searches the grid, later seeds reuse its choice
+isg_subjects: list = ["sub-01"]  # held-out subjects for the ISG column (first seed); empty list skips it
 d_model: int = 128  # d, AFIRE token dim
 epochs: int = 15  # epochs per grid cell
 lrs: list = [3e-3]  # learning-rate grid of every decoder
+weight_decays: list = [1e-2]  # weight-decay grid of every decoder
 fir_lags_trs: list = [2, 3, 4]  # ridge FIR delays in TRs
 device: str = "auto"  # "auto" | "cpu" | "cuda"
 workers: int = 2  # notebook 06 executions at a time, each on cores/workers torch threads
@@ -58,16 +60,28 @@ runs_dir = results_path / "runs"
 nb06 = notebooks.find("06")
 
 
+def tag_of(backbone: str, decoder: str, mode: str, seed: int) -> str:
+    return f"{backbone}-{decoder}-{mode}-s{seed}"
+
+
 def cell(backbone: str, decoder: str, mode: str, seed: int) -> dict:
     """Run (or reuse) one execution of notebook 06 and return its results file."""
-    tag = f"{backbone}-{decoder}-{mode}-s{seed}"
-    path = runs_dir / f"{tag}.json"
-    if rerun or not path.exists():
-        params = dict(dataset=dataset, size=size, seed=seed, backbone=backbone, decoder=decoder, mode=mode,
-                      d_model=d_model, epochs=epochs, lrs=lrs, fir_lags_trs=fir_lags_trs, device=device, tag=tag, results_dir=str(results_path),
-                      fig_dir="", isg_subjects=isg_subjects if decoder != "ridge" else [],
-                      num_threads=max(1, (os.cpu_count() or 1) // workers))
-        notebooks.execute(nb06, size, out_dir=runs_dir, parameters=params, out_name=tag)
+    tag = tag_of(backbone, decoder, mode, seed)
+    path, params_path = runs_dir / f"{tag}.json", runs_dir / f"{tag}.params.json"
+    grid = dict(lrs=lrs, weight_decays=weight_decays)
+    if seed != seeds[0] and not grid_every_seed:  # reuse the first seed's choice (made on validation)
+        first = json.loads((runs_dir / f"{tag_of(backbone, decoder, mode, seeds[0])}.json").read_text())
+        grid = dict(lrs=[first["best_lr"]], weight_decays=[first["best_weight_decay"]])
+    isg = isg_subjects if decoder != "ridge" and mode == "both" and seed == seeds[0] else []
+    params = dict(dataset=dataset, size=size, seed=seed, backbone=backbone, decoder=decoder, mode=mode,
+                  d_model=d_model, epochs=epochs, fir_lags_trs=fir_lags_trs, device=device, tag=tag,
+                  results_dir=str(results_path), fig_dir="", isg_subjects=isg, **grid)
+    # a results file is reused only if it was made with exactly these parameters (e.g. not by a demo run)
+    same = path.exists() and params_path.exists() and json.loads(params_path.read_text()) == params
+    if rerun or not same:
+        threads = max(1, (os.cpu_count() or 1) // workers)
+        notebooks.execute(nb06, size, out_dir=runs_dir, parameters={**params, "num_threads": threads}, out_name=tag)
+        params_path.write_text(json.dumps(params, indent=1))
         print(f"ran {tag}", flush=True)
     return json.loads(path.read_text())
 
@@ -77,12 +91,16 @@ def cell(backbone: str, decoder: str, mode: str, seed: int) -> dict:
 
 # %%
 def run_cells(specs: list[tuple]) -> list[dict]:
-    """Execute cells ``workers`` at a time (each in its own kernel); results in the order given."""
+    """Execute cells ``workers`` at a time (each in its own kernel), first-seed cells first (later seeds
+    may reuse their grid choice); results in the order given."""
+    with ThreadPoolExecutor(max_workers=workers) as pool:  # the first seed's cells, before any cell that reads them
+        list(pool.map(lambda spec: cell(*spec), [spec for spec in specs if spec[3] == seeds[0]]))
     with ThreadPoolExecutor(max_workers=workers) as pool:
         return list(pool.map(lambda spec: cell(*spec), specs))
 
 
-rows = run_cells([(b, d, "both", s) for b in backbones for d in decoders for s in seeds])
+# ridge has no seed (a closed-form fit): one cell per backbone
+rows = run_cells([(b, d, "both", s) for b in backbones for d in decoders for s in (seeds if d != "ridge" else seeds[:1])])
 t1 = pd.DataFrame(rows)
 metrics = ["val_r", "val_spearman", "val_r2", "test_r", "isg_r"]
 metrics = [m for m in metrics if m in t1]

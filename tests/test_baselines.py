@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 from sklearn.linear_model import Ridge
+from sklearn.metrics import r2_score
 
 from mindlib.afire import AFIREConfig
 from mindlib.baselines import (
@@ -173,6 +174,100 @@ def test_ridge_matches_sklearn():
     assert pred.shape == (30, V) and pred.dtype == np.float32
     np.testing.assert_allclose(pred, expected, rtol=1e-4, atol=1e-4)
     np.testing.assert_allclose(enc.best_alphas_[0], np.full(V, alpha))
+
+
+def _design(recs):
+    X = np.concatenate([np.concatenate([r.features["a"], r.features["b"]], 1)[r.valid] for r in recs])
+    Y = np.concatenate([r.fmri[r.valid] for r in recs])
+    runs = np.concatenate([np.full(int(r.valid.sum()), i) for i, r in enumerate(recs)])
+    return X.astype(np.float64), Y.astype(np.float64), runs
+
+
+def _mean_run_r2(pred, Y, runs):
+    return np.mean([r2_score(Y[runs == g], pred[runs == g], multioutput="raw_values") for g in np.unique(runs)], axis=0)
+
+
+def noisy_parcels(seed=0, n_runs=5, n_trs=40, F=(6, 4), n_parcels=6):
+    """Planted maps with noise growing 100-fold across parcels, so the best penalty differs by parcel."""
+    rng = np.random.default_rng(seed)
+    W = rng.normal(size=(sum(F), n_parcels))
+    noise = np.logspace(-1, 1, n_parcels)
+    recs = []
+    for r in range(n_runs):
+        X = rng.normal(size=(n_trs, sum(F)))
+        Y = X @ W + noise * rng.normal(size=(n_trs, n_parcels))
+        valid = np.ones(n_trs, dtype=bool)
+        valid[:2] = False
+        recs.append(Rec(0, f"run{r}", Y, {"a": X[:, : F[0]], "b": X[:, F[0] :]}, valid))
+    return recs
+
+
+ALPHAS = [1e-1, 1.0, 10.0, 100.0, 1e3, 1e4]
+
+
+def _sklearn_reference(train, alphas, score):
+    """Per-parcel best alpha by ``score(alpha) -> (V,)``, then sklearn Ridge refitted on all training TRs."""
+    X, Y, _ = _design(train)
+    mean, std = X.mean(0), X.std(0)
+    best = np.asarray(alphas)[np.argmax([score(a, mean, std) for a in alphas], axis=0)]
+    coef = np.stack([Ridge(alpha=a).fit((X - mean) / std, Y[:, v]).coef_ for v, a in enumerate(best)], axis=1)
+    intercept = np.array([Ridge(alpha=a).fit((X - mean) / std, Y[:, v]).intercept_ for v, a in enumerate(best)])
+    return best, lambda rec: (np.concatenate([rec.features["a"], rec.features["b"]], 1) - mean) / std @ coef + intercept
+
+
+def test_ridge_cross_validation_matches_sklearn_brute_force():
+    from sklearn.model_selection import GroupKFold
+
+    recs = noisy_parcels()
+    train, test = recs[:4], recs[4]
+    X, Y, runs = _design(train)
+
+    def cv_score(alpha, mean, std):
+        Xs = (X - mean) / std
+        folds = []
+        for tr, te in GroupKFold(n_splits=3).split(Xs, groups=runs):
+            pred = Ridge(alpha=alpha).fit(Xs[tr], Y[tr]).predict(Xs[te])
+            folds.append(_mean_run_r2(pred, Y[te], runs[te]))
+        return np.mean(folds, axis=0)
+
+    best, predict = _sklearn_reference(train, ALPHAS, cv_score)
+    assert len(set(best)) > 1  # the parcels disagree, so the per-parcel choice is exercised
+    enc = RidgeEncoder(alphas=ALPHAS, n_folds=3, dtype="float64").fit(train)
+    assert enc.selected_on_ == "cross-validation"
+    np.testing.assert_allclose(enc.best_alphas_[0], best)
+    np.testing.assert_allclose(enc.predict(test), predict(test), rtol=1e-4, atol=1e-4)
+
+
+def test_ridge_selects_alphas_on_validation_runs():
+    recs = noisy_parcels(seed=1)
+    train, val, test = recs[:3], recs[3:4] + recs[4:], recs[4]
+    Xv, Yv, vruns = _design(val)
+    X, Y, _ = _design(train)
+
+    def val_score(alpha, mean, std):
+        pred = Ridge(alpha=alpha).fit((X - mean) / std, Y).predict((Xv - mean) / std)
+        return _mean_run_r2(pred, Yv, vruns)
+
+    best, predict = _sklearn_reference(train, ALPHAS, val_score)
+    assert len(set(best)) > 1
+    enc = RidgeEncoder(alphas=ALPHAS, dtype="float64").fit(train, val)
+    assert enc.selected_on_ == "validation"
+    np.testing.assert_allclose(enc.best_alphas_[0], best)
+    np.testing.assert_allclose(enc.predict(test), predict(test), rtol=1e-4, atol=1e-4)
+    with pytest.raises(ValueError, match="no validation records"):
+        RidgeEncoder(alphas=ALPHAS, n_subjects=2).fit(train + [Rec(1, "x", train[0].fmri, train[0].features, train[0].valid)], val)
+
+
+def test_ridge_with_more_features_than_trs_matches_sklearn():
+    rng = np.random.default_rng(3)
+    n, F_a, F_b = 25, 30, 20
+    X = rng.normal(size=(n, F_a + F_b))
+    Y = rng.normal(size=(n, V))
+    rec = Rec(0, "run0", Y, {"a": X[:, :F_a], "b": X[:, F_a:]}, np.ones(n, dtype=bool))
+    enc = RidgeEncoder(alphas=[3.0], dtype="float64").fit([rec])
+    Xs = (X - X.mean(0)) / X.std(0)
+    np.testing.assert_allclose(enc.predict(rec), Ridge(alpha=3.0).fit(Xs, Y).predict(Xs), rtol=1e-4, atol=1e-4)
+    assert enc.n_params == (F_a + F_b) * V + V
 
 
 def test_ridge_recovers_planted_map_per_subject():

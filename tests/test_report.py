@@ -9,9 +9,9 @@ from mindlib import report
 
 def test_report_reads_tables_and_claims_from_results(tmp_path):
     pd.DataFrame([
-        {"backbone": "tribe", "decoder": "mind", "seed": 0, "val_r": 0.30, "test_r": 0.28, "isg_r": 0.2},
-        {"backbone": "tribe", "decoder": "mind", "seed": 1, "val_r": 0.32, "test_r": 0.30, "isg_r": 0.22},
-        {"backbone": "tribe", "decoder": "baseline", "seed": 0, "val_r": 0.25, "test_r": 0.24, "isg_r": 0.1},
+        {"backbone": "tribe", "decoder": "mind", "seed": 0, "val_r": 0.30, "test_r": 0.28, "isg_r": 0.2, "size": "full"},
+        {"backbone": "tribe", "decoder": "mind", "seed": 1, "val_r": 0.32, "test_r": 0.30, "isg_r": 0.22, "size": "full"},
+        {"backbone": "tribe", "decoder": "baseline", "seed": 0, "val_r": 0.25, "test_r": 0.24, "isg_r": 0.1, "size": "full"},
     ]).to_csv(tmp_path / "table1_cells.csv", index=False)
     (tmp_path / "01_temporal_alignment.json").write_text(json.dumps(
         {"drift_s_at_tr500": 5.005, "impulse_tr_naive": 497, "impulse_tr_exact": 500}))
@@ -20,6 +20,7 @@ def test_report_reads_tables_and_claims_from_results(tmp_path):
     assert "| tribe | baseline | 0.256 | 0.187 | 0.250 |" in text
     assert "5.00 s at TR 500" in text and "TR 497 instead of 500" in text
     assert "Where the paper and the authors' code disagree" in text
+    assert "synthetic study size: full)" in text
 
 
 def test_update_readme_block(tmp_path):
@@ -39,3 +40,4 @@ def test_notebook_map_lists_every_notebook_with_measured_times(tmp_path):
     assert len(rows) == len(NOTEBOOKS)
     assert "demo time" in text.splitlines()[0]
     assert rows[0].endswith("| 12 s |") and "| 5.0 min |" in text and "| – |" in text
+    assert text.splitlines()[-1] == "| | **all notebooks** | | **5.2 min** |"  # 12.4 s + 300 s
