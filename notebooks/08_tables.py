@@ -22,7 +22,10 @@
 #
 # Each cell of each table is one execution of notebook 06 with its parameters (tag `backbone-decoder-mode-sN`):
 # the same grid, epochs, windows and model selection on validation for every decoder. Nothing in the tables is
-# typed by hand.
+# typed by hand. With several seeds, the first seed searches the grid and the later seeds reuse its choice
+# (`grid_every_seed=True` searches it on every seed); the ISG column is measured once per decoder, on the first
+# seed; ridge, a closed-form fit with no seed, runs once per backbone. A cell's results file is reused only when
+# it was made with the same parameters.
 
 # %% tags=["parameters"]
 dataset: str = "synthetic"  # "synthetic" | path to an Algonauts 2025 folder
