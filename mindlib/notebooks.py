@@ -37,7 +37,7 @@ class NotebookSpec:
 
 _SMOKE = {"size": "smoke"}
 _FULL = {"size": "full"}
-# Full size: 4.2x the demo's TRs per epoch, so fewer epochs reach the plateau (measured, MIND on tribe
+# Full size: several times the demo's TRs per epoch, so fewer epochs reach the plateau (measured, MIND on tribe
 # features at lr 3e-3: validation r 0.4138 at epoch 8 of 10, 0.4144 at epoch 10).
 _FULL_TRAIN = {**_FULL, "epochs": 10}
 _ALL_SUBJECTS = ["sub-01", "sub-02", "sub-03", "sub-05"]

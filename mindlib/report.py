@@ -60,15 +60,31 @@ def table1_markdown(results: Path) -> str | None:
         return None
     cells = pd.read_csv(path)
     cols = [c for c in ("val_r", "val_spearman", "val_r2", "test_r", "isg_r") if c in cells]
-    mean = cells.groupby(["backbone", "decoder"], sort=False)[cols].mean()
-    n = cells.groupby(["backbone", "decoder"], sort=False).size()
+    groups = cells.groupby(["backbone", "decoder"], sort=False)
+    mean, std, n = groups[cols].mean(), groups[cols].std(), groups.size()
+
+    def cell(key, col):  # mean, with ± std over seeds where several seeds have the score
+        if col not in mean:
+            return "–"
+        m, sd = mean.loc[key, col], std.loc[key, col]
+        return _fmt(m) if sd != sd or _fmt(m) == "–" else f"{_fmt(m)} ± {sd:.3f}"
+
     lines = ["| backbone | decoder | paper r | paper ISG | our val r | our val ρ | our val R² | our test r | our ISG | seeds |",
              "|---|---|---|---|---|---|---|---|---|---|"]
-    for (b, d), row in mean.iterrows():
-        pr, pi = PAPER_TABLE1.get((b, d), (None, None))
-        lines.append(f"| {b} | {d} | {_fmt(pr)} | {_fmt(pi)} | {_fmt(row.get('val_r'))} | {_fmt(row.get('val_spearman'))} | "
-                     f"{_fmt(row.get('val_r2'))} | {_fmt(row.get('test_r'))} | {_fmt(row.get('isg_r'))} | {n[(b, d)]} |")
+    for key in mean.index:
+        pr, pi = PAPER_TABLE1.get(key, (None, None))
+        ours = " | ".join(cell(key, c) for c in ("val_r", "val_spearman", "val_r2", "test_r", "isg_r"))
+        lines.append(f"| {key[0]} | {key[1]} | {_fmt(pr)} | {_fmt(pi)} | {ours} | {n[key]} |")
     return "\n".join(lines)
+
+
+def mind_gain_on_test(cells: pd.DataFrame, over: str) -> dict[str, float]:
+    """MIND's mean test r minus ``over``'s, per backbone (cells from ``table1_cells.csv``)."""
+    if "test_r" not in cells:
+        return {}
+    m = cells.groupby(["backbone", "decoder"], sort=False).test_r.mean()
+    return {b: float(m[(b, "mind")] - m[(b, over)]) for b in dict.fromkeys(cells.backbone)
+            if (b, "mind") in m.index and (b, over) in m.index}
 
 
 def build_report(results_dir: str | Path | None = None) -> str:
@@ -95,6 +111,10 @@ def build_report(results_dir: str | Path | None = None) -> str:
     if t08 and t08.get("mind_gain_over_baseline"):
         gains = ", ".join(f"{b}: {g:+.3f}" for b, g in t08["mind_gain_over_baseline"].items())
         claims.append(("MIND beats the subject-linear baseline on every backbone (paper: +0.017 to +0.095 r)", gains))
+    for over, claim in (("baseline", "the same on the held-out test runs (MIND minus baseline, test r)"),
+                        ("ridge", "(beyond the paper) MIND against FIR ridge, the classical encoding model (test r)")):
+        if gains := mind_gain_on_test(cells, over):
+            claims.append((claim, ", ".join(f"{b}: {g:+.3f}" for b, g in gains.items())))
     isg = _read(results, "07_isg")
     if isg:
         claims.append(("MIND generalises better to an unseen subject (paper ISG +0.054 to +0.065)",
@@ -150,7 +170,9 @@ def notebook_map_markdown(results: Path) -> str:
         cells = "".join(f" {_duration(timings[s].get(nb.name))} |" for s in sizes)
         lines.append(f"| {nb.name[:2]} | `{nb.name}` — {nb.title} | {nb.learn} |{cells}")
     if sizes:
-        totals = "".join(f" **{_duration(sum(timings[s].get(nb.name, 0.0) for nb in NOTEBOOKS))}** |" for s in sizes)
+        # a total only where every notebook ran at that size (a partial run would understate it)
+        totals = "".join(f" **{_duration(sum(timings[s][nb.name] for nb in NOTEBOOKS))}** |"
+                         if all(nb.name in timings[s] for nb in NOTEBOOKS) else " – |" for s in sizes)
         lines.append(f"| | **all notebooks** | |{totals}")
     return "\n".join(lines)
 

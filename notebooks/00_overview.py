@@ -16,7 +16,7 @@
 # **Overview** 1) the problem 2) the architecture and the dimension legend 3) a tour of the study
 # 4) pointing everything at real Algonauts 2025 data
 #
-# **Time** smoke ≈ 15 s · demo ≈ 1 min on CPU (the first run builds the synthetic study)
+# **Time** per study size: the notebook map in the README (measured on 2 CPU cores; the first run also builds the synthetic study)
 # **Writes** `figures/00_*.png`, `results/00_overview.json`
 #
 # ## The problem

@@ -16,7 +16,7 @@
 # **Overview** 1) the overlap matrix 2) the drift that "3 frames per TR" causes 3) the haemodynamic lag
 # 4) FIR delays
 #
-# **Time** smoke ≈ 10 s · demo ≈ 20 s on CPU   **Writes** `figures/01_*.png`, `results/01_temporal_alignment.json`
+# **Time** per study size: the notebook map in the README (measured on 2 CPU cores)   **Writes** `figures/01_*.png`, `results/01_temporal_alignment.json`
 #
 # Backbone features arrive at 2 Hz (frame *k* covers `[k/2, (k+1)/2)` s); fMRI arrives every TR = 1.49 s
 # (TR *t* covers `[1.49 t, 1.49 (t+1))` s). Everything downstream depends on pairing the right frames with

@@ -16,7 +16,7 @@
 # **Overview** 1) load a study into run records 2) split by episode, the same way for every subject
 # 3) windows of 100 TRs 4) what a batch holds
 #
-# **Time** smoke ≈ 10 s · demo ≈ 20 s on CPU   **Writes** `figures/02_split.png`, `results/02_data_and_splits.json`
+# **Time** per study size: the notebook map in the README (measured on 2 CPU cores)   **Writes** `figures/02_split.png`, `results/02_data_and_splits.json`
 
 # %% tags=["parameters"]
 dataset: str = "synthetic"  # "synthetic" | path to an Algonauts 2025 folder

@@ -16,7 +16,7 @@
 # **Overview** 1) ridge, the classical voxelwise encoding model 2) the subject-linear baseline on AFIRE
 # tokens (TRIBE-style head) 3) both on every backbone
 #
-# **Time** smoke ≈ 1 min · demo ≈ 3 min on CPU   **Writes** `figures/03_baselines.png`, `results/03_baselines.json`
+# **Time** per study size: the notebook map in the README (measured on 2 CPU cores)   **Writes** `figures/03_baselines.png`, `results/03_baselines.json`
 #
 # A new decoder is only interesting if it beats what a neuroscientist runs first. **Ridge** fits one linear
 # map per subject from FIR-delayed, TR-aligned features (`fir_lags_trs`) to every parcel, with the penalty

@@ -16,7 +16,7 @@
 # **Overview** 1) three backbones, three feature shapes, one interface 2) the fusion operators
 # (concat, sum, gated) 3) missing modalities at inference, and modality dropout in training
 #
-# **Time** smoke ≈ 1 min · demo ≈ 3 min on CPU   **Writes** `figures/04_*.png`, `results/04_afire.json`
+# **Time** per study size: the notebook map in the README (measured on 2 CPU cores)   **Writes** `figures/04_*.png`, `results/04_afire.json`
 #
 # AFIRE turns TR-aligned features into tokens `(B, T, d)`: per modality a projector `G·D_m → d` over the
 # averaged layer groups, a fusion operator over modalities, then a light temporal module (learned positional

@@ -16,7 +16,7 @@
 # **Overview** 1) token router 2) subject prior 3) Top-K and renormalisation, by hand 4) the balance loss
 # 5) what a trained gate does per subject and content type
 #
-# **Time** smoke ≈ 20 s · demo ≈ 1 min on CPU   **Writes** `figures/05_*.png`, `results/05_sadgate.json`
+# **Time** per study size: the notebook map in the README (measured on 2 CPU cores)   **Writes** `figures/05_*.png`, `results/05_sadgate.json`
 #
 # For subject *s* and token $x_t$ (paper Eq. 1–3):
 #

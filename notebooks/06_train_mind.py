@@ -16,7 +16,7 @@
 # **Overview** 1) data and decoder from the parameters 2) grid search on validation 3) the selected model
 # on validation and, once, on test 4) where in the brain it works 5) results for the tables
 #
-# **Time** smoke ≈ 20 s · demo ≈ 1–2 min · full ≈ 15 min on CPU
+# **Time** per study size: the notebook map in the README (measured on 2 CPU cores)
 # **Writes** `figures/06_*.png`, `results/06_train_mind[-tag].json`, `results/models/<tag>.pt`
 #
 # Every other decoder of Table 1 runs through this same notebook (`decoder=baseline|mlp|mmoe|ridge`), and

@@ -16,7 +16,7 @@
 # **Overview** 1) leave-one-subject-out (the paper's ISG) for MIND and the subject-linear baseline
 # 2) the authors'-code variant, "swap ISG", under its own name 3) few-shot calibration of a new subject
 #
-# **Time** smoke ≈ 1 min · demo ≈ 4 min on CPU   **Writes** `figures/07_*.png`, `results/07_isg.json`
+# **Time** per study size: the notebook map in the README (measured on 2 CPU cores)   **Writes** `figures/07_*.png`, `results/07_isg.json`
 #
 # **ISG as the paper defines it**: train on S−1 subjects, score the held-out one. The unseen subject has no
 # embedding or bias of its own, so it routes with the **population prior** — `B_s = 0` and `e_s` = the mean of

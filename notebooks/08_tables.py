@@ -17,7 +17,7 @@
 # router modes (Table 2) 2) collect the results files 3) tables with mean ± spread over seeds, as CSV and
 # Markdown
 #
-# **Time** smoke ≈ 3 min · demo ≈ 6 min · full ≈ 2–3 h on CPU
+# **Time** per study size: the notebook map in the README (measured on 2 CPU cores)
 # **Writes** `results/table1.{csv,md}`, `results/table2.{csv,md}`, `results/08_tables.json`, `figures/08_table1.png`
 #
 # Each cell of each table is one execution of notebook 06 with its parameters (tag `backbone-decoder-mode-sN`):

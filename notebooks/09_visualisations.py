@@ -17,7 +17,7 @@
 # against content type 3) subject × expert priors 4) on the synthetic study, learned experts against the true
 # response modes
 #
-# **Time** smoke ≈ 30 s · demo ≈ 1 min on CPU (reads what notebook 08 wrote)
+# **Time** per study size: the notebook map in the README (measured on 2 CPU cores; it reads what notebook 08 wrote)
 # **Writes** `figures/09_*.png`, `results/09_visualisations.json`
 
 # %% tags=["parameters"]

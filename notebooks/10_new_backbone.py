@@ -17,7 +17,7 @@
 # backbone into the feature store 4) AFIRE → MIND on it, next to the study's own text features
 # 5) the extractor interface, weight-free audio/video extractors and the adapters for precomputed features
 #
-# **Time** smoke ≈ 10 s · demo ≈ 40 s on CPU (2 idle cores; the extraction is about a quarter of it)
+# **Time** per study size: the notebook map in the README (measured on 2 CPU cores)
 # **Writes** `<study>/features/minilm/`, `figures/10_word_bins.png`, `results/10_new_backbone.json`
 #
 # AFIRE never sees a backbone, only arrays `(T_f, L, D)` on the 2 Hz grid. So attaching a new model is

@@ -16,7 +16,8 @@ def test_report_reads_tables_and_claims_from_results(tmp_path):
     (tmp_path / "01_temporal_alignment.json").write_text(json.dumps(
         {"drift_s_at_tr500": 5.005, "impulse_tr_naive": 497, "impulse_tr_exact": 500}))
     text = report.build_report(tmp_path)
-    assert "| tribe | mind | 0.273 | 0.241 | 0.310 | – | – | 0.290 | 0.210 | 2 |" in text
+    assert "| tribe | mind | 0.273 | 0.241 | 0.310 ± 0.014 | – | – | 0.290 ± 0.014 | 0.210 ± 0.014 | 2 |" in text
+    assert "MIND minus baseline, test r) | tribe: +0.050 |" in text  # (0.28 + 0.30) / 2 - 0.24
     assert "| tribe | baseline | 0.256 | 0.187 | 0.250 |" in text
     assert "5.00 s at TR 500" in text and "TR 497 instead of 500" in text
     assert "Where the paper and the authors' code disagree" in text
@@ -40,4 +41,8 @@ def test_notebook_map_lists_every_notebook_with_measured_times(tmp_path):
     assert len(rows) == len(NOTEBOOKS)
     assert "demo time" in text.splitlines()[0]
     assert rows[0].endswith("| 12 s |") and "| 5.0 min |" in text and "| – |" in text
-    assert text.splitlines()[-1] == "| | **all notebooks** | | **5.2 min** |"  # 12.4 s + 300 s
+    assert text.splitlines()[-1] == "| | **all notebooks** | | – |"  # not every notebook has a time
+    every = {nb.name: 30.0 for nb in NOTEBOOKS}
+    (tmp_path / "timings.json").write_text(json.dumps({"demo": every, "smoke": {"00_overview": 5.0}}))
+    text = report.notebook_map_markdown(tmp_path)
+    assert text.splitlines()[-1] == f"| | **all notebooks** | | – | **{30 * len(NOTEBOOKS) / 60:.1f} min** |"
