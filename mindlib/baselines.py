@@ -28,6 +28,7 @@ import torch.nn.functional as F
 from threadpoolctl import threadpool_limits
 from torch import Tensor, nn
 
+from mindlib import metrics
 from mindlib.afire import AFIRE, AFIREConfig
 from mindlib.mind import ModelOutput, _check_subject
 
@@ -292,17 +293,19 @@ class _RidgePath:
 
 
 def _run_mean_r2(pred: np.ndarray, Y: np.ndarray, groups: np.ndarray) -> np.ndarray:
-    """R² per column within each group of rows (a run or a block), averaged over groups: ``(V,)``.
-    Columns constant within a group give NaN for that group."""
-    scores = []
-    for g in np.unique(groups):
-        rows = groups == g
-        y = Y[rows]
-        with np.errstate(invalid="ignore", divide="ignore"):
-            scores.append(1.0 - ((y - pred[rows]) ** 2).sum(axis=0) / ((y - y.mean(axis=0)) ** 2).sum(axis=0))
+    """:func:`mindlib.metrics.r2_score` within each group of rows (a run or a block), averaged over groups:
+    ``(V,)``. Columns constant within a group give NaN for that group, silently (alpha selection)."""
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns stay NaN
-        return np.nanmean(scores, axis=0)
+        warnings.simplefilter("ignore", RuntimeWarning)  # constant columns; all-NaN columns stay NaN
+        return np.nanmean([metrics.r2_score(Y[groups == g], pred[groups == g]) for g in np.unique(groups)], axis=0)
+
+
+def _by_subject(records: Sequence[Any]) -> dict[int, list[Any]]:
+    """Records grouped by ``subject_index``, in their order."""
+    out: dict[int, list[Any]] = {}
+    for rec in records:
+        out.setdefault(int(rec.subject_index), []).append(rec)
+    return out
 
 
 class RidgeEncoder:
@@ -381,6 +384,10 @@ class RidgeEncoder:
             [np.asarray(record.features[m], dtype=self.dtype) for m in self.modalities_], axis=1
         )
 
+    def _standardise(self, X: np.ndarray, s: int) -> np.ndarray:
+        """Features ``(n, F)`` standardised with subject ``s``'s training statistics, in ``dtype``."""
+        return ((X - self.mean_[s]) / self.scale_[s]).astype(self.dtype)
+
     def _stack(self, records: Sequence[Any]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Valid TRs of ``records``: features (n, F), fMRI (n, V) and the record index of each row (n,)."""
         X_parts, Y_parts, groups = [], [], []
@@ -430,12 +437,7 @@ class RidgeEncoder:
         if not records:
             raise ValueError("RidgeEncoder.fit got no records; pass the training RunRecords")
         self.modalities_ = self.modalities if self.modalities is not None else tuple(records[0].features)
-        by_subject: dict[int, list[Any]] = {}
-        for rec in records:
-            by_subject.setdefault(int(rec.subject_index), []).append(rec)
-        val_by_subject: dict[int, list[Any]] = {}
-        for rec in val_records or ():
-            val_by_subject.setdefault(int(rec.subject_index), []).append(rec)
+        by_subject, val_by_subject = _by_subject(records), _by_subject(val_records or ())
         expected = range(self.n_subjects) if self.n_subjects is not None else sorted(by_subject)
         self.selected_on_ = "validation" if val_records is not None else "cross-validation"
         self.coef_, self.intercept_, self.best_alphas_, self.mean_, self.scale_ = {}, {}, {}, {}, {}
@@ -447,10 +449,10 @@ class RidgeEncoder:
                         f"RidgeEncoder: subject index {s} has no training records with valid TRs; "
                         "include its training runs or drop it (n_subjects)"
                     )
-                mean = X.mean(axis=0)
                 scale = X.std(axis=0)
                 scale[scale == 0] = 1.0
-                X = ((X - mean) / scale).astype(self.dtype)
+                self.mean_[s], self.scale_[s] = X.mean(axis=0), scale
+                X = self._standardise(X, s)
                 path = _RidgePath(X, Y)
                 if val_records is not None:
                     Xv, Yv, gv = self._stack(val_by_subject.get(s, []))
@@ -459,8 +461,7 @@ class RidgeEncoder:
                             f"RidgeEncoder: subject index {s} has no validation records with valid TRs; "
                             "pass its validation runs, or val_records=None to select alphas by cross-validation"
                         )
-                    Xv = (Xv - mean) / scale
-                    scores = np.stack([_run_mean_r2(p, Yv, gv) for p in path.predictions(Xv, self.alphas)])
+                    scores = np.stack([_run_mean_r2(p, Yv, gv) for p in path.predictions(self._standardise(Xv, s), self.alphas)])
                 else:
                     folds = []
                     for tr, te in self._splits(group):
@@ -473,7 +474,6 @@ class RidgeEncoder:
                 coef, intercept = path.weights(self.best_alphas_[s])
                 self.coef_[s] = coef.astype(self.dtype)
                 self.intercept_[s] = intercept.astype(self.dtype)
-                self.mean_[s], self.scale_[s] = mean, scale
         return self
 
     @property
@@ -500,7 +500,7 @@ class RidgeEncoder:
                 f"RidgeEncoder: subject index {s} was not fitted (fitted: {sorted(self.coef_)}); "
                 "fit with training records of that subject"
             )
-        X = ((self._design(record) - self.mean_[s]) / self.scale_[s]).astype(self.dtype)
+        X = self._standardise(self._design(record), s)
         with threadpool_limits(limits=self.blas_threads, user_api="blas"):
             pred = X @ self.coef_[s] + self.intercept_[s]
         return np.asarray(pred, dtype=np.float32)

@@ -53,12 +53,17 @@ def _fmt(x) -> str:
     return "–" if x is None or (isinstance(x, float) and x != x) else f"{x:.3f}"
 
 
-def table1_markdown(results: Path) -> str | None:
-    """Table 1 with the paper's r and ISG beside ours (means over seeds), from ``table1_cells.csv``."""
+def read_cells(results: Path) -> pd.DataFrame:
+    """The per-seed cells of Table 1 that notebook 08 wrote (``table1_cells.csv``); empty before it ran."""
     path = results / "table1_cells.csv"
-    if not path.exists():
+    return pd.read_csv(path) if path.exists() else pd.DataFrame()
+
+
+def table1_markdown(cells: pd.DataFrame) -> str | None:
+    """Table 1 with the paper's r and ISG beside ours (means over seeds) from :func:`read_cells`'s cells;
+    None when there are none."""
+    if cells.empty:
         return None
-    cells = pd.read_csv(path)
     cols = [c for c in ("val_r", "val_spearman", "val_r2", "test_r", "isg_r") if c in cells]
     groups = cells.groupby(["backbone", "decoder"], sort=False)
     mean, std, n = groups[cols].mean(), groups[cols].std(), groups.size()
@@ -78,11 +83,11 @@ def table1_markdown(results: Path) -> str | None:
     return "\n".join(lines)
 
 
-def mind_gain_on_test(cells: pd.DataFrame, over: str) -> dict[str, float]:
-    """MIND's mean test r minus ``over``'s, per backbone (cells from ``table1_cells.csv``)."""
-    if "test_r" not in cells:
+def mind_gain(cells: pd.DataFrame, over: str, metric: str = "val_r") -> dict[str, float]:
+    """MIND's mean ``metric`` (over seeds) minus ``over``'s, per backbone, from :func:`read_cells`'s cells."""
+    if metric not in cells:
         return {}
-    m = cells.groupby(["backbone", "decoder"], sort=False).test_r.mean()
+    m = cells.groupby(["backbone", "decoder"], sort=False)[metric].mean()
     return {b: float(m[(b, "mind")] - m[(b, over)]) for b in dict.fromkeys(cells.backbone)
             if (b, "mind") in m.index and (b, over) in m.index}
 
@@ -90,15 +95,14 @@ def mind_gain_on_test(cells: pd.DataFrame, over: str) -> dict[str, float]:
 def build_report(results_dir: str | Path | None = None) -> str:
     """The Markdown text of ``papers/reproduction.md`` from the results files in ``results_dir``."""
     results = Path(results_dir) if results_dir else repo_root() / "results"
-    cells_path = results / "table1_cells.csv"
-    cells = pd.read_csv(cells_path) if cells_path.exists() else pd.DataFrame()
+    cells = read_cells(results)
     sizes = set(cells["size"].dropna()) if "size" in cells else set()
     out = ["# Reproduction report", "",
            "Written by `python -m mindlib.report` from the results files of the last notebook run "
            f"(`{results.name}/`; synthetic study size: {', '.join(sorted(s for s in sizes if s)) or 'unknown'}). "
            "The paper's numbers are on real Algonauts 2025 data with its own split; ours are on the data the "
            "notebooks were pointed at. Compare orderings and gaps, not absolute values.", ""]
-    t1 = table1_markdown(results)
+    t1 = table1_markdown(cells)
     out += ["## Table 1: decoders × backbones", "",
             t1 or "_not run yet: execute notebook 08 (make demo)_", ""]
     if "fir_lags_trs" in cells:
@@ -107,13 +111,12 @@ def build_report(results_dir: str | Path | None = None) -> str:
     t2 = results / "table2.md"
     out += ["## Table 2: SADGate router ablation (validation r)", "", t2.read_text().strip() if t2.exists() else "_not run yet_", ""]
     claims = []
-    t08 = _read(results, "08_tables")
-    if t08 and t08.get("mind_gain_over_baseline"):
-        gains = ", ".join(f"{b}: {g:+.3f}" for b, g in t08["mind_gain_over_baseline"].items())
-        claims.append(("MIND beats the subject-linear baseline on every backbone (paper: +0.017 to +0.095 r)", gains))
-    for over, claim in (("baseline", "the same on the held-out test runs (MIND minus baseline, test r)"),
-                        ("ridge", "(beyond the paper) MIND against FIR ridge, the classical encoding model (test r)")):
-        if gains := mind_gain_on_test(cells, over):
+    for over, metric, claim in (
+        ("baseline", "val_r", "MIND beats the subject-linear baseline on every backbone (paper: +0.017 to +0.095 r)"),
+        ("baseline", "test_r", "the same on the held-out test runs (MIND minus baseline, test r)"),
+        ("ridge", "test_r", "(beyond the paper) MIND against FIR ridge, the classical encoding model (test r)"),
+    ):
+        if gains := mind_gain(cells, over, metric):
             claims.append((claim, ", ".join(f"{b}: {g:+.3f}" for b, g in gains.items())))
     isg = _read(results, "07_isg")
     if isg:
@@ -192,7 +195,7 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.output) if args.output else repo_root() / "papers" / "reproduction.md"
     out.write_text(text)
     results = Path(args.results_dir) if args.results_dir else repo_root() / "results"
-    t1 = table1_markdown(results)
+    t1 = table1_markdown(read_cells(results))
     readme = repo_root() / "README.md"
     if t1:
         update_readme_block(readme, "results", t1 + "\n\nFull report: `papers/reproduction.md`.")

@@ -56,7 +56,7 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import pandas as pd
 
-from mindlib import notebooks, plotting, project
+from mindlib import notebooks, plotting, project, report
 
 results_path = Path(results_dir).resolve()
 runs_dir = results_path / "runs"
@@ -152,8 +152,7 @@ plotting.save_figure(fig, "08_table1", fig_dir)
 # Gains of MIND over the subject-linear baseline per backbone (validation r):
 
 # %%
-gain = {b: float(agg.loc[(b, "mind"), ("val_r", "mean")] - agg.loc[(b, "baseline"), ("val_r", "mean")])
-        for b in backbones if (b, "mind") in agg.index and (b, "baseline") in agg.index}
+gain = report.mind_gain(t1, "baseline", "val_r")  # the same numbers papers/reproduction.md quotes
 print({b: round(g, 3) for b, g in gain.items()})
 results = {
     "table1": t1.drop(columns=["history", "isg_per_subject"], errors="ignore").to_dict(orient="records"),

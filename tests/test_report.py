@@ -18,6 +18,7 @@ def test_report_reads_tables_and_claims_from_results(tmp_path):
     text = report.build_report(tmp_path)
     assert "| tribe | mind | 0.273 | 0.241 | 0.310 ± 0.014 | – | – | 0.290 ± 0.014 | 0.210 ± 0.014 | 2 |" in text
     assert "MIND minus baseline, test r) | tribe: +0.050 |" in text  # (0.28 + 0.30) / 2 - 0.24
+    assert "(paper: +0.017 to +0.095 r) | tribe: +0.060 |" in text  # validation r: (0.30 + 0.32) / 2 - 0.25
     assert "| tribe | baseline | 0.256 | 0.187 | 0.250 |" in text
     assert "5.00 s at TR 500" in text and "TR 497 instead of 500" in text
     assert "Where the paper and the authors' code disagree" in text
