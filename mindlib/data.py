@@ -19,6 +19,24 @@ z-scoring (the run's mean) and constant parcels to all 0. Scores (``mindlib.metr
 column as NaN and average over parcels with a nan-mean, so a parcel that is entirely NaN or constant is
 left out of the scores instead of counted as r = 0. TRs whose fMRI row is entirely NaN are masked
 (``RunRecord.valid`` False).
+
+Files that are not there or not readable stop the reader, naming the file (docs/method.md §1):
+
+- a subject's Friends or Movie10 file missing is an error (read one study on purpose with
+  ``studies=("friends",)``); a dangling symlink (a datalad / git-annex file that was never fetched)
+  says ``datalad get <path>``; an empty, truncated or corrupt HDF5 file is named with the fix.
+- fMRI values must be finite apart from the NaN of the policy above, and within :data:`FMRI_MAX_ABS`
+  (1e6) in magnitude; feature frames must be finite and within :data:`FEATURE_MAX_ABS` (1e6). Both
+  bounds sit far above real signals (raw BOLD in scanner units is 1e2-1e4, z-scored BOLD a few units,
+  network activations rarely beyond 1e3) and far below what corrupt bytes decode to (random float32
+  bit patterns reach 3e38), so a file that breaks them is damaged, not unusual.
+- features that stop before the fMRI leave the last TRs uncovered: they are masked with a warning
+  naming each run and its count; beyond ``length_tolerance_s`` (:data:`LENGTH_TOLERANCE_S`) it is an
+  error.
+- a feature store that records its provenance (``backbone.json`` ``"sources"``: each feature file's
+  source files with their sizes and modification times, and ``"settings"``: how it was extracted)
+  is refused by :func:`load_study` when a source changed or disappeared since, or when
+  ``feature_settings`` asks for other settings, unless ``allow_stale=True``.
 """
 
 from __future__ import annotations
@@ -28,6 +46,7 @@ import json
 import logging
 import math
 import os
+import shutil
 import warnings
 import zlib
 from collections.abc import Iterable, Mapping, Sequence
@@ -50,6 +69,9 @@ LAYER_FRACTIONS = (0.6, 0.8, 1.0)  # SPEC §3: three layer groups, ending at 60 
 # early: a few seconds apart is normal, and the uncovered TRs are masked. 15 s (about 10 TRs) or more
 # means the wrong stimulus or a truncated extraction.
 LENGTH_TOLERANCE_S = 15.0
+# Largest accepted magnitude of fMRI values and feature values (see the module docstring).
+FMRI_MAX_ABS = 1e6
+FEATURE_MAX_ABS = 1e6
 SPLIT_NAMES = ("train", "val", "test")
 TRANSCRIPT_COLUMNS = ("text_per_tr", "words_per_tr", "onsets_per_tr", "durations_per_tr")
 
@@ -64,7 +86,14 @@ _NO_DATA_HINT = (
 # ----------------------------------------------------------------------------------------------
 
 
-def load_fmri(root: str | Path, subject: str, *, n_parcels: int | None = None) -> dict[str, np.ndarray]:
+def load_fmri(
+    root: str | Path,
+    subject: str,
+    *,
+    n_parcels: int | None = None,
+    studies: Sequence[str] | None = None,
+    max_abs: float = FMRI_MAX_ABS,
+) -> dict[str, np.ndarray]:
     """Every fMRI run of one subject (Friends and Movie10 files), keyed by run name.
 
     Parameters
@@ -75,6 +104,12 @@ def load_fmri(root: str | Path, subject: str, *, n_parcels: int | None = None) -
         Subject as written in the files, e.g. ``"sub-01"``.
     n_parcels : int, optional
         Expected number of parcels ``V``; default :data:`mindlib.layout.N_PARCELS` (1000).
+    studies : sequence of str, optional
+        Studies whose files must be there. Default: every study of :data:`mindlib.layout.STUDIES`
+        that any subject under ``<root>/fmri`` has a file for (:func:`dataset_studies`), so a file
+        the other subjects have is never skipped silently; pass ``("friends",)`` to read one on purpose.
+    max_abs : float
+        Largest accepted ``|value|`` (default :data:`FMRI_MAX_ABS`); larger values mean a damaged file.
 
     Returns
     -------
@@ -85,9 +120,13 @@ def load_fmri(root: str | Path, subject: str, *, n_parcels: int | None = None) -
     Raises
     ------
     FileNotFoundError
-        If neither of the subject's files exists. One missing file is logged and allowed.
+        If a file of ``studies`` is missing, or is a dangling symlink (unfetched datalad file).
+        A study no subject has a file for is logged and left out.
+    OSError
+        If a file is empty, truncated or not HDF5 (naming the file).
     ValueError
-        On a duplicate run name, a dataset that is not ``(T, V)`` or a wrong parcel count.
+        On a duplicate run name, a dataset that is not ``(T, V)``, a wrong parcel count, infinite
+        values or values beyond ``max_abs``.
 
     Warns
     -----
@@ -96,21 +135,28 @@ def load_fmri(root: str | Path, subject: str, *, n_parcels: int | None = None) -
     """
     layout.check_subject(subject)
     expected_v = layout.N_PARCELS if n_parcels is None else int(n_parcels)
-    paths = {study: layout.fmri_path(root, subject, study) for study in layout.STUDIES}
-    present = {study: p for study, p in paths.items() if p.is_file()}
-    if not present:
+    if studies is None:
+        studies = dataset_studies(root) or layout.STUDIES
+        for study in layout.STUDIES:
+            if study not in studies:
+                logger.warning("no subject under %s has a %s fMRI file; reading the other study", root, study)
+    studies = tuple(studies)
+    unknown = [s for s in studies if s not in layout.STUDIES]
+    if unknown or not studies:
+        raise ValueError(f"studies must name some of {layout.STUDIES}, got {studies}")
+    paths = {study: layout.fmri_path(root, subject, study) for study in studies}
+    if not any(_present(p) for p in paths.values()):
         listed = "\n  ".join(str(p) for p in paths.values())
         raise FileNotFoundError(
             f"no fMRI for {subject}: none of these files exists:\n  {listed}\n{_NO_DATA_HINT}"
         )
     for study, p in paths.items():
-        if study not in present:
-            logger.warning("%s: no %s fMRI file at %s; reading the other study only", subject, study, p)
+        _check_file(p, f"{subject}'s {study} fMRI file")
 
     runs: dict[str, np.ndarray] = {}
     source: dict[str, str] = {}
-    for path in present.values():
-        with h5py.File(path, "r") as f:
+    for path in paths.values():
+        with _open_h5(path) as f:
             for key in sorted(f.keys()):
                 run = layout.run_name(key)
                 where = f"{path.name}, key {key!r}"
@@ -122,20 +168,92 @@ def load_fmri(root: str | Path, subject: str, *, n_parcels: int | None = None) -
                 node = f[key]
                 if not isinstance(node, h5py.Dataset):
                     raise ValueError(f"{where}: expected a (T, V) dataset, found a group")
-                x = np.asarray(node[()], dtype=np.float32)
-                if x.ndim != 2:
-                    raise ValueError(f"{where} (run {run}): expected shape (T, V), got {x.shape}")
-                if x.shape[1] != expected_v:
+                try:
+                    raw = node[()]
+                except OSError as err:
+                    raise OSError(
+                        f"{path}: key {key!r} (run {run}) cannot be read ({err}); the file is damaged: "
+                        f"fetch it again{_fetch_hint(path)}"
+                    ) from None
+                if raw.ndim != 2:
+                    raise ValueError(f"{where} (run {run}): expected shape (T, V), got {raw.shape}")
+                if raw.shape[1] != expected_v:
                     raise ValueError(
-                        f"{where} (run {run}): {x.shape[1]} parcels, expected {expected_v} "
+                        f"{where} (run {run}): {raw.shape[1]} parcels, expected {expected_v} "
                         "(Schaefer-1000 atlas); is this a parcellated Algonauts 2025 file?"
                     )
+                x = _checked_values(raw, max_abs, f"{path}: key {key!r} (run {run} of {subject})")
                 _warn_bad_parcels(x, f"{path.name}: run {run}")
                 runs[run], source[run] = x, where
     for run in layout.KNOWN_MISSING_RUNS.get(subject, ()):
-        if run not in runs and layout.study_of(run) in present:
+        if run not in runs and layout.study_of(run) in paths:
             logger.info("%s: run %s is absent from the released data (known gap, SPEC §1)", subject, run)
     return dict(sorted(runs.items()))
+
+
+def dataset_studies(root: str | Path) -> tuple[str, ...]:
+    """Studies (of :data:`mindlib.layout.STUDIES`) that at least one subject under ``<root>/fmri`` has a file for."""
+    base = Path(root) / "fmri"
+    subjects = [d.name for d in base.iterdir() if d.is_dir()] if base.is_dir() else []
+    found = set()
+    for d in subjects:
+        try:
+            subject = layout.check_subject(d)
+        except ValueError:
+            continue  # not a subject folder
+        found.update(s for s in layout.STUDIES if _present(layout.fmri_path(root, subject, s)))
+    return tuple(s for s in layout.STUDIES if s in found)
+
+
+def _fetch_hint(path: Path) -> str:
+    return f" (in a datalad dataset: datalad get {path})"
+
+
+def _check_file(path: Path, what: str) -> None:
+    """A file that must be there and readable: missing, dangling symlink and empty are errors."""
+    if path.is_symlink() and not path.exists():
+        raise FileNotFoundError(
+            f"{what} {path} is a dangling symlink (target {os.readlink(path)}): the data were not fetched, as "
+            f"in a datalad dataset before `datalad get`. Run: datalad get {path}"
+        )
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"{what} {path} is missing, though the dataset has {path.name.split('_task-')[1].split('_')[0]} "
+            "files. Fetch or restore it, or read one study on purpose with studies=('friends',) or "
+            "studies=('movie10',)"
+        )
+    if path.stat().st_size == 0:
+        raise OSError(f"{what} {path} is empty (0 bytes): an interrupted copy; fetch it again{_fetch_hint(path)}")
+
+
+def _open_h5(path: Path) -> h5py.File:
+    try:
+        return h5py.File(path, "r")
+    except OSError as err:
+        raise OSError(
+            f"{path} ({path.stat().st_size} bytes) cannot be opened as HDF5: {err}. The file is truncated or "
+            f"not HDF5; fetch it again{_fetch_hint(path)}"
+        ) from None
+
+
+def _checked_values(raw: np.ndarray, max_abs: float, where: str) -> np.ndarray:
+    """``raw`` as float32 after checking it is numeric, has no infinities and stays within ``max_abs``."""
+    if not (np.issubdtype(raw.dtype, np.floating) or np.issubdtype(raw.dtype, np.integer)):
+        raise ValueError(f"{where}: values of dtype {raw.dtype}, expected numbers")
+    values = np.asarray(raw, dtype=np.float64)
+    n_inf = int(np.isinf(values).sum())
+    with np.errstate(invalid="ignore"):
+        big = np.abs(values) > max_abs  # False for NaN
+    if n_inf or big.any():
+        t_bad = np.flatnonzero((np.isinf(values) | big).any(axis=1))
+        raise ValueError(
+            f"{where}: {n_inf} infinite values and {int(big.sum())} values beyond |x| > {max_abs:g} "
+            f"(largest finite |x| = {float(np.nanmax(np.abs(values[np.isfinite(values)]), initial=0)):.3g}) "
+            f"in TRs {t_bad[:5].tolist()}{' ...' if t_bad.size > 5 else ''} of {values.shape[0]}: BOLD never "
+            "reaches this, the file is damaged. Fetch it again (max_abs= raises the bound if your "
+            "values are genuinely this large)"
+        )
+    return values.astype(np.float32)
 
 
 def _bad_parcels(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -304,12 +422,25 @@ def transcript_words(path: str | Path) -> pd.DataFrame:
 # ----------------------------------------------------------------------------------------------
 
 
-def list_backbones(root: str | Path) -> list[str]:
-    """Names of the feature stores under ``<root>/features`` (folders with a ``backbone.json``), sorted."""
-    base = Path(root) / "features"
+def features_base(root: str | Path, features_root: str | Path | None = None) -> Path:
+    """Folder holding the feature stores: ``features_root`` if given (not empty), else ``<root>/features``.
+
+    A read-only dataset (datalad, shared lab storage) keeps its features elsewhere with ``features_root``.
+    """
+    if features_root not in (None, ""):
+        return Path(features_root).expanduser()
+    return layout.features_dir(root, "x").parent  # layout's <root>/features, the default
+
+
+def list_backbones(root: str | Path, features_root: str | Path | None = None) -> list[str]:
+    """Names of the feature stores under :func:`features_base` (folders with a ``backbone.json``), sorted.
+
+    Folders starting with ``.`` (a replacement being written, see :meth:`FeatureStore.create`) are not stores.
+    """
+    base = features_base(root, features_root)
     if not base.is_dir():
         return []
-    return sorted(p.name for p in base.iterdir() if (p / "backbone.json").is_file())
+    return sorted(p.name for p in base.iterdir() if not p.name.startswith(".") and (p / "backbone.json").is_file())
 
 
 def _normalise_modalities(modalities: Mapping) -> dict[str, dict[str, int]]:
@@ -327,39 +458,70 @@ def _normalise_modalities(modalities: Mapping) -> dict[str, dict[str, int]]:
     return out
 
 
-class FeatureStore:
-    """One backbone's features on disk: ``<root>/features/<backbone>/<modality>/<stimulus>.npy``.
+def _write_json(path: Path, obj: dict) -> None:
+    """Write JSON beside, then rename: a reader never sees half a file, an interrupted write leaves the old."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(obj, indent=2) + "\n")
+    os.replace(tmp, path)
 
-    Each array is ``(T_f, L, D)`` at ``feature_hz`` (float32 or float16); ``backbone.json`` records
-    ``{"name", "feature_hz", "fusion", "modalities": {modality: {"n_layers": L, "dim": D}}}``.
+
+def file_record(path: str | Path) -> dict:
+    """Provenance of one source file: ``{"path", "size", "mtime_ns"}`` (absolute path, bytes, ns)."""
+    p = Path(path).resolve()
+    st = p.stat()
+    return {"path": str(p), "size": int(st.st_size), "mtime_ns": int(st.st_mtime_ns)}
+
+
+def _identity(info: Mapping) -> dict:
+    """What makes two store descriptions the same store: everything but the per-file ``sources``."""
+    return {k: v for k, v in info.items() if k != "sources"}
+
+
+class FeatureStore:
+    """One backbone's features on disk: ``<features>/<backbone>/<modality>/<stimulus>.npy``.
+
+    ``<features>`` is ``<root>/features``, or ``features_root`` (:func:`features_base`). Each array is
+    ``(T_f, L, D)`` at ``feature_hz`` (float32 or float16); ``backbone.json`` records
+    ``{"name", "feature_hz", "fusion", "modalities": {modality: {"n_layers": L, "dim": D}}}`` and, for
+    stores written with provenance, ``"settings"`` (how the features were made) and ``"sources"``
+    (``{"<modality>/<stimulus>": [file_record, ...]}``, the files each array was made from).
 
     Parameters
     ----------
     root : str or Path
         Study folder.
     backbone : str
-        Backbone name, a folder under ``<root>/features`` (see :func:`list_backbones`).
+        Backbone name, a folder under the features folder (see :func:`list_backbones`).
+    features_root : str or Path, optional
+        Features folder outside the study (empty or None: ``<root>/features``).
     """
 
-    def __init__(self, root: str | Path, backbone: str):
+    def __init__(self, root: str | Path, backbone: str, features_root: str | Path | None = None):
         self.root, self.backbone = Path(root), str(backbone)
-        self.dir = layout.features_dir(root, backbone)
+        self.features_root = None if features_root in (None, "") else Path(features_root)
+        base = features_base(root, features_root)
+        self.dir = base / self.backbone
+        self._final_dir: Path | None = None  # set while a replacement is being written
         meta = self.dir / "backbone.json"
         if not meta.is_file():
-            available = list_backbones(root)
+            available = list_backbones(root, features_root)
             raise ValueError(
-                f"unknown backbone {backbone!r}: no {meta}; available backbones under {self.root / 'features'}: "
+                f"unknown backbone {backbone!r}: no {meta}; available backbones under {base}: "
                 f"{available or 'none'}. " + ("" if available else _NO_DATA_HINT)
             )
-        info = json.loads(meta.read_text())
+        self.info: dict = self._read_info(meta)
+
+    @staticmethod
+    def _read_info(meta: Path) -> dict:
         try:
+            info = json.loads(meta.read_text())
             info["modalities"] = _normalise_modalities(info["modalities"])
             info["feature_hz"] = float(info["feature_hz"])
         except (KeyError, TypeError, ValueError) as err:
             raise ValueError(
                 f"{meta}: malformed backbone.json ({err!r}); rewrite it with FeatureStore.create"
             ) from None
-        self.info: dict = info
+        return info
 
     @classmethod
     def create(
@@ -371,6 +533,8 @@ class FeatureStore:
         modalities: Mapping | None = None,
         *,
         overwrite: bool = False,
+        settings: Mapping | None = None,
+        features_root: str | Path | None = None,
     ) -> FeatureStore:
         """Write ``backbone.json`` (and the modality folders) and return the store.
 
@@ -383,7 +547,16 @@ class FeatureStore:
         modalities : mapping
             ``{modality: (n_layers, dim)}`` or ``{modality: {"n_layers": L, "dim": D}}``.
         overwrite : bool
-            Replace a different existing ``backbone.json``. An identical one is always reused.
+            Replace an existing store **completely**: the new store is written into a hidden folder
+            beside it (``.<backbone>.incoming``) and takes the old one's place only at :meth:`commit`,
+            so no file of the old store survives into the new one, and an interrupted rewrite leaves
+            the old store whole. Without it, a store with the same description (settings included)
+            is reused, so a store can be filled in several calls, and another one is refused.
+        settings : mapping, optional
+            How the features are made (extractor and its options, source folder), recorded in
+            ``backbone.json`` as ``"settings"``; part of the store's description.
+        features_root : str or Path, optional
+            See :class:`FeatureStore`.
         """
         if modalities is None:
             raise ValueError("FeatureStore.create needs modalities, e.g. {'video': (40, 1408)}")
@@ -395,18 +568,49 @@ class FeatureStore:
             "fusion": str(fusion),
             "modalities": _normalise_modalities(modalities),
         }
-        d = layout.features_dir(root, backbone)
-        meta = d / "backbone.json"
-        if meta.is_file() and not overwrite:
+        if settings is not None:
+            info["settings"] = json.loads(json.dumps(dict(settings), default=str))  # as it reads back
+        final = features_base(root, features_root) / str(backbone)
+        meta = final / "backbone.json"
+        d = final
+        if meta.is_file():
             old = json.loads(meta.read_text())
-            if old != info:
+            if overwrite:
+                d = final.with_name(f".{final.name}.incoming")
+                if d.exists():
+                    shutil.rmtree(d)  # the leftover of an interrupted replacement
+            elif _identity(old) != info:
                 raise ValueError(
-                    f"{meta} exists and describes another store ({old}); pass overwrite=True or delete {d}"
+                    f"{meta} exists and describes another store ({_identity(old)}); pass overwrite=True to "
+                    f"replace it completely, or delete {final}"
                 )
+            else:
+                info = old  # reuse, keeping the sources it records
         for m in info["modalities"]:
             (d / m).mkdir(parents=True, exist_ok=True)
-        meta.write_text(json.dumps(info, indent=2) + "\n")
-        return cls(root, backbone)
+        _write_json(d / "backbone.json", info)
+        if d == final:
+            return cls(root, backbone, features_root=features_root)
+        store = cls.__new__(cls)
+        store.root, store.backbone = Path(root), str(backbone)
+        store.features_root = None if features_root in (None, "") else Path(features_root)
+        store.dir, store._final_dir, store.info = d, final, cls._read_info(d / "backbone.json")
+        return store
+
+    def commit(self) -> FeatureStore:
+        """Finish a replacement started by ``create(..., overwrite=True)``: the new store takes the old one's
+        place and the old one is deleted. A no-op for a store written in place. Returns ``self``."""
+        if self._final_dir is None:
+            return self
+        final, old = self._final_dir, self._final_dir.with_name(f".{self._final_dir.name}.replaced")
+        if old.exists():
+            shutil.rmtree(old)
+        if final.exists():
+            os.replace(final, old)
+        os.replace(self.dir, final)
+        shutil.rmtree(old, ignore_errors=True)
+        self.dir, self._final_dir = final, None
+        return self
 
     @property
     def name(self) -> str:
@@ -424,6 +628,11 @@ class FeatureStore:
     def modalities(self) -> tuple[str, ...]:
         return tuple(self.info["modalities"])
 
+    @property
+    def settings(self) -> dict:
+        """How the features were made (``backbone.json`` ``"settings"``; empty when not recorded)."""
+        return dict(self.info.get("settings") or {})
+
     def shape(self, modality: str) -> tuple[int, int]:
         """``(L, D)`` of one modality's arrays."""
         spec = self.info["modalities"][self._check_modality(modality)]
@@ -431,7 +640,7 @@ class FeatureStore:
 
     def path(self, stimulus: str, modality: str) -> Path:
         """File of one stimulus's features for one modality."""
-        return layout.feature_path(self.root, self.backbone, self._check_modality(modality), stimulus)
+        return self.dir / self._check_modality(modality) / f"{stimulus}.npy"
 
     def stimuli(self, modality: str) -> list[str]:
         """Stimuli with a feature file for ``modality``, sorted."""
@@ -444,22 +653,56 @@ class FeatureStore:
             )
         return modality
 
-    def load(self, stimulus: str, modality: str) -> np.ndarray:
-        """Features of one stimulus: ndarray of shape (T_f, L, D), dtype as stored (float32 or float16)."""
+    def load(self, stimulus: str, modality: str, max_abs: float = FEATURE_MAX_ABS) -> np.ndarray:
+        """Features of one stimulus: ndarray of shape (T_f, L, D), dtype as stored (float32 or float16).
+
+        Raises naming the file for a missing, dangling, unreadable or wrongly shaped file, and for
+        frames holding NaN, infinite values or values beyond ``max_abs`` (:data:`FEATURE_MAX_ABS`).
+        """
         p = self.path(stimulus, modality)
+        if p.is_symlink() and not p.exists():
+            raise FileNotFoundError(
+                f"{modality} features {p} of backbone {self.backbone!r} are a dangling symlink (not fetched); "
+                f"run: datalad get {p}"
+            )
         if not p.is_file():
             raise FileNotFoundError(
                 f"no {modality} features for run/stimulus {stimulus!r} of backbone {self.backbone!r}: {p} is "
                 "missing; extract them (mindlib.features) or drop the run with load_study(runs=...)"
             )
-        x = np.load(p)
+        try:
+            x = np.load(p, allow_pickle=False)
+        except (OSError, ValueError, EOFError) as err:
+            raise OSError(
+                f"{p} ({p.stat().st_size} bytes) cannot be read as a .npy array ({err}); the file is truncated "
+                "or damaged: extract or import this stimulus again"
+            ) from None
         L, D = self.shape(modality)
         if x.ndim != 3 or x.shape[1:] != (L, D):
             raise ValueError(f"{p}: shape {x.shape}, expected (T_f, {L}, {D}) as backbone.json says")
+        if not np.issubdtype(x.dtype, np.floating):
+            raise ValueError(f"{p}: dtype {x.dtype}, expected float32 or float16 features")
+        bad = ~np.isfinite(x).all(axis=(1, 2))
+        if np.finfo(x.dtype).max > max_abs:  # float16 (max 65504) cannot exceed the default bound
+            bad |= (np.abs(x) > max_abs).any(axis=(1, 2))
+        if bad.any():
+            frames = np.flatnonzero(bad)
+            raise ValueError(
+                f"{p}: {frames.size} of {x.shape[0]} frames hold NaN, infinite values or |x| > {max_abs:g} "
+                f"(frames {frames[:5].tolist()}{' ...' if frames.size > 5 else ''}, the first at "
+                f"{frames[0] / self.feature_hz:.1f} s); a model cannot learn from them. Extract or import "
+                "this stimulus again"
+            )
         return x
 
-    def write(self, stimulus: str, modality: str, array: np.ndarray) -> Path:
-        """Save one stimulus's features ``(T_f, L, D)`` (or ``(T_f, D)``, stored as ``(T_f, 1, D)``)."""
+    def write(
+        self, stimulus: str, modality: str, array: np.ndarray, sources: Sequence[str | Path] | None = None
+    ) -> Path:
+        """Save one stimulus's features ``(T_f, L, D)`` (or ``(T_f, D)``, stored as ``(T_f, 1, D)``).
+
+        ``sources``: the files the array was made from; their :func:`file_record` goes into
+        ``backbone.json`` so :func:`load_study` can tell when they change.
+        """
         if not stimulus or "/" in stimulus or "\\" in stimulus:
             raise ValueError(f"stimulus name {stimulus!r} must be a plain file name, e.g. 's01e01a'")
         x = np.asarray(array)
@@ -478,11 +721,52 @@ class FeatureStore:
         tmp = p.with_name(f".{p.stem}.{os.getpid()}.tmp.npy")
         np.save(tmp, x)
         os.replace(tmp, p)
+        if sources is not None:
+            self.info.setdefault("sources", {})[f"{modality}/{stimulus}"] = [file_record(s) for s in sources]
+            _write_json(self.dir / "backbone.json", self.info)
         return p
+
+    def check_fresh(self, stimulus: str, modality: str) -> None:
+        """Raise if a source file of ``(stimulus, modality)`` changed or disappeared since it was recorded.
+
+        Stores without recorded sources (hand-made, synthetic) pass. The message says how to rebuild.
+        """
+        records = (self.info.get("sources") or {}).get(f"{modality}/{stimulus}")
+        if not records:
+            return
+        p = self.path(stimulus, modality)
+        for rec in records:
+            src = Path(rec["path"])
+            if not src.exists():
+                problem = "no longer exists"
+            else:
+                now = file_record(src)
+                if now["size"] == rec["size"] and now["mtime_ns"] == rec["mtime_ns"]:
+                    continue
+                problem = (
+                    f"changed since: {rec['size']} -> {now['size']} bytes, modified "
+                    f"{_when(rec['mtime_ns'])} -> {_when(now['mtime_ns'])}"
+                )
+            how = self.settings.get("made_by", "the function that made this store")
+            raise StaleFeaturesError(
+                f"features {p} of backbone {self.backbone!r} are stale: their source {src} {problem}. Rebuild "
+                f"the store ({how}(..., overwrite=True)), or pass load_study(..., allow_stale=True) to use the "
+                "old features anyway"
+            )
 
     def __repr__(self) -> str:
         mods = ", ".join(f"{m}={self.shape(m)}" for m in self.modalities)
         return f"FeatureStore({self.backbone!r}, {self.feature_hz} Hz, {mods})"
+
+
+class StaleFeaturesError(ValueError):
+    """Features older than their sources, or made with other settings than asked for."""
+
+
+def _when(mtime_ns: int) -> str:
+    import datetime
+
+    return datetime.datetime.fromtimestamp(mtime_ns / 1e9, tz=datetime.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
 def layer_groups(n_layers: int, fractions: Sequence[float] = LAYER_FRACTIONS) -> list[slice]:
@@ -706,6 +990,7 @@ class Study:
     lags_trs: tuple[float, ...] = (3,)
     layer_fractions: tuple[float, ...] = LAYER_FRACTIONS
     info: dict = field(default_factory=dict)  # the feature store's backbone.json
+    features_root: Path | None = None  # features folder outside root (None: <root>/features)
 
     def select(self, split_name: str) -> list[RunRecord]:
         """Records on one side of the split: ``"train"``, ``"val"`` or ``"test"``."""
@@ -732,6 +1017,11 @@ class Study:
         )
 
 
+def _present(path: Path) -> bool:
+    """A file, or a symlink to one even if it dangles (an unfetched datalad file still names a subject)."""
+    return path.exists() or path.is_symlink()
+
+
 def _subjects_under(root: Path) -> list[str]:
     base = root / "fmri"
     found = []
@@ -741,7 +1031,7 @@ def _subjects_under(root: Path) -> list[str]:
                 subject = layout.check_subject(d.name)
             except ValueError:
                 continue  # not a subject folder
-            if any(layout.fmri_path(root, subject, s).is_file() for s in layout.STUDIES):
+            if any(_present(layout.fmri_path(root, subject, s)) for s in layout.STUDIES):
                 found.append(subject)
     return found
 
@@ -760,6 +1050,10 @@ def load_study(
     test_fraction: float = 0.1,
     split_seed: int = 0,
     n_parcels: int | None = None,
+    features_root: str | Path | None = None,
+    studies: Sequence[str] | None = None,
+    feature_settings: Mapping | None = None,
+    allow_stale: bool = False,
 ) -> Study:
     """Load fMRI and one backbone's features into TR-aligned records, with a split.
 
@@ -789,11 +1083,29 @@ def load_study(
         the same side for every subject.
     n_parcels : int, optional
         Expected ``V`` (default 1000), passed to :func:`load_fmri`.
+    features_root : str or Path, optional
+        Folder of the feature stores when they do not live in ``<root>/features`` (e.g. a read-only
+        dataset); None or ``""`` is the default (:func:`features_base`).
+    studies : sequence of str, optional
+        Studies every subject must have a file for (default: those any subject has, see
+        :func:`load_fmri`); ``("friends",)`` reads one on purpose.
+    feature_settings : mapping, optional
+        Settings the features must have been made with (each key compared with the store's recorded
+        ``"settings"``, e.g. ``{"context_words": 32}``); a mismatch raises :class:`StaleFeaturesError`.
+    allow_stale : bool
+        Use features whose recorded source files changed or disappeared since (default: refuse, naming
+        the file and how to rebuild), and features made with other ``feature_settings``.
 
     Returns
     -------
     Study
         ``records`` sorted by subject index then run.
+
+    Warns
+    -----
+    UserWarning
+        One warning naming every run whose last TRs lie past the end of its features (masked), with
+        the count per run.
     """
     root = Path(root)
     lags_trs = tuple(lags_trs)
@@ -808,8 +1120,9 @@ def load_study(
     subjects = tuple(layout.check_subject(s) for s in subjects)
     if len(set(subjects)) != len(subjects):
         raise ValueError(f"subjects listed twice: {subjects}")
-    store = FeatureStore(root, backbone)
-    fmri = {s: load_fmri(root, s, n_parcels=n_parcels) for s in subjects}
+    store = FeatureStore(root, backbone, features_root=features_root)
+    _check_settings(store, feature_settings, allow_stale)
+    fmri = {s: load_fmri(root, s, n_parcels=n_parcels, studies=studies) for s in subjects}
 
     if runs is not None:
         wanted = set(runs)
@@ -828,6 +1141,8 @@ def load_study(
         stimulus = layout.stimulus_of(run)
         key = (stimulus, modality, n_trs)
         if key not in cache:
+            if not allow_stale:
+                store.check_fresh(stimulus, modality)
             frames = aggregate_layers(store.load(stimulus, modality), layer_fractions)  # (T_f, G*D)
             feat_s, fmri_s = frames.shape[0] / store.feature_hz, n_trs * tr_s
             if abs(feat_s - fmri_s) > length_tolerance_s:
@@ -842,6 +1157,7 @@ def load_study(
         return cache[key]
 
     records = []
+    past_end: dict[str, int] = {}  # run -> TRs after the last one its features cover
     for i, s in enumerate(subjects):
         for run, raw in fmri[s].items():
             n_trs = raw.shape[0]
@@ -849,6 +1165,9 @@ def load_study(
             for m in store.modalities:
                 feats[m], covered = aligned(run, m, n_trs)
                 valid = valid & covered
+                if covered.any() and not covered[-1]:
+                    tail = n_trs - 1 - int(np.flatnonzero(covered)[-1])
+                    past_end[run] = max(past_end.get(run, 0), tail)
             n_masked = n_trs - int(valid.sum())
             if n_masked:
                 logger.info(
@@ -860,6 +1179,15 @@ def load_study(
                 )
             records.append(RunRecord(s, i, run, zscore(raw), feats, valid))
 
+    if past_end:
+        listed = ", ".join(f"{run} ({n} TRs)" for run, n in sorted(past_end.items()))
+        warnings.warn(
+            f"{store.dir}: the features of {len(past_end)} run(s) end before their fMRI, so their last TRs "
+            f"are masked (not trained on, not scored): {listed}. Within length_tolerance_s="
+            f"{length_tolerance_s} s this is allowed; beyond it load_study raises. Re-extract from the full "
+            "stimulus to use those TRs",
+            stacklevel=2,
+        )
     all_runs = {r.run for r in records}
     if not all_runs:
         raise ValueError(f"no runs left to load for {subjects} under {root}")
@@ -879,7 +1207,23 @@ def load_study(
         lags_trs=lags_trs,
         layer_fractions=tuple(layer_fractions),
         info=store.info,
+        features_root=store.features_root,
     )
+
+
+def _check_settings(store: FeatureStore, wanted: Mapping | None, allow_stale: bool) -> None:
+    """Raise if the store was made with other settings than ``wanted`` (unless ``allow_stale``)."""
+    if not wanted or allow_stale:
+        return
+    have = store.settings
+    differ = {k: (have.get(k, "<not recorded>"), v) for k, v in wanted.items() if have.get(k) != v}
+    if differ:
+        listed = "; ".join(f"{k}: store has {a!r}, asked for {b!r}" for k, (a, b) in differ.items())
+        how = have.get("made_by", "the function that made it")
+        raise StaleFeaturesError(
+            f"backbone {store.backbone!r} at {store.dir} was made with other settings ({listed}). Rebuild it "
+            f"with these settings ({how}(..., overwrite=True)), or pass allow_stale=True to use it anyway"
+        )
 
 
 # ----------------------------------------------------------------------------------------------

@@ -14,7 +14,9 @@ chosen on the same validation runs, then it is scored exactly like the others.
 
 from __future__ import annotations
 
+import difflib
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
@@ -210,14 +212,16 @@ def run(study: Study, config: ExperimentConfig = ExperimentConfig(), checkpoint_
 
 def with_lags(study: Study, lags_trs) -> Study:
     """The same study (subjects, runs and split) with features aligned at other lags (FIR delays)."""
-    from mindlib import data
+    from mindlib import data, layout
 
     if tuple(lags_trs) == tuple(study.lags_trs):
         return study
     other = data.load_study(
         study.root, study.backbone, subjects=study.subjects, lags_trs=tuple(lags_trs),
         layer_fractions=study.layer_fractions, tr_s=study.tr_s, runs=sorted({r.run for r in study.records}),
-        n_parcels=study.n_parcels,
+        n_parcels=study.n_parcels, features_root=study.features_root,
+        studies=sorted({layout.study_of(r.run) for r in study.records}),
+        allow_stale=True,  # the same files the study was loaded from: checked (or overridden) then
     )
     return replace(other, split=study.split)
 
@@ -248,12 +252,34 @@ def noise_ceiling_fraction(result: ExperimentResult, ceilings: dict[str, np.ndar
     return float(np.mean(fr)) if fr else float("nan")
 
 
-def config_from_params(**params: Any) -> ExperimentConfig:
-    """An :class:`ExperimentConfig` from notebook parameters, ignoring names it does not have.
+def config_from_params(*, ignore: Iterable[str] = (), **params: Any) -> ExperimentConfig:
+    """An :class:`ExperimentConfig` from notebook parameters.
 
-    Lists become tuples (papermill passes lists)."""
-    names = {f for f in ExperimentConfig.__dataclass_fields__}
-    kw = {k: tuple(v) if isinstance(v, list) else v for k, v in params.items() if k in names}
+    Parameters
+    ----------
+    ignore : iterable of str
+        Parameter names that belong to the notebook, not to the config (``dataset``, ``tag``, ...).
+    **params
+        Config fields; lists become tuples (papermill passes lists).
+
+    Raises
+    ------
+    ValueError
+        For a name that is neither a config field nor in ``ignore`` (a typo is never dropped silently).
+    """
+    names = set(ExperimentConfig.__dataclass_fields__)
+    skip = set(ignore)
+    unknown = sorted(set(params) - names - skip)
+    if unknown:
+        hints = []
+        for k in unknown:
+            close = difflib.get_close_matches(k, sorted(names), n=1)
+            hints.append(f"{k!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+        raise ValueError(
+            f"unknown ExperimentConfig parameter(s) {', '.join(hints)}; its fields are {sorted(names)}. "
+            "Fix the name, or list a notebook-only parameter in ignore=..."
+        )
+    kw = {k: tuple(v) if isinstance(v, list) else v for k, v in params.items() if k not in skip}
     return ExperimentConfig(**kw)
 
 

@@ -36,6 +36,7 @@ results_dir: str = "../results"  # where the results file goes
 fig_dir: str = "../figures"  # empty string: show figures, save none
 
 # %%
+__import__("mindlib.params").params.check_parameters(globals())  # types as declared above
 import matplotlib.pyplot as plt
 import numpy as np
 

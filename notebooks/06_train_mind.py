@@ -47,6 +47,7 @@ results_dir: str = "../results"  # where the results file goes
 fig_dir: str = "../figures"  # empty string: show figures, save none
 
 # %%
+declared = __import__("mindlib.params").params.check_parameters(globals())  # types as declared above
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -59,7 +60,8 @@ if num_threads > 0:
     torch.set_num_threads(num_threads)
 
 root = project.resolve_dataset(dataset, size=size, seed=0)
-config = experiment.config_from_params(**{k: v for k, v in globals().items() if not k.startswith("_")})
+notebook_only = ("dataset", "size", "backbone", "num_threads", "tag", "results_dir", "fig_dir", "features_root")
+config = experiment.config_from_params(**declared, ignore=notebook_only)
 print(config)
 save_figs = fig_dir if not tag else ""  # fan-out runs of notebook 08 do not overwrite the figures
 

@@ -48,6 +48,7 @@ results_dir: str = "../results"  # where the results files go
 fig_dir: str = "../figures"  # empty string: show figures, save none
 
 # %%
+__import__("mindlib.params").params.check_parameters(globals())  # types as declared above
 import json
 import os
 from concurrent.futures import ThreadPoolExecutor

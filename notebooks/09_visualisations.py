@@ -29,6 +29,7 @@ results_dir: str = "../results"  # where notebook 08 wrote its runs
 fig_dir: str = "../figures"  # empty string: show figures, save none
 
 # %%
+__import__("mindlib.params").params.check_parameters(globals())  # types as declared above
 from pathlib import Path
 
 import matplotlib.pyplot as plt

@@ -24,8 +24,10 @@ def test_config_validates_and_filters_decoder_options():
         experiment.ExperimentConfig(lrs=())
     assert {"n_experts", "top_k", "mode"} <= set(experiment.ExperimentConfig(decoder="mind").decoder_options())
     assert experiment.ExperimentConfig(decoder="baseline").decoder_options() == {}
-    cfg = experiment.config_from_params(decoder="mmoe", lrs=[1e-3], unrelated="x")
+    cfg = experiment.config_from_params(decoder="mmoe", lrs=[1e-3], unrelated="x", ignore=["unrelated"])
     assert cfg.lrs == (1e-3,) and cfg.decoder == "mmoe"
+    with pytest.raises(ValueError, match=r"'lrss' \(did you mean 'lrs'\?\)"):
+        experiment.config_from_params(decoder="mmoe", lrss=[1e-3])
 
 
 def test_selection_ignores_the_test_runs(study):
