@@ -683,7 +683,7 @@ class FeatureStore:
         if not np.issubdtype(x.dtype, np.floating):
             raise ValueError(f"{p}: dtype {x.dtype}, expected float32 or float16 features")
         bad = ~np.isfinite(x).all(axis=(1, 2))
-        if np.finfo(x.dtype).max > max_abs:  # float16 (max 65504) cannot exceed the default bound
+        if float(np.finfo(x.dtype).max) > max_abs:  # float16 (max 65504) cannot exceed the default bound
             bad |= (np.abs(x) > max_abs).any(axis=(1, 2))
         if bad.any():
             frames = np.flatnonzero(bad)

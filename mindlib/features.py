@@ -36,6 +36,7 @@ import functools
 import importlib
 import math
 import os
+import re
 import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -93,6 +94,9 @@ class Stimulus:
     words : pandas.DataFrame, optional
         Timed words with columns ``word``, ``onset_s``, ``duration_s`` (seconds from the stimulus
         start), as returned by :func:`mindlib.data.transcript_words`.
+    sources : tuple of str, optional
+        Files the stimulus was read from (a transcript, a movie file); :func:`extract_to_store` records
+        their sizes and modification times in the store so stale features are noticed.
     """
 
     name: str
@@ -102,6 +106,7 @@ class Stimulus:
     audio: np.ndarray | None = None
     sample_rate: float | None = None
     words: pd.DataFrame | None = None
+    sources: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name:
@@ -163,6 +168,7 @@ class Stimulus:
             name=name or stimulus_from_transcript_name(path),
             duration_s=duration_s,
             words=transcript_words(path),
+            sources=(str(path),),
         )
 
 
@@ -943,13 +949,23 @@ def _create_store(
     fusion: str,
     dims: Mapping[str, tuple[int, int]],
     overwrite: bool,
+    settings: Mapping | None = None,
+    features_root: str | Path | None = None,
 ) -> FeatureStore:
     from mindlib.data import FeatureStore
 
     modalities = {m: {"n_layers": int(L), "dim": int(D)} for m, (L, D) in dims.items()}
     return FeatureStore.create(
-        root, backbone, feature_hz=feature_hz, fusion=fusion, modalities=modalities, overwrite=overwrite
+        root, backbone, feature_hz=feature_hz, fusion=fusion, modalities=modalities, overwrite=overwrite,
+        settings=settings, features_root=features_root,
     )
+
+
+def extractor_settings(extractor: Extractor) -> dict:
+    """An extractor's class and its plain options (numbers, strings, tuples), for ``backbone.json``."""
+    plain = (int, float, str, bool, tuple, list, type(None))
+    options = {k: v for k, v in vars(extractor).items() if not k.startswith("_") and isinstance(v, plain)}
+    return {"class": type(extractor).__name__, "name": extractor.name, "modality": extractor.modality, **options}
 
 
 def extract_to_store(
@@ -963,6 +979,8 @@ def extract_to_store(
     on_missing: Literal["raise", "skip"] = "raise",
     overwrite: bool = False,
     progress: bool = True,
+    features_root: str | Path | None = None,
+    made_by: str = "mindlib.features.extract_to_store",
 ) -> FeatureStore:
     """Run extractors over stimuli and write a feature store.
 
@@ -989,15 +1007,21 @@ def extract_to_store(
         What to do when a stimulus lacks an extractor's input (e.g. no audio): raise a ValueError,
         or skip that (stimulus, modality) and warn with the count at the end.
     overwrite : bool
-        Replace an existing ``backbone.json`` that describes another store. An identical one is
-        reused, so a store can be filled in several calls.
+        Replace an existing store completely (:meth:`mindlib.data.FeatureStore.create`: no old file
+        survives, and an interrupted run leaves the old store whole). Without it, a store with the same
+        description (extractor settings included) is reused, so a store can be filled in several calls.
     progress : bool
         Show a progress bar.
+    features_root : path, optional
+        Features folder outside the study (:func:`mindlib.data.features_base`).
+    made_by : str
+        The function recorded in ``backbone.json`` ``settings["made_by"]`` (named when features are stale).
 
     Returns
     -------
     FeatureStore
-        The written store.
+        The written store. ``backbone.json`` records the extractors' settings and, per array, the
+        :attr:`Stimulus.sources` files with their sizes and modification times.
     """
     from tqdm import tqdm  # plain bars: tqdm.auto warns in notebooks without ipywidgets
 
@@ -1012,8 +1036,10 @@ def extract_to_store(
     if len(set(modalities)) != len(modalities):
         raise ValueError(f"two extractors write the same modality: {modalities}; give each its own modality")
 
+    settings = {"made_by": made_by, "extractors": [extractor_settings(ex) for ex in exs], "dtype": str(dtype)}
+    create = functools.partial(_create_store, settings=settings, features_root=features_root)
     dims: dict[str, tuple[int, int]] = {}
-    pending: list[tuple[str, str, np.ndarray]] = []  # held until every modality's (L, D) is known
+    pending: list[tuple[str, str, np.ndarray, tuple]] = []  # held until every modality's (L, D) is known
     store = None
     skipped: list[str] = []
     total = len(stimuli) if hasattr(stimuli, "__len__") else None
@@ -1035,23 +1061,24 @@ def extract_to_store(
                 )
             arr = _cast(arr, np_dtype, where)
             if store is None:
-                pending.append((stim.name, ex.modality, arr))
+                pending.append((stim.name, ex.modality, arr, stim.sources))
                 if len(dims) == len(exs):
-                    store = _create_store(root, backbone, feature_hz, fusion, dims, overwrite)
+                    store = create(root, backbone, feature_hz, fusion, dims, overwrite)
             else:
-                store.write(stim.name, ex.modality, arr)
+                store.write(stim.name, ex.modality, arr, sources=stim.sources or None)
         if store is not None and pending:
-            for name, modality, arr in pending:
-                store.write(name, modality, arr)
+            for name, modality, arr, sources in pending:
+                store.write(name, modality, arr, sources=sources or None)
             pending = []
     if store is None:
         if not dims:
             raise ValueError(
                 f"no features written for backbone {backbone!r}: no stimuli, or every input missing"
             )
-        store = _create_store(root, backbone, feature_hz, fusion, dims, overwrite)
-        for name, modality, arr in pending:
-            store.write(name, modality, arr)
+        store = create(root, backbone, feature_hz, fusion, dims, overwrite)
+        for name, modality, arr, sources in pending:
+            store.write(name, modality, arr, sources=sources or None)
+    store.commit()
     if skipped:
         warnings.warn(
             f"extract_to_store skipped {len(skipped)} (stimulus, modality) pairs whose input was missing: "
@@ -1163,8 +1190,10 @@ def import_features(
     bare_modality: str | None = None,
     overwrite: bool = False,
     progress: bool = True,
+    features_root: str | Path | None = None,
+    made_by: str = "mindlib.features.import_features",
 ) -> FeatureStore:
-    """Copy precomputed per-stimulus features into the store, checking shapes.
+    """Copy precomputed per-stimulus features into the store, checking shapes and stimulus names.
 
     Accepted layouts under ``src`` (``ext`` one of npy, npz, pt, pth, h5, hdf5; see :func:`load_array`)::
 
@@ -1190,10 +1219,21 @@ def import_features(
         As in :func:`extract_to_store`.
     bare_modality : str, optional
         Modality of files named ``<stimulus>.<ext>`` without a modality.
+    features_root : path, optional
+        Features folder outside the study (:func:`mindlib.data.features_base`).
+    made_by : str
+        The function recorded in ``backbone.json`` ``settings["made_by"]``.
 
     Returns
     -------
     FeatureStore
+        ``backbone.json`` records the import settings and each array's source file (size and time).
+
+    Raises
+    ------
+    ValueError
+        For a stimulus name that is not a store key (:func:`check_stimulus_names`): a movie file's
+        name (``friends_s01e01a``) or a repeat (``life01_run-1``; repeats share one stimulus's features).
     """
     from tqdm import tqdm  # plain bars: tqdm.auto warns in notebooks without ipywidgets
 
@@ -1204,6 +1244,11 @@ def import_features(
     src = Path(src)
     names = tuple(modalities) + ((bare_modality,) if bare_modality else ())
     files = _discover(src, names, bare_modality)
+    check_stimulus_names(sorted({stimulus for stimulus, _ in files}), src)
+    settings = {
+        "made_by": made_by, "src": str(src.resolve()), "modalities": list(names), "rank": rank,
+        "expected_dims": {m: list(v) for m, v in (expected_dims or {}).items()}, "dtype": str(dtype),
+    }
 
     def shape_text(modality: str) -> str:
         LD = (expected_dims or {}).get(modality)
@@ -1228,7 +1273,7 @@ def import_features(
         if modality not in first:
             first[modality] = (stimulus, load_checked(modality, path))
     dims = {m: (int(a.shape[1]), int(a.shape[2])) for m, (_, a) in first.items()}
-    store = _create_store(root, backbone, feature_hz, fusion, dims, overwrite)
+    store = _create_store(root, backbone, feature_hz, fusion, dims, overwrite, settings, features_root)
     for (stimulus, modality), path in tqdm(files.items(), desc=f"import {backbone}", disable=not progress):
         if first[modality][0] == stimulus:
             arr = first[modality][1]
@@ -1239,8 +1284,41 @@ def import_features(
                     f"{path}: {modality} features have (L, D) = {arr.shape[1:]}, but "
                     f"{files[first[modality][0], modality]} has {first[modality][1].shape[1:]}; one backbone, one shape"
                 )
-        store.write(stimulus, modality, arr)
-    return store
+        store.write(stimulus, modality, arr, sources=[path])
+    return store.commit()
+
+
+def check_stimulus_names(names: Sequence[str], where: str | Path = "") -> None:
+    """Raise unless every name is a feature-store stimulus key (``s01e01a``, ``bourne01``, ``life01``).
+
+    Files named like the movie files (``friends_s01e01a``, ``movie10_bourne01``) or per repeat
+    (``life01_run-1``) would import without a word and then be missing at :func:`mindlib.data.load_study`.
+    """
+    bad = []
+    for name in names:
+        try:
+            ok = layout.stimulus_of(name) == name
+        except ValueError:
+            ok = False
+        if not ok:
+            bad.append(name)
+    if bad:
+        fixes = ", ".join(f"{b!r} -> {_suggest_stimulus(b)!r}" for b in bad[:5])
+        raise ValueError(
+            f"{where}: {len(bad)} feature file name(s) are not stimulus names: {fixes}"
+            f"{' ...' if len(bad) > 5 else ''}. Expected the stimulus keys of the feature store: Friends "
+            "half-episodes 's01e01a' (no 'friends_' prefix), Movie10 clips 'bourne01', 'life01' (no "
+            "'movie10_' prefix and no '_run-N': the repeats of a clip share its features). Rename the files"
+        )
+
+
+def _suggest_stimulus(name: str) -> str:
+    guess = re.sub(r"^(friends|movie10)_", "", name)
+    guess = re.sub(r"_run-\d+$", "", guess)
+    try:
+        return layout.stimulus_of(guess)
+    except ValueError:
+        return "s01e01a or bourne01"
 
 
 def import_tribe(
@@ -1253,6 +1331,7 @@ def import_tribe(
     dtype: str = "float32",
     overwrite: bool = False,
     progress: bool = True,
+    features_root: str | Path | None = None,
 ) -> FeatureStore:
     """TRIBE's per-modality, per-layer features ``(T_f, L, D)`` into the store (SPEC §3).
 
@@ -1273,6 +1352,8 @@ def import_tribe(
         dtype=dtype,
         overwrite=overwrite,
         progress=progress,
+        features_root=features_root,
+        made_by="mindlib.features.import_tribe",
     )
 
 
@@ -1286,6 +1367,7 @@ def import_imagebind(
     dtype: str = "float32",
     overwrite: bool = False,
     progress: bool = True,
+    features_root: str | Path | None = None,
 ) -> FeatureStore:
     """ImageBind embeddings ``(T_f, 1024)`` per modality into the store as ``(T_f, 1, 1024)`` (SPEC §3).
 
@@ -1305,6 +1387,8 @@ def import_imagebind(
         dtype=dtype,
         overwrite=overwrite,
         progress=progress,
+        features_root=features_root,
+        made_by="mindlib.features.import_imagebind",
     )
 
 
@@ -1317,6 +1401,7 @@ def import_qwen(
     dtype: str = "float32",
     overwrite: bool = False,
     progress: bool = True,
+    features_root: str | Path | None = None,
 ) -> FeatureStore:
     """Qwen2.5-Omni's single fused stream ``(T_f, 2048)`` into modality ``"fused"`` as ``(T_f, 1, 2048)``.
 
@@ -1337,6 +1422,8 @@ def import_qwen(
         bare_modality="fused",
         overwrite=overwrite,
         progress=progress,
+        features_root=features_root,
+        made_by="mindlib.features.import_qwen",
     )
 
 
@@ -1356,6 +1443,7 @@ def text_features_from_transcripts(
     tr_s: float = TR_S,
     overwrite: bool = False,
     progress: bool = True,
+    features_root: str | Path | None = None,
 ) -> FeatureStore:
     """Text features of a study's transcripts, written as a new backbone with one modality ``"text"``.
 
@@ -1373,8 +1461,9 @@ def text_features_from_transcripts(
         ``stimuli/transcripts/``.
     layers, context_words
         As in :class:`TextEncoderExtractor`.
-    feature_hz, dtype, overwrite, progress
-        As in :func:`extract_to_store`.
+    feature_hz, dtype, overwrite, progress, features_root
+        As in :func:`extract_to_store`. ``overwrite=True`` replaces the store completely, so a
+        transcript removed since an earlier run leaves no stale array behind.
 
     Returns
     -------
@@ -1402,6 +1491,8 @@ def text_features_from_transcripts(
         dtype=dtype,
         overwrite=overwrite,
         progress=progress,
+        features_root=features_root,
+        made_by="mindlib.features.text_features_from_transcripts",
     )
 
 

@@ -210,6 +210,13 @@ def algonauts_score(
     dict
         ``{"per_subject": {subject: r}, "per_movie": {subject: {movie: r}}, "mean": r}``. Parcel means
         skip NaN (constant parcels).
+
+    Raises
+    ------
+    ValueError
+        For a prediction holding NaN or infinite values, naming subject, run and the number of
+        parcels: the official scorer rejects any NaN, so a parcel left unpredicted is never silently
+        dropped from the mean.
     """
     if exclude_trs < 0:
         raise ValueError(f"exclude_trs must be >= 0, got {exclude_trs}")
@@ -248,6 +255,14 @@ def algonauts_score(
                     raise ValueError(
                         f"{subject} run {run}: prediction has shape {yp.shape} but the target has shape "
                         f"{yt.shape}"
+                    )
+                bad = ~np.isfinite(yp).all(axis=0)
+                if bad.any():
+                    raise ValueError(
+                        f"{subject} run {run}: the prediction holds NaN or infinite values in {int(bad.sum())} "
+                        f"of {yp.shape[1]} parcels (first: {np.flatnonzero(bad)[:5].tolist()}); the official "
+                        "Algonauts scorer rejects any NaN. Predict every parcel (e.g. check the features of "
+                        "this run, or fill a parcel you cannot predict with 0)"
                     )
                 n = yt.shape[0]
                 if n <= 2 * exclude_trs:
@@ -289,17 +304,38 @@ def repeat_ceiling(run1, run2, mask=None) -> np.ndarray:
     repeat only if the two repeats' noise were its only limit; the raw repeat correlation is reported
     (no Spearman-Brown correction), as the published anchors are.
 
+    Repeats of one clip can differ by a TR or two at the end (the released Life and Hidden Figures
+    repeats have 306 and 307 TRs): both start at the clip's onset, so their first ``min(T1, T2)`` TRs
+    are the common ones. Those are scored, and a warning reports how many TRs were trimmed.
+
     Parameters
     ----------
-    run1, run2 : array of shape (T, V)
+    run1, run2 : array of shape (T1, V) and (T2, V)
         The same subject's fMRI for two presentations of the same stimulus.
-    mask : bool array of shape (T,), optional
+    mask : bool array of shape (min(T1, T2),), optional
+        Common TRs to score.
 
     Returns
     -------
     ceiling : ndarray of shape (V,)
+
+    Warns
+    -----
+    UserWarning
+        When ``T1 != T2``, naming both lengths and the number of common TRs scored.
     """
-    a, b = _prepare(run1, run2, mask)
+    a, b = _as_2d(run1, "run1"), _as_2d(run2, "run2")
+    if a.shape[1] != b.shape[1]:
+        raise ValueError(f"run1 has {a.shape[1]} parcels but run2 has {b.shape[1]}; both must be (T, V)")
+    if a.shape[0] != b.shape[0]:
+        n = min(a.shape[0], b.shape[0])
+        warnings.warn(
+            f"repeats have {a.shape[0]} and {b.shape[0]} TRs: scoring their first {n} common TRs "
+            f"({abs(a.shape[0] - b.shape[0])} TR(s) trimmed from the end of the longer repeat)",
+            stacklevel=2,
+        )
+        a, b = a[:n], b[:n]
+    a, b = _prepare(a, b, mask)
     return _pearson(a, b, stacklevel=3)
 
 

@@ -47,6 +47,7 @@
 
 # %% tags=["parameters"]
 dataset: str = "synthetic"  # "synthetic" | path to an Algonauts 2025 folder
+features_root: str = ""  # empty: <dataset>/features; else a folder of feature stores
 size: str = "demo"  # synthetic study size: "smoke" | "demo" | "full"
 seed: int = 0  # seed of the synthetic study
 backbone: str = "tribe"  # feature store to show: "tribe" | "imagebind" | "qwen" | your own
@@ -83,8 +84,8 @@ n_parcels = int(table["n_parcels"].iloc[0])
 first = subjects[0]
 run0 = sorted(runs[first])[0]
 print(f"(T, V) fMRI of {first} {run0} =", runs[first][run0].shape)
-print("backbones in the feature store:", data.list_backbones(root))
-store = data.FeatureStore(root, backbone)
+print("backbones in the feature store:", data.list_backbones(root, features_root))
+store = data.FeatureStore(root, backbone, features_root=features_root)
 for m in store.modalities:
     print(f"  {backbone}/{m}: (T_f, L, D) =", store.load(layout.stimulus_of(run0), m).shape)
 

@@ -26,6 +26,7 @@
 
 # %% tags=["parameters"]
 dataset: str = "synthetic"  # "synthetic" | path to an Algonauts 2025 folder
+features_root: str = ""  # empty: <dataset>/features; else a folder of feature stores
 size: str = "demo"  # synthetic study size: "smoke" | "demo" | "full"
 seed: int = 0  # seed of the synthetic study
 backbone: str = "tribe"  # feature store to read: "tribe" | "imagebind" | "qwen" | your own
@@ -96,7 +97,7 @@ print(f"drift at TR 500: {drift_at_500:.2f} s")
 # the visual network's mean response with the video features aligned at lags of 0–8 TRs.
 
 # %%
-store = data.FeatureStore(root, backbone)
+store = data.FeatureStore(root, backbone, features_root=features_root)
 subject = sorted(p.name for p in (root / "fmri").iterdir())[0]
 fmri = data.load_fmri(root, subject)
 modality = store.modalities[0]

@@ -20,6 +20,7 @@
 
 # %% tags=["parameters"]
 dataset: str = "synthetic"  # "synthetic" | path to an Algonauts 2025 folder
+features_root: str = ""  # empty: <dataset>/features; else a folder of feature stores
 size: str = "demo"  # synthetic study size: "smoke" | "demo" | "full"
 seed: int = 0  # seed of the synthetic study and of the split
 backbone: str = "tribe"  # feature store: "tribe" | "imagebind" | "qwen" | your own
@@ -47,7 +48,7 @@ root = project.resolve_dataset(dataset, size=size, seed=seed)
 # Repeats of a clip and all subjects share one feature array per stimulus: no copies.
 
 # %%
-study = data.load_study(root, backbone, split_seed=seed)
+study = data.load_study(root, backbone, split_seed=seed, features_root=features_root)
 print(study)
 rec = study.records[0]
 print(f"one record: {rec.subject} {rec.run}  (T, V) fmri = {rec.fmri.shape}")

@@ -28,6 +28,7 @@
 
 # %% tags=["parameters"]
 dataset: str = "synthetic"  # "synthetic" | path to an Algonauts 2025 folder
+features_root: str = ""  # empty: <dataset>/features; else a folder of feature stores
 size: str = "demo"  # synthetic study size: "smoke" | "demo" | "full"
 seed: int = 0  # seed of model initialisation, shuffling and dropout
 backbones: list = ["tribe", "imagebind", "qwen"]  # feature stores to compare
@@ -50,7 +51,7 @@ root = project.resolve_dataset(dataset, size=size, seed=0)
 # %%
 rows = []
 for backbone in backbones:
-    study = data.load_study(root, backbone)
+    study = data.load_study(root, backbone, features_root=features_root)
     for decoder in ("ridge", "baseline"):
         cfg = experiment.ExperimentConfig(decoder=decoder, d_model=d_model, epochs=epochs, lrs=tuple(lrs), seed=seed,
                                           fir_lags_trs=tuple(fir_lags_trs))

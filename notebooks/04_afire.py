@@ -24,6 +24,7 @@
 
 # %% tags=["parameters"]
 dataset: str = "synthetic"  # "synthetic" | path to an Algonauts 2025 folder
+features_root: str = ""  # empty: <dataset>/features; else a folder of feature stores
 size: str = "demo"  # synthetic study size: "smoke" | "demo" | "full"
 seed: int = 0  # seed of model initialisation, shuffling and dropout
 backbone: str = "tribe"  # a multi-modality feature store for the fusion comparison
@@ -49,8 +50,8 @@ root = project.resolve_dataset(dataset, size=size, seed=0)
 # fused LLM stream (Qwen-like) all become `(B, T, d)` tokens; only the projector input sizes differ.
 
 # %%
-for name in data.list_backbones(root):
-    study_b = data.load_study(root, name)
+for name in data.list_backbones(root, features_root):
+    study_b = data.load_study(root, name, features_root=features_root)
     cfg = afire.AFIREConfig(modalities=dict(study_b.feature_dims), d_model=d_model)
     module = afire.AFIRE(cfg)
     batch = data.collate_windows([data.WindowDataset(study_b.records[:1])[0]])
@@ -65,7 +66,7 @@ for name in data.list_backbones(root):
 # a softmax weight per modality. We train MIND with each on the same split.
 
 # %%
-study = data.load_study(root, backbone)
+study = data.load_study(root, backbone, features_root=features_root)
 rows, models = [], {}
 for fusion in ("concat", "sum", "gated"):
     cfg = experiment.ExperimentConfig(decoder="mind", fusion=fusion, d_model=d_model, epochs=epochs, lrs=(3e-3,), seed=seed)

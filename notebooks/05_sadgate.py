@@ -29,6 +29,7 @@
 
 # %% tags=["parameters"]
 dataset: str = "synthetic"  # "synthetic" | path to an Algonauts 2025 folder
+features_root: str = ""  # empty: <dataset>/features; else a folder of feature stores
 size: str = "demo"  # synthetic study size: "smoke" | "demo" | "full"
 seed: int = 0  # seed of model initialisation, shuffling and dropout
 backbone: str = "tribe"  # feature store: "tribe" | "imagebind" | "qwen" | your own
@@ -106,7 +107,7 @@ print(f"L_bal, uniform router: {sadgate.balance_loss(balanced).item():.3f}   "
 # whole validation runs.
 
 # %%
-study = data.load_study(root, backbone)
+study = data.load_study(root, backbone, features_root=features_root)
 config = experiment.ExperimentConfig(decoder="mind", n_experts=n_experts, top_k=top_k, d_model=d_model,
                                      epochs=epochs, lrs=(3e-3,), seed=seed)
 result = experiment.run(study, config)

@@ -24,6 +24,7 @@
 
 # %% tags=["parameters"]
 dataset: str = "synthetic"  # "synthetic" | path to an Algonauts 2025 folder
+features_root: str = ""  # empty: <dataset>/features; else a folder of feature stores
 size: str = "demo"  # synthetic study size: "smoke" | "demo" | "full"
 seed: int = 0  # seed of model initialisation, shuffling and dropout (the study keeps seed 0)
 backbone: str = "tribe"  # feature store: "tribe" | "imagebind" | "qwen" | your own
@@ -71,7 +72,7 @@ save_figs = fig_dir if not tag else ""  # fan-out runs of notebook 08 do not ove
 # episode-level split of notebook 02.
 
 # %%
-study = data.load_study(root, backbone)
+study = data.load_study(root, backbone, features_root=features_root)
 print(study)
 print({s: len(study.select(s)) for s in ("train", "val", "test")}, "runs per split")
 
@@ -132,7 +133,7 @@ name = f"runs/{tag}" if tag else "06_train_mind"
 if config.decoder != "ridge":
     experiment.save(result, Path(results_dir) / "models" / f"{tag or '06_train_mind'}.pt")
 np.save(Path(results_dir) / f"{name}_parcel_r.npy", parcel_r) if tag else None
-results = {**summary, "noise_ceiling_fraction": ceiling_fraction, "split_scored": split, "size": size,
+results = {**summary, "noise_ceiling_fraction": ceiling_fraction, "split_scored": split, "size": size if dataset == "synthetic" else "real",
            "dataset": dataset, "history": result.history}
 project.write_results(name, results, results_dir)
 {k: v for k, v in results.items() if k != "history"}

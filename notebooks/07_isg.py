@@ -31,6 +31,7 @@
 
 # %% tags=["parameters"]
 dataset: str = "synthetic"  # "synthetic" | path to an Algonauts 2025 folder
+features_root: str = ""  # empty: <dataset>/features; else a folder of feature stores
 size: str = "demo"  # synthetic study size: "smoke" | "demo" | "full"
 seed: int = 0  # seed of model initialisation, shuffling and dropout
 backbone: str = "tribe"  # feature store: "tribe" | "imagebind" | "qwen" | your own
@@ -53,7 +54,7 @@ import pandas as pd
 from mindlib import data, experiment, isg, plotting, project
 
 root = project.resolve_dataset(dataset, size=size, seed=0)
-study = data.load_study(root, backbone)
+study = data.load_study(root, backbone, features_root=features_root)
 print(study)
 
 # %% [markdown]

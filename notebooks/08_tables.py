@@ -29,6 +29,7 @@
 
 # %% tags=["parameters"]
 dataset: str = "synthetic"  # "synthetic" | path to an Algonauts 2025 folder
+features_root: str = ""  # empty: <dataset>/features; else a folder of feature stores
 size: str = "demo"  # synthetic study size: "smoke" | "demo" | "full"
 backbones: list = ["tribe", "imagebind", "qwen"]  # rows of Table 1, columns of Table 2
 decoders: list = ["baseline", "mlp", "mmoe", "mind", "ridge"]  # Table 1 rows per backbone
@@ -79,7 +80,7 @@ def cell(backbone: str, decoder: str, mode: str, seed: int) -> dict:
     isg = isg_subjects if decoder != "ridge" and mode == "both" and seed == seeds[0] else []
     params = dict(dataset=dataset, size=size, seed=seed, backbone=backbone, decoder=decoder, mode=mode,
                   d_model=d_model, epochs=epochs, fir_lags_trs=fir_lags_trs, device=device, tag=tag,
-                  results_dir=str(results_path), fig_dir="", isg_subjects=isg, **grid)
+                  results_dir=str(results_path), fig_dir="", isg_subjects=isg, features_root=features_root, **grid)
     # a results file is reused only if it was made with exactly these parameters (e.g. not by a demo run)
     same = path.exists() and params_path.exists() and json.loads(params_path.read_text()) == params
     if rerun or not same:

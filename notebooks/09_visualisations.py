@@ -22,6 +22,7 @@
 
 # %% tags=["parameters"]
 dataset: str = "synthetic"  # "synthetic" | path to an Algonauts 2025 folder
+features_root: str = ""  # empty: <dataset>/features; else a folder of feature stores
 size: str = "demo"  # synthetic study size: "smoke" | "demo" | "full"
 backbones: list = ["tribe", "imagebind", "qwen"]  # MIND runs of notebook 08 to map
 seed: int = 0  # which seed's runs to show
@@ -42,7 +43,10 @@ runs = Path(results_dir) / "runs"
 tags = {b: f"{b}-mind-both-s{seed}" for b in backbones}
 missing = [t for t in tags.values() if not (runs / f"{t}_parcel_r.npy").exists()]
 if missing:
-    raise FileNotFoundError(f"no results for {missing} in {runs}: run notebook 08 (make demo) first")
+    raise FileNotFoundError(f"no results for {missing} in {runs}: run notebook 08 on this dataset first, " + (
+        f"python -m mindlib.notebooks --size {size} --only 08" if dataset == "synthetic" else
+        f"papermill 08_tables.ipynb 08_run.ipynb -p dataset {dataset} -p features_root '{features_root}' -y "
+        f"'{{backbones: {list(backbones)}, seeds: [{seed}]}}' -p results_dir {results_dir} (in notebooks/)"))
 
 # %% [markdown]
 # ## 1. Parcel-wise Pearson r per backbone (MIND)
@@ -69,7 +73,7 @@ plotting.save_figure(fig, "09_networks", fig_dir)
 
 # %%
 first = names[0]
-study = data.load_study(root, first)
+study = data.load_study(root, first, features_root=features_root)
 model, config = experiment.load(Path(results_dir) / "models" / f"{tags[first]}.pt", study)
 recs = study.select("test") or study.select("val")
 gates = analysis.gate_runs(model, recs)

@@ -27,6 +27,7 @@
 
 # %% tags=["parameters"]
 dataset: str = "synthetic"  # "synthetic" | path to an Algonauts 2025 folder
+features_root: str = ""  # empty: <dataset>/features; else a folder of feature stores
 size: str = "demo"  # synthetic study size: "smoke" | "demo" | "full"
 seed: int = 0  # seed of model initialisation, shuffling and dropout (the study keeps seed 0)
 d_model: int = 128  # d, AFIRE token dim
@@ -113,7 +114,7 @@ plotting.save_figure(fig, "10_word_bins", fig_dir)
 # %%
 t0 = time.perf_counter()
 store = features.text_features_from_transcripts(root, new_backbone, context_words=context_words,
-                                                overwrite=True, progress=False)
+                                                overwrite=True, progress=False, features_root=features_root)
 seconds_extract = time.perf_counter() - t0
 print(f"{store}: {len(store.stimuli('text'))} stimuli in {seconds_extract:.0f} s "
       f"(context_words={context_words})")
@@ -123,7 +124,7 @@ T_f, L, D = x.shape
 print(f"(T_f, L, D) {new_backbone} text of {first.name} = {x.shape}")
 print(f"T_f = ceil({len(tsv)} TRs × {TR_S} s × {FEATURE_HZ:g} Hz); "
       f"{(np.abs(x).sum((1, 2)) > 0).mean():.0%} of frames hold speech, the rest are zero")
-print("backbones now in the store:", data.list_backbones(root))
+print("backbones now in the store:", data.list_backbones(root, features_root))
 
 # %% [markdown]
 # ## 4. AFIRE → MIND on the new backbone
@@ -132,7 +133,7 @@ print("backbones now in the store:", data.list_backbones(root))
 # protocol of notebook 06 (one learning rate) and score the validation runs.
 
 # %%
-study = data.load_study(root, new_backbone)
+study = data.load_study(root, new_backbone, features_root=features_root)
 print(study)
 print("(T, F) text tokens of the first record =", study.records[0].features["text"].shape,
       f"= (T, G·D) with G = {study.feature_dims['text'] // D} layer groups of D = {D}")
@@ -150,14 +151,14 @@ print(f"MIND on {new_backbone}: validation r = {val_r:.3f}  ({result.n_params:,}
 # %%
 rows = [(new_backbone, (L, D), val_r)]
 tribe_val_r = None
-if "tribe" in data.list_backbones(root):
-    tribe = data.load_study(root, "tribe")
+if "tribe" in data.list_backbones(root, features_root):
+    tribe = data.load_study(root, "tribe", features_root=features_root)
     tribe_text = dataclasses.replace(  # the same runs and split, the text modality alone
         tribe, modalities=("text",), feature_dims={"text": tribe.feature_dims["text"]},
         records=[dataclasses.replace(r, features={"text": r.features["text"]}) for r in tribe.records],
     )
     tribe_val_r = experiment.run(tribe_text, config).summary()["val_r"]
-    rows.append(("tribe, text only", data.FeatureStore(root, "tribe").shape("text"), tribe_val_r))
+    rows.append(("tribe, text only", data.FeatureStore(root, "tribe", features_root).shape("text"), tribe_val_r))
 pd.DataFrame(rows, columns=["backbone", "text (L, D)", "validation r"]).round(3)
 
 # %% [markdown]
