@@ -240,7 +240,8 @@ def _checked_values(raw: np.ndarray, max_abs: float, where: str) -> np.ndarray:
     """``raw`` as float32 after checking it is numeric, has no infinities and stays within ``max_abs``."""
     if not (np.issubdtype(raw.dtype, np.floating) or np.issubdtype(raw.dtype, np.integer)):
         raise ValueError(f"{where}: values of dtype {raw.dtype}, expected numbers")
-    values = np.asarray(raw, dtype=np.float64)
+    with np.errstate(invalid="ignore", over="ignore"):  # damaged bytes: reported below, not as a cast warning
+        values = np.asarray(raw, dtype=np.float64)
     n_inf = int(np.isinf(values).sum())
     with np.errstate(invalid="ignore"):
         big = np.abs(values) > max_abs  # False for NaN
@@ -644,7 +645,8 @@ class FeatureStore:
 
     def stimuli(self, modality: str) -> list[str]:
         """Stimuli with a feature file for ``modality``, sorted."""
-        return sorted(p.stem for p in (self.dir / self._check_modality(modality)).glob("*.npy"))
+        folder = self.dir / self._check_modality(modality)
+        return sorted(p.stem for p in folder.glob("*.npy") if not p.name.startswith("."))  # not a write in progress
 
     def _check_modality(self, modality: str) -> str:
         if modality not in self.info["modalities"]:
@@ -719,8 +721,12 @@ class FeatureStore:
         p.parent.mkdir(parents=True, exist_ok=True)
         # write beside, then rename: a reader never sees half a file, an interrupted write leaves none
         tmp = p.with_name(f".{p.stem}.{os.getpid()}.tmp.npy")
-        np.save(tmp, x)
-        os.replace(tmp, p)
+        try:
+            np.save(tmp, x)
+            os.replace(tmp, p)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
         if sources is not None:
             self.info.setdefault("sources", {})[f"{modality}/{stimulus}"] = [file_record(s) for s in sources]
             _write_json(self.dir / "backbone.json", self.info)
@@ -1091,7 +1097,8 @@ def load_study(
         :func:`load_fmri`); ``("friends",)`` reads one on purpose.
     feature_settings : mapping, optional
         Settings the features must have been made with (each key compared with the store's recorded
-        ``"settings"``, e.g. ``{"context_words": 32}``); a mismatch raises :class:`StaleFeaturesError`.
+        ``"settings"`` or with an option of its recorded extractors, e.g. ``{"context_words": 32}``); a
+        mismatch raises :class:`StaleFeaturesError`.
     allow_stale : bool
         Use features whose recorded source files changed or disappeared since (default: refuse, naming
         the file and how to rebuild), and features made with other ``feature_settings``.
@@ -1215,7 +1222,9 @@ def _check_settings(store: FeatureStore, wanted: Mapping | None, allow_stale: bo
     """Raise if the store was made with other settings than ``wanted`` (unless ``allow_stale``)."""
     if not wanted or allow_stale:
         return
-    have = store.settings
+    recorded = store.settings
+    # top-level settings and each extractor's options (e.g. context_words of the text extractor)
+    have = {**{k: v for ex in recorded.get("extractors", []) for k, v in ex.items()}, **recorded}
     differ = {k: (have.get(k, "<not recorded>"), v) for k, v in wanted.items() if have.get(k) != v}
     if differ:
         listed = "; ".join(f"{k}: store has {a!r}, asked for {b!r}" for k, (a, b) in differ.items())

@@ -290,10 +290,8 @@ def save(result: ExperimentResult, path) -> None:
 
     if result.config.decoder == "ridge":
         raise ValueError("save() stores torch decoders; a ridge model is refitted in seconds instead")
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save({"config": asdict(result.config), "backbone": result.backbone,
-                "state_dict": result.model.state_dict()}, path)
+    blob = {"config": asdict(result.config), "backbone": result.backbone, "state_dict": result.model.state_dict()}
+    train._atomic_save(blob, Path(path))  # beside, then renamed: an interrupted save leaves the old file
 
 
 def load(path, study: Study) -> tuple[torch.nn.Module, ExperimentConfig]:

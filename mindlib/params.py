@@ -25,6 +25,7 @@ notebook's own variables.
 from __future__ import annotations
 
 import ast
+import builtins
 import difflib
 import json
 import types
@@ -199,6 +200,8 @@ def check_parameters(namespace: Mapping[str, Any]) -> dict[str, Any]:
     for name, annotation in annotations.items():
         if name not in namespace:
             continue
+        if isinstance(annotation, str):  # postponed annotations (``from __future__ import annotations``)
+            annotation = eval(annotation, {"__builtins__": builtins, "typing": typing}, dict(namespace))
         value = namespace[name]
         if not _type_ok(value, annotation):
             problems.append(

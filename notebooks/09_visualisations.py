@@ -46,7 +46,7 @@ if missing:
     raise FileNotFoundError(f"no results for {missing} in {runs}: run notebook 08 on this dataset first, " + (
         f"python -m mindlib.notebooks --size {size} --only 08" if dataset == "synthetic" else
         f"papermill 08_tables.ipynb 08_run.ipynb -p dataset {dataset} -p features_root '{features_root}' -y "
-        f"'{{backbones: {list(backbones)}, seeds: [{seed}]}}' -p results_dir {results_dir} (in notebooks/)"))
+        f"'{{backbones: [{', '.join(backbones)}], seeds: [{seed}]}}' -p results_dir {results_dir} (in notebooks/)"))
 
 # %% [markdown]
 # ## 1. Parcel-wise Pearson r per backbone (MIND)
