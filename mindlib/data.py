@@ -536,6 +536,7 @@ class FeatureStore:
         overwrite: bool = False,
         settings: Mapping | None = None,
         features_root: str | Path | None = None,
+        staged: bool = False,
     ) -> FeatureStore:
         """Write ``backbone.json`` (and the modality folders) and return the store.
 
@@ -548,11 +549,14 @@ class FeatureStore:
         modalities : mapping
             ``{modality: (n_layers, dim)}`` or ``{modality: {"n_layers": L, "dim": D}}``.
         overwrite : bool
-            Replace an existing store **completely**: the new store is written into a hidden folder
-            beside it (``.<backbone>.incoming``) and takes the old one's place only at :meth:`commit`,
-            so no file of the old store survives into the new one, and an interrupted rewrite leaves
-            the old store whole. Without it, a store with the same description (settings included)
-            is reused, so a store can be filled in several calls, and another one is refused.
+            Replace an existing store **completely**: no file of the old store survives into the new
+            one. Without it, a store with the same description (settings included) is reused, so a
+            store can be filled in several calls, and another one is refused.
+        staged : bool
+            With ``overwrite``, write the replacement into a hidden folder beside the old store
+            (``.<backbone>.incoming``, not listed by :func:`list_backbones`) that takes the old one's
+            place only at :meth:`commit`: an interrupted rewrite leaves the old store whole. Without
+            it the old store is deleted now. The writers of :mod:`mindlib.features` stage.
         settings : mapping, optional
             How the features are made (extractor and its options, source folder), recorded in
             ``backbone.json`` as ``"settings"``; part of the store's description.
@@ -576,10 +580,12 @@ class FeatureStore:
         d = final
         if meta.is_file():
             old = json.loads(meta.read_text())
-            if overwrite:
+            if overwrite and staged:
                 d = final.with_name(f".{final.name}.incoming")
                 if d.exists():
                     shutil.rmtree(d)  # the leftover of an interrupted replacement
+            elif overwrite:
+                shutil.rmtree(final)
             elif _identity(old) != info:
                 raise ValueError(
                     f"{meta} exists and describes another store ({_identity(old)}); pass overwrite=True to "
@@ -684,9 +690,8 @@ class FeatureStore:
             raise ValueError(f"{p}: shape {x.shape}, expected (T_f, {L}, {D}) as backbone.json says")
         if not np.issubdtype(x.dtype, np.floating):
             raise ValueError(f"{p}: dtype {x.dtype}, expected float32 or float16 features")
-        bad = ~np.isfinite(x).all(axis=(1, 2))
-        if float(np.finfo(x.dtype).max) > max_abs:  # float16 (max 65504) cannot exceed the default bound
-            bad |= (np.abs(x) > max_abs).any(axis=(1, 2))
+        peak = np.abs(x).max(axis=(1, 2)) if x.size else np.zeros(x.shape[0], x.dtype)  # NaN where a NaN is
+        bad = ~(peak.astype(np.float64) <= max_abs)  # one pass: NaN, inf and too large
         if bad.any():
             frames = np.flatnonzero(bad)
             raise ValueError(

@@ -957,7 +957,7 @@ def _create_store(
     modalities = {m: {"n_layers": int(L), "dim": int(D)} for m, (L, D) in dims.items()}
     return FeatureStore.create(
         root, backbone, feature_hz=feature_hz, fusion=fusion, modalities=modalities, overwrite=overwrite,
-        settings=settings, features_root=features_root,
+        settings=settings, features_root=features_root, staged=True,
     )
 
 

@@ -573,3 +573,17 @@ def test_feature_store_writes_leave_no_temporary_files(tmp_path):
     path = store.write("s01e01a", "video", x)
     np.testing.assert_array_equal(np.load(path), x)
     assert sorted(p.name for p in path.parent.iterdir()) == ["s01e01a.npy"]
+
+
+def test_feature_store_overwrite_replaces_completely(tmp_path):
+    store = data.FeatureStore.create(tmp_path, "toy", 2.0, "none", {"video": (1, 2)})
+    store.write("s01e01a", "video", np.ones((3, 2)))
+    store.write("s01e01b", "video", np.ones((3, 2)))
+    new = data.FeatureStore.create(tmp_path, "toy", 2.0, "none", {"video": (1, 2)}, overwrite=True)
+    assert new.stimuli("video") == [] and data.FeatureStore(tmp_path, "toy").stimuli("video") == []
+    staged = data.FeatureStore.create(tmp_path, "toy", 1.0, "none", {"video": (1, 2)}, overwrite=True, staged=True)
+    staged.write("bourne01", "video", np.ones((3, 2)))
+    assert data.FeatureStore(tmp_path, "toy").feature_hz == 2.0 and data.list_backbones(tmp_path) == ["toy"]
+    staged.commit()
+    assert data.FeatureStore(tmp_path, "toy").feature_hz == 1.0 and staged.stimuli("video") == ["bourne01"]
+    assert sorted(p.name for p in (tmp_path / "features").iterdir()) == ["toy"]
