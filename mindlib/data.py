@@ -135,11 +135,13 @@ def load_fmri(
     """
     layout.check_subject(subject)
     expected_v = layout.N_PARCELS if n_parcels is None else int(n_parcels)
+    notes = []
     if studies is None:
         studies = dataset_studies(root) or layout.STUDIES
         for study in layout.STUDIES:
             if study not in studies:
-                logger.warning("no subject under %s has a %s fMRI file; reading the other study", root, study)
+                notes.append(f"no subject under {root} has a {study} fMRI file; reading {', '.join(studies)} only")
+                logger.warning(notes[-1])
     studies = tuple(studies)
     unknown = [s for s in studies if s not in layout.STUDIES]
     if unknown or not studies:
@@ -151,7 +153,7 @@ def load_fmri(
             f"no fMRI for {subject}: none of these files exists:\n  {listed}\n{_NO_DATA_HINT}"
         )
     for study, p in paths.items():
-        _check_file(p, f"{subject}'s {study} fMRI file")
+        _check_file(p, f"{subject}'s {study} fMRI file", study)
 
     runs: dict[str, np.ndarray] = {}
     source: dict[str, str] = {}
@@ -188,6 +190,8 @@ def load_fmri(
     for run in layout.KNOWN_MISSING_RUNS.get(subject, ()):
         if run not in runs and layout.study_of(run) in paths:
             logger.info("%s: run %s is absent from the released data (known gap, SPEC §1)", subject, run)
+    for note in notes:  # visible in a notebook; studies= says it on purpose
+        warnings.warn(f"{note} (pass studies={tuple(studies)} to read it on purpose)", stacklevel=2)
     return dict(sorted(runs.items()))
 
 
@@ -209,7 +213,7 @@ def _fetch_hint(path: Path) -> str:
     return f" (in a datalad dataset: datalad get {path})"
 
 
-def _check_file(path: Path, what: str) -> None:
+def _check_file(path: Path, what: str, study: str) -> None:
     """A file that must be there and readable: missing, dangling symlink and empty are errors."""
     if path.is_symlink() and not path.exists():
         raise FileNotFoundError(
@@ -218,9 +222,9 @@ def _check_file(path: Path, what: str) -> None:
         )
     if not path.is_file():
         raise FileNotFoundError(
-            f"{what} {path} is missing, though the dataset has {path.name.split('_task-')[1].split('_')[0]} "
-            "files. Fetch or restore it, or read one study on purpose with studies=('friends',) or "
-            "studies=('movie10',)"
+            f"{what} {path} is missing, though {study} files are expected (other subjects have theirs, or "
+            "studies= names it). Fetch or restore it, or read one study on purpose with studies=('friends',) "
+            "or studies=('movie10',)"
         )
     if path.stat().st_size == 0:
         raise OSError(f"{what} {path} is empty (0 bytes): an interrupted copy; fetch it again{_fetch_hint(path)}")

@@ -151,6 +151,9 @@ def test_fault_missing_study_file(real):
     assert str(p) in str(err.value) and "studies=('friends',)" in str(err.value)
     study = load(real, studies=("friends",))  # one study, asked for explicitly
     assert {layout.study_of(r.run) for r in study.records} == {"friends"}
+    layout.fmri_path(real, "sub-01", "movie10").unlink()  # no subject has Movie10: read on, visibly
+    with pytest.warns(UserWarning, match=r"no subject under .* has a movie10 fMRI file; reading friends only"):
+        assert {layout.study_of(r.run) for r in load(real).records} == {"friends"}
 
 
 def test_fault_stale_store_after_transcript_removed(real):
