@@ -470,11 +470,18 @@ def _write_json(path: Path, obj: dict) -> None:
     os.replace(tmp, path)
 
 
-def file_record(path: str | Path) -> dict:
-    """Provenance of one source file: ``{"path", "size", "mtime_ns"}`` (absolute path, bytes, ns)."""
+def file_record(path: str | Path, root: str | Path | None = None) -> dict:
+    """Provenance of one source file: ``{"path", "size", "mtime_ns"}`` (bytes, ns).
+
+    The path is relative to ``root`` when the file lies under it (a study folder moved or copied
+    elsewhere keeps its provenance), else absolute.
+    """
     p = Path(path).resolve()
     st = p.stat()
-    return {"path": str(p), "size": int(st.st_size), "mtime_ns": int(st.st_mtime_ns)}
+    shown = p
+    if root is not None and p.is_relative_to(Path(root).resolve()):
+        shown = p.relative_to(Path(root).resolve())
+    return {"path": str(shown), "size": int(st.st_size), "mtime_ns": int(st.st_mtime_ns)}
 
 
 def _identity(info: Mapping) -> dict:
@@ -737,7 +744,8 @@ class FeatureStore:
             tmp.unlink(missing_ok=True)
             raise
         if sources is not None:
-            self.info.setdefault("sources", {})[f"{modality}/{stimulus}"] = [file_record(s) for s in sources]
+            records = [file_record(s, self.root) for s in sources]
+            self.info.setdefault("sources", {})[f"{modality}/{stimulus}"] = records
             _write_json(self.dir / "backbone.json", self.info)
         return p
 
@@ -751,7 +759,7 @@ class FeatureStore:
             return
         p = self.path(stimulus, modality)
         for rec in records:
-            src = Path(rec["path"])
+            src = self.root / rec["path"]  # a relative path is under the study root; an absolute one stays
             if not src.exists():
                 problem = "no longer exists"
             else:
@@ -762,6 +770,8 @@ class FeatureStore:
                     f"changed since: {rec['size']} -> {now['size']} bytes, modified "
                     f"{_when(rec['mtime_ns'])} -> {_when(now['mtime_ns'])}"
                 )
+                if now["size"] == rec["size"]:
+                    problem += " (same size: if you only copied the folder without keeping times, cp -p or rsync -a keep them)"
             how = self.settings.get("made_by", "the function that made this store")
             raise StaleFeaturesError(
                 f"features {p} of backbone {self.backbone!r} are stale: their source {src} {problem}. Rebuild "

@@ -178,8 +178,10 @@ def _runs(root):
     return sorted({r for s in SUBJECTS for r in data.load_fmri(root, s)})
 
 
-def test_fault_source_changed(real):
+def test_fault_source_changed(real, tmp_path):
     word_store(real, transcripts(real))
+    moved = shutil.copytree(real, tmp_path / "copied_elsewhere")  # sources inside the study move with it
+    assert len(load(moved, backbone="wc").records) > 0
     tsv = layout.transcript_path(real, "s01e01a")
     tsv.write_text(tsv.read_text() + "extra\t[]\t[]\t[]\n")
     with pytest.raises(data.StaleFeaturesError) as err:
