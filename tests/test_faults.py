@@ -617,3 +617,15 @@ def test_interrupted_checkpoint_write(tmp_path, monkeypatch):
     torch.manual_seed(0)
     straight = train.fit(TinyDecoder(), train_recs, val_recs, replace(cfg, checkpoint_dir=str(tmp_path / "b")))
     assert [h["val_r"] for h in result.history] == pytest.approx([h["val_r"] for h in straight.history])
+
+
+def test_check_parameters_reads_generic_union_and_postponed_annotations():
+    ns = {"lrs": [1e-3, "x"], "tag": None, "n": 3, "__annotations__": {"lrs": list[float], "tag": str | None, "n": "int"}}
+    with pytest.raises(TypeError, match=r"'lrs' must be list\[float\]"):
+        params.check_parameters(ns)
+    ns["lrs"] = [1e-3, 2]
+    assert params.check_parameters(ns) == {"lrs": [1e-3, 2], "tag": None, "n": 3}
+    with pytest.raises(TypeError, match="'n' must be int"):
+        params.check_parameters({**ns, "n": 3.0})
+    with pytest.raises(ValueError, match="run the parameters cell first"):
+        params.check_parameters({"x": 1})
