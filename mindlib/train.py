@@ -54,7 +54,38 @@ __all__ = [
     "grid_search",
     "save_history",
     "load_history",
+    "progress_bar",
 ]
+
+PROGRESS_UPDATES = 20  # a bar redraws at most about this many times (bounded output in a saved notebook)
+
+
+def progress_bar(total: int, desc: str, disable: bool = False, unit: str = "step", updates: int = PROGRESS_UPDATES):
+    """A tqdm bar that redraws at most about ``updates`` times, written to stdout.
+
+    Notebook outputs keep every redraw a kernel sends, so a bar that redraws on every step fills a saved
+    notebook with hundreds of outputs; this one redraws every ``total / updates`` steps (and at least
+    0.5 s apart), which keeps the ETA and bounds what a saved notebook stores. Stdout, not stderr, so
+    JupyterLab does not paint it as an error.
+
+    Parameters
+    ----------
+    total : int
+        Number of updates the loop makes.
+    desc : str
+        Label, e.g. ``"lr 0.003 wd 0.01"``.
+    disable : bool
+        No bar at all.
+    unit : str
+    updates : int
+        Upper bound on redraws between the first and the last.
+    """
+    import sys
+
+    return tqdm(
+        total=total, desc=desc, disable=disable, unit=unit, file=sys.stdout, dynamic_ncols=False, ncols=100,
+        miniters=max(1, math.ceil(total / max(updates, 1))), mininterval=0.5,
+    )
 
 logger = logging.getLogger(__name__)
 
@@ -93,7 +124,7 @@ class TrainConfig:
     device: str = "auto"  # "auto" = cuda if available else cpu; or "cpu", "cuda", "cuda:1", ...
     amp: bool = True  # bf16 autocast on CUDA (no effect on CPU)
     checkpoint_dir: str | None = None  # write <dir>/checkpoint.pt after every epoch; None = no checkpoint
-    progress: bool = True  # one tqdm bar per epoch (loss, val r)
+    progress: bool = True  # one tqdm bar per fit (epoch, loss, val r, ETA), redrawn ~20 times
     resume: bool = True  # continue from <checkpoint_dir>/checkpoint.pt when it exists
     eval_every: int = 1  # validate every n epochs (and always after the last one)
     num_threads: int | None = None  # torch CPU threads while fitting; None = leave as is
@@ -382,8 +413,8 @@ def _run_epoch(
         total += loss.item() * len(idx)
         count += len(idx)
         if bar is not None:
-            bar.update(1)
-            bar.set_postfix(loss=f"{loss.item():.4f}")
+            bar.set_postfix(epoch=f"{epoch + 1}/{config.epochs}", loss=f"{loss.item():.4f}", refresh=False)
+            bar.update(1)  # redraws only every few steps (progress_bar)
     return total / max(count, 1), lr
 
 
@@ -460,6 +491,7 @@ def fit(
     train_records: Sequence,
     val_records: Sequence,
     config: TrainConfig = TrainConfig(),
+    desc: str | None = None,
 ) -> TrainResult:
     """Train a decoder on windows of the training runs; keep the epoch with the best validation r.
 
@@ -473,6 +505,8 @@ def fit(
         Training runs (cut into windows of ``config.window`` TRs, stride ``config.stride``) and the
         validation runs used for model selection (scored on their valid TRs, full runs).
     config : TrainConfig
+    desc : str, optional
+        Label of the progress bar (``config.progress``); default ``"lr <lr> wd <weight_decay>"``.
 
     Returns
     -------
@@ -497,12 +531,13 @@ def fit(
     if config.num_threads is not None:
         torch.set_num_threads(config.num_threads)
     try:
-        return _fit(model, list(train_records), list(val_records), config)
+        return _fit(model, list(train_records), list(val_records), config, desc)
     finally:
         torch.set_num_threads(threads_before)
 
 
-def _fit(model: nn.Module, train_records: list, val_records: list, config: TrainConfig) -> TrainResult:
+def _fit(model: nn.Module, train_records: list, val_records: list, config: TrainConfig,
+         desc: str | None = None) -> TrainResult:
     device = resolve_device(config.device)
     model.to(device)
     dataset = WindowDataset(train_records, window=config.window, stride=config.stride)
@@ -539,26 +574,28 @@ def _fit(model: nn.Module, train_records: list, val_records: list, config: Train
         logger.info("resumed from %s after epoch %d of %d", ckpt_path, state["epoch"], config.epochs)
 
     stopped_early = False
+    last_epoch = config.epochs if config.stop_after_epochs is None else min(config.epochs, config.stop_after_epochs)
+    bar = progress_bar(  # one bar for the whole fit: its ETA covers every remaining epoch
+        total=max(last_epoch - start_epoch, 0) * steps_per_epoch,
+        desc=desc if desc is not None else f"lr {config.lr:g} wd {config.weight_decay:g}",
+        disable=not config.progress,
+    )
     for epoch in range(start_epoch, config.epochs):
         if config.stop_after_epochs is not None and epoch >= config.stop_after_epochs:
             stopped_early = True
             break
         t0 = time.perf_counter()
-        bar = tqdm(
-            total=steps_per_epoch,
-            desc=f"epoch {epoch + 1}/{config.epochs}",
-            disable=not config.progress,
-            dynamic_ncols=True,
-        )
         try:
             train_loss, lr = _run_epoch(
                 model, dataset, epoch, config, device, optimizer, params, scheduler, bar=bar
             )
             validate = (epoch + 1) % config.eval_every == 0 or epoch == config.epochs - 1
             val_r = _validation_r(model, val_records, config, device) if validate else float("nan")
-            bar.set_postfix(loss=f"{train_loss:.4f}", val_r=f"{val_r:.4f}")
-        finally:
+            bar.set_postfix(epoch=f"{epoch + 1}/{config.epochs}", loss=f"{train_loss:.4f}",
+                            val_r=f"{val_r:.4f}", refresh=False)
+        except BaseException:
             bar.close()
+            raise
         if not math.isnan(val_r) and (best_epoch < 0 or val_r > best_val_r):
             best_state, best_epoch, best_val_r = _cpu_state(model), epoch, float(val_r)
         history.append(
@@ -587,6 +624,7 @@ def _fit(model: nn.Module, train_records: list, val_records: list, config: Train
                 },
                 ckpt_path,
             )
+    bar.close()  # the last redraw shows the final epoch, loss and validation r
 
     if best_state is None:
         warnings.warn(

@@ -8,6 +8,10 @@
 #       format_name: percent
 #       format_version: '1.3'
 #       jupytext_version: 1.19.6
+#   kernelspec:
+#     display_name: Python 3 (ipykernel)
+#     language: python
+#     name: python3
 # ---
 
 # %% [markdown]
@@ -17,7 +21,7 @@
 # 4) pointing everything at real Algonauts 2025 data
 #
 # **Time** per study size: the notebook map in the README (measured on 2 CPU cores; the first run also builds the synthetic study)
-# **Writes** `figures/00_*.png`, `results/00_overview.json`
+# **Writes** `<fig_dir>/00_*.png`, `<results_dir>/00_overview.json`
 #
 # ## The problem
 # People watch the same movie; their brains respond similarly but not identically. An *encoding model*
@@ -50,8 +54,9 @@ dataset: str = "synthetic"  # "synthetic" | path to an Algonauts 2025 folder
 size: str = "demo"  # synthetic study size: "smoke" | "demo" | "full"
 seed: int = 0  # seed of the synthetic study
 backbone: str = "tribe"  # feature store to show: "tribe" | "imagebind" | "qwen" | your own
-results_dir: str = "../results"  # where the results file goes
-fig_dir: str = "../figures"  # empty string: show figures, save none
+results_dir: str = "runs/{size}/results"  # results files; a relative path starts at the repository root
+fig_dir: str = "runs/{size}/figures"  # figures ("figures" is the committed set); empty string: save none
+solutions: bool = False  # run the solutions of the "Try it" exercises at the end
 
 # %%
 import matplotlib.pyplot as plt
@@ -60,6 +65,7 @@ import pandas as pd
 
 from mindlib import data, layout, plotting, project, synthetic
 
+results_dir, fig_dir = project.output_dir(results_dir, size), project.output_dir(fig_dir, size)
 root = project.resolve_dataset(dataset, size=size, seed=seed)
 print("study root:", root)
 
@@ -114,7 +120,8 @@ if is_synthetic:
     ceiling = truth["subjects"][first]["noise_ceiling"]
     mean_ceiling = float(np.nanmean(ceiling))
     print(f"{first}: mean noise ceiling r = {mean_ceiling:.3f}")
-    fig = plotting.plot_brain_map(ceiling, title=f"noise ceiling (r), {first}")
+    fig = plotting.plot_brain_map(ceiling, title=f"noise ceiling of {first}, all runs (synthetic truth)",
+                                  label="noise ceiling r")
     plotting.save_figure(fig, "00_noise_ceiling", fig_dir)
     stim = layout.stimulus_of(run0)
     content = truth["subjects"][first]["content_tr"][run0]
@@ -134,7 +141,7 @@ else:
 # `mindlib.features`), e.g.
 #
 # ```bash
-# papermill notebooks/06_train_mind.ipynb out.ipynb -p dataset /data/algonauts2025 -p backbone tribe
+# papermill notebooks/06_train_mind.ipynb runs/06_train_mind.ipynb -p dataset /data/algonauts2025 -p backbone tribe
 # ```
 #
 # ## Summary

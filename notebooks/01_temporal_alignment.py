@@ -8,6 +8,10 @@
 #       format_name: percent
 #       format_version: '1.3'
 #       jupytext_version: 1.19.6
+#   kernelspec:
+#     display_name: Python 3 (ipykernel)
+#     language: python
+#     name: python3
 # ---
 
 # %% [markdown]
@@ -16,7 +20,7 @@
 # **Overview** 1) the overlap matrix 2) the drift that "3 frames per TR" causes 3) the haemodynamic lag
 # 4) FIR delays
 #
-# **Time** per study size: the notebook map in the README (measured on 2 CPU cores)   **Writes** `figures/01_*.png`, `results/01_temporal_alignment.json`
+# **Time** per study size: the notebook map in the README (measured on 2 CPU cores)   **Writes** `<fig_dir>/01_*.png`, `<results_dir>/01_temporal_alignment.json`
 #
 # Backbone features arrive at 2 Hz (frame *k* covers `[k/2, (k+1)/2)` s); fMRI arrives every TR = 1.49 s
 # (TR *t* covers `[1.49 t, 1.49 (t+1))` s). Everything downstream depends on pairing the right frames with
@@ -32,8 +36,9 @@ backbone: str = "tribe"  # feature store to read: "tribe" | "imagebind" | "qwen"
 tr_s: float = 1.49  # repetition time (s)
 feature_hz: float = 2.0  # rate of feature frames (Hz)
 lag_trs: int = 3  # haemodynamic lag in TRs (3 TRs is 4.47 s)
-results_dir: str = "../results"  # where the results file goes
-fig_dir: str = "../figures"  # empty string: show figures, save none
+results_dir: str = "runs/{size}/results"  # results files; a relative path starts at the repository root
+fig_dir: str = "runs/{size}/figures"  # figures ("figures" is the committed set); empty string: save none
+solutions: bool = False  # run the solutions of the "Try it" exercises at the end
 
 # %%
 import matplotlib.pyplot as plt
@@ -41,6 +46,7 @@ import numpy as np
 
 from mindlib import align, data, layout, plotting, project
 
+results_dir, fig_dir = project.output_dir(results_dir, size), project.output_dir(fig_dir, size)
 root = project.resolve_dataset(dataset, size=size, seed=seed)
 print("study root:", root)
 

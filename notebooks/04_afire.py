@@ -8,6 +8,10 @@
 #       format_name: percent
 #       format_version: '1.3'
 #       jupytext_version: 1.19.6
+#   kernelspec:
+#     display_name: Python 3 (ipykernel)
+#     language: python
+#     name: python3
 # ---
 
 # %% [markdown]
@@ -16,7 +20,7 @@
 # **Overview** 1) three backbones, three feature shapes, one interface 2) the fusion operators
 # (concat, sum, gated) 3) missing modalities at inference, and modality dropout in training
 #
-# **Time** per study size: the notebook map in the README (measured on 2 CPU cores)   **Writes** `figures/04_*.png`, `results/04_afire.json`
+# **Time** per study size: the notebook map in the README (measured on 2 CPU cores)   **Writes** `<fig_dir>/04_*.png`, `<results_dir>/04_afire.json`
 #
 # AFIRE turns TR-aligned features into tokens `(B, T, d)`: per modality a projector `G·D_m → d` over the
 # averaged layer groups, a fusion operator over modalities, then a light temporal module (learned positional
@@ -30,8 +34,10 @@ backbone: str = "tribe"  # a multi-modality feature store for the fusion compari
 d_model: int = 128  # d, AFIRE token dim
 epochs: int = 15  # training epochs
 modality_dropout: float = 0.2  # P(drop a modality of a training window) for the robust variant
-results_dir: str = "../results"  # where the results file goes
-fig_dir: str = "../figures"  # empty string: show figures, save none
+results_dir: str = "runs/{size}/results"  # results files; a relative path starts at the repository root
+fig_dir: str = "runs/{size}/figures"  # figures ("figures" is the committed set); empty string: save none
+progress: bool = True  # a progress bar per training run (learning rate, weight decay, ETA)
+solutions: bool = False  # run the solutions of the "Try it" exercises at the end
 
 # %%
 import matplotlib.pyplot as plt
@@ -40,6 +46,7 @@ import torch
 
 from mindlib import afire, analysis, data, experiment, plotting, project, train
 
+results_dir, fig_dir = project.output_dir(results_dir, size), project.output_dir(fig_dir, size)
 root = project.resolve_dataset(dataset, size=size, seed=0)
 
 # %% [markdown]
@@ -67,7 +74,8 @@ for name in data.list_backbones(root):
 study = data.load_study(root, backbone)
 rows, models = [], {}
 for fusion in ("concat", "sum", "gated"):
-    cfg = experiment.ExperimentConfig(decoder="mind", fusion=fusion, d_model=d_model, epochs=epochs, lrs=(3e-3,), seed=seed)
+    cfg = experiment.ExperimentConfig(decoder="mind", fusion=fusion, d_model=d_model, epochs=epochs, lrs=(3e-3,), seed=seed,
+                                      progress=progress)
     res = experiment.run(study, cfg)
     models[fusion] = res.model
     rows.append({"fusion": fusion, "val_r": res.summary()["val_r"]})
@@ -84,7 +92,7 @@ print("learned modality weights (gated):", dict(zip(study.modalities, w.round(3)
 # %%
 val = study.select("val")
 robust_cfg = experiment.ExperimentConfig(decoder="mind", d_model=d_model, epochs=epochs, lrs=(3e-3,), seed=seed,
-                                         modality_dropout=modality_dropout)
+                                         modality_dropout=modality_dropout, progress=progress)
 robust = experiment.run(study, robust_cfg).model
 missing_rows = []
 for label, model in (("trained with all", models["concat"]), (f"modality dropout {modality_dropout}", robust)):

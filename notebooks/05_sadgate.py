@@ -8,6 +8,10 @@
 #       format_name: percent
 #       format_version: '1.3'
 #       jupytext_version: 1.19.6
+#   kernelspec:
+#     display_name: Python 3 (ipykernel)
+#     language: python
+#     name: python3
 # ---
 
 # %% [markdown]
@@ -16,7 +20,7 @@
 # **Overview** 1) token router 2) subject prior 3) Top-K and renormalisation, by hand 4) the balance loss
 # 5) what a trained gate does per subject and content type
 #
-# **Time** per study size: the notebook map in the README (measured on 2 CPU cores)   **Writes** `figures/05_*.png`, `results/05_sadgate.json`
+# **Time** per study size: the notebook map in the README (measured on 2 CPU cores)   **Writes** `<fig_dir>/05_*.png`, `<results_dir>/05_sadgate.json`
 #
 # For subject *s* and token $x_t$ (paper Eq. 1–3):
 #
@@ -36,8 +40,10 @@ n_experts: int = 8  # E
 top_k: int = 2  # K experts kept per token
 d_model: int = 128  # d, AFIRE token dim
 epochs: int = 15  # training epochs
-results_dir: str = "../results"  # where the results file goes
-fig_dir: str = "../figures"  # empty string: show figures, save none
+results_dir: str = "runs/{size}/results"  # results files; a relative path starts at the repository root
+fig_dir: str = "runs/{size}/figures"  # figures ("figures" is the committed set); empty string: save none
+progress: bool = True  # a progress bar per training run (learning rate, weight decay, ETA)
+solutions: bool = False  # run the solutions of the "Try it" exercises at the end
 
 # %%
 import matplotlib.pyplot as plt
@@ -46,6 +52,7 @@ import torch
 
 from mindlib import analysis, data, experiment, plotting, project, sadgate
 
+results_dir, fig_dir = project.output_dir(results_dir, size), project.output_dir(fig_dir, size)
 root = project.resolve_dataset(dataset, size=size, seed=0)
 torch.manual_seed(seed)
 
@@ -107,7 +114,7 @@ print(f"L_bal, uniform router: {sadgate.balance_loss(balanced).item():.3f}   "
 # %%
 study = data.load_study(root, backbone)
 config = experiment.ExperimentConfig(decoder="mind", n_experts=n_experts, top_k=top_k, d_model=d_model,
-                                     epochs=epochs, lrs=(3e-3,), seed=seed)
+                                     epochs=epochs, lrs=(3e-3,), seed=seed, progress=progress)
 result = experiment.run(study, config)
 model = result.model
 print(f"validation r = {result.summary()['val_r']:.3f}")
