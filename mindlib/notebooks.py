@@ -221,32 +221,37 @@ def pairs_out_of_sync() -> list[str]:
             if nb.metadata.get("kernelspec") != KERNELSPEC:
                 bad.append(f"{label}: kernelspec is {nb.metadata.get('kernelspec')}, expected {KERNELSPEC} "
                            "(add it to the .py header, then run `make sync`)")
-        src_a = [(c.cell_type, c.source.strip()) for c in a.cells]
-        src_b = [(c.cell_type, c.source.strip()) for c in b.cells]
-        if src_a != src_b:
+        if _cells(a) != _cells(b):
             bad.append(f"{py.name}: cells differ from {ipynb.name} (run `make sync`: the newer file wins)")
     return bad
 
 
-def sync() -> list[Path]:
-    """``make sync``: carry edits between each ``.py`` and its ``.ipynb`` (the newer wins, as
-    ``jupytext --sync`` decides), then rewrite every ``.ipynb`` from its ``.py`` without outputs.
+def _cells(nb) -> list[tuple[str, str]]:
+    return [(c.cell_type, c.source.strip()) for c in nb.cells]
 
-    Returns the notebooks written.
+
+def sync() -> list[Path]:
+    """``make sync``: carry edits between each ``.py`` and its ``.ipynb``, then rewrite every ``.ipynb`` from
+    its ``.py`` without outputs.
+
+    When the cells differ, the newer file wins (an ``.ipynb`` saved from JupyterLab after an edit, or a
+    ``.py`` edited in an editor); the ``.py`` header keeps the kernel and the Jupytext settings. Returns the
+    notebooks written.
     """
     import jupytext
-    from jupytext.cli import jupytext as jupytext_cli
 
     written = []
     for py in sorted(notebooks_dir().glob("[0-9][0-9]_*.py")):
         ipynb = py.with_suffix(".ipynb")
-        if ipynb.exists():
-            jupytext_cli(["--sync", "--quiet", str(py)])
+        if ipynb.exists() and ipynb.stat().st_mtime > py.stat().st_mtime:
+            edited = jupytext.read(ipynb)
+            if _cells(edited) != _cells(jupytext.read(py)):
+                edited.metadata = jupytext.read(py).metadata  # the header of the source, not Lab's extras
+                jupytext.write(edited, py, fmt="py:percent")
         nb = jupytext.read(py)
         for c in nb.cells:
             if c.cell_type == "code":
                 c.outputs, c.execution_count = [], None
-        nb.metadata.pop("language_info", None)
         jupytext.write(nb, ipynb)
         written.append(ipynb)
     return written

@@ -172,10 +172,13 @@ def plot_table1(cells, backbones=None, decoders=None, metric: str = "val_r", ax=
     x = np.arange(len(backbones))
     for i, dec in enumerate(decoders):
         keys = [(b, dec) for b in backbones]
-        heights = [mean.get(k, np.nan) for k in keys]
-        errs = [std.get(k, np.nan) if n.get(k, 0) > 1 else np.nan for k in keys]
-        ax.bar(x - 0.4 + width * (i + 0.5), heights, width, label=dec, color=plt.cm.tab10(i),
-               yerr=None if np.all(np.isnan(errs)) else np.nan_to_num(errs), capsize=2)
+        heights = np.array([mean.get(k, np.nan) for k in keys], dtype=float)
+        spread = np.array([std.get(k, np.nan) if n.get(k, 0) > 1 else np.nan for k in keys], dtype=float)
+        centres = x - 0.4 + width * (i + 0.5)
+        ax.bar(centres, heights, width, label=dec, color=plt.cm.tab10(i))
+        has = np.isfinite(spread)  # error bars only where several seeds ran
+        if has.any():
+            ax.errorbar(centres[has], heights[has], yerr=spread[has], fmt="none", ecolor="k", capsize=2, lw=1)
     ax.set_xticks(x, labels=backbones)
     ax.set_ylabel(ylabel)
     seeds = int(n.max()) if len(n) else 0

@@ -157,3 +157,27 @@ results = {
 }
 project.write_results("00_overview", results, results_dir)
 results
+
+# %% [markdown]
+# ## Try it
+# Two short exercises. Each solution is the cell below its question; it runs when the parameter
+# `solutions` is `True` (set it in the parameters cell, or `-p solutions True` with papermill).
+
+# %% [markdown]
+# **1.** Which subjects miss runs that the others have? (The real dataset has a few missing runs too, and the
+# synthetic study copies them.)
+
+# %% tags=["solution", "hide-cell"]
+if solutions:
+    have = table.groupby("subject").run.apply(set)
+    every = set.union(*have)
+    for subject, its_runs in have.items():
+        print(f"{subject}: {len(its_runs)} runs; missing {sorted(every - its_runs) or 'none'}")
+
+# %% [markdown]
+# **2.** On the synthetic study: which Yeo-7 network has the highest mean noise ceiling, and which the lowest?
+
+# %% tags=["solution", "hide-cell"]
+if solutions and is_synthetic:
+    by_network = pd.Series(ceiling).groupby(networks).mean().sort_values(ascending=False)
+    print(by_network.round(3).to_string())

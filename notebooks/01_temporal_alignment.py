@@ -162,3 +162,33 @@ results = {
 }
 project.write_results("01_temporal_alignment", results, results_dir)
 results
+
+# %% [markdown]
+# ## Try it
+# Two short exercises. Each solution is the cell below its question; it runs when the parameter
+# `solutions` is `True` (set it in the parameters cell, or `-p solutions True` with papermill).
+
+# %% [markdown]
+# **1.** An impulse at 745.5 s lands 3 TRs early with "3 frames per TR". Where do impulses at 100 s and 400 s land,
+# with the overlap matrix and with the naive pooling?
+
+# %% tags=["solution", "hide-cell"]
+if solutions:
+    for onset in (100.0, 400.0, impulse_s):
+        f = np.zeros(n_frames)
+        f[int(onset * feature_hz)] = 1.0
+        print(f"impulse at {onset:6.1f} s: overlap matrix TR {int(np.argmax(W_exact @ f))}, "
+              f"3 frames per TR: TR {int(np.argmax(W_naive @ f))}  (true TR {int(onset // tr_s)})")
+
+# %% [markdown]
+# **2.** Another dataset has TR = 2.0 s. How many 2 Hz frames does each TR span, and does pooling a fixed number of
+# frames per TR drift there?
+
+# %% tags=["solution", "hide-cell"]
+if solutions:
+    tr2, n_frames2 = 2.0, int(np.ceil(600 * 2.0 * feature_hz))
+    per_tr = tr2 * feature_hz
+    naive2 = align.naive_frames_per_tr(600, n_frames2, frames_per_tr=int(per_tr))
+    centres2 = naive2 @ ((np.arange(n_frames2) + 0.5) / feature_hz)
+    print(f"{per_tr:g} frames per TR; drift of {int(per_tr)} frames per TR at TR 500: "
+          f"{centres2[500] - 500.5 * tr2:.3f} s (an integer number of frames per TR does not drift)")

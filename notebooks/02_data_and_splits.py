@@ -115,3 +115,30 @@ results = {
 }
 project.write_results("02_data_and_splits", results, results_dir)
 results
+
+# %% [markdown]
+# ## Try it
+# Two short exercises. Each solution is the cell below its question; it runs when the parameter
+# `solutions` is `True` (set it in the parameters cell, or `-p solutions True` with papermill).
+
+# %% [markdown]
+# **1.** How many training windows are there without overlap (`stride = window`)? Is every TR still seen?
+
+# %% tags=["solution", "hide-cell"]
+if solutions:
+    for st in (stride, window):
+        starts = [data.window_starts(r.n_trs, window, st) for r in train]
+        seen = sum(len(set().union(*(range(s, min(s + window, r.n_trs)) for s in ss))) for ss, r in zip(starts, train))
+        print(f"stride {st}: {sum(map(len, starts))} windows; TRs seen {seen} of {sum(r.n_trs for r in train)}")
+
+# %% [markdown]
+# **2.** Split with another seed (`split_seed=seed + 1`): how many run records change side, and does every episode
+# still sit on one side?
+
+# %% tags=["solution", "hide-cell"]
+if solutions:
+    other = data.load_study(root, backbone, split_seed=seed + 1).describe()
+    a, b = desc.set_index(["subject", "run"]).split, other.set_index(["subject", "run"]).split
+    one_side = other.assign(episode=other.run.map(layout.episode_of)).groupby("episode").split.nunique().eq(1).all()
+    print(f"split_seed {seed + 1}: {int((a != b.loc[a.index]).sum())} of {len(a)} records change side; "
+          f"every episode on one side: {bool(one_side)}")

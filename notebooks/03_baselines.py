@@ -94,3 +94,19 @@ results = {
 }
 project.write_results("03_baselines", results, results_dir)
 results
+
+# %% [markdown]
+# ## Try it
+# One short exercises. Each solution is the cell below its question; it runs when the parameter
+# `solutions` is `True` (set it in the parameters cell, or `-p solutions True` with papermill).
+
+# %% [markdown]
+# **1.** Does ridge need its FIR delays? Fit it on the first backbone with the single lag of the neural decoders
+# (`fir_lags_trs=[3]`) and compare.
+
+# %% tags=["solution", "hide-cell"]
+if solutions:
+    study = data.load_study(root, backbones[0])
+    for lags in ([3], fir_lags_trs):
+        cfg = experiment.ExperimentConfig(decoder="ridge", fir_lags_trs=tuple(lags))
+        print(f"ridge on {backbones[0]}, FIR lags {lags}: val r = {experiment.run(study, cfg).summary()['val_r']:.3f}")

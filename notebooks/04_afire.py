@@ -122,3 +122,28 @@ results = {
 }
 project.write_results("04_afire", results, results_dir)
 results
+
+# %% [markdown]
+# ## Try it
+# Two short exercises. Each solution is the cell below its question; it runs when the parameter
+# `solutions` is `True` (set it in the parameters cell, or `-p solutions True` with papermill).
+
+# %% [markdown]
+# **1.** How many parameters does AFIRE have with each fusion operator on this backbone? Where does the difference
+# come from?
+
+# %% tags=["solution", "hide-cell"]
+if solutions:
+    for fusion in ("concat", "sum", "gated"):
+        cfg = afire.AFIREConfig(modalities=dict(study.feature_dims), d_model=d_model, fusion=fusion)
+        print(f"{fusion:>7}: {afire.n_parameters(afire.AFIRE(cfg)):,} parameters")
+    print("concat maps the M·d concatenation back to d; sum and gated add the M projections (gated: M more weights)")
+
+# %% [markdown]
+# **2.** Which modality costs the most validation r when it goes missing, with and without modality dropout?
+
+# %% tags=["solution", "hide-cell"]
+if solutions:
+    full = missing.query("removed == 'none'").set_index("model").val_r
+    lost = missing.query("removed != 'none'").assign(r_lost=lambda d: d.model.map(full) - d.val_r)
+    print(lost.sort_values("r_lost", ascending=False).round(3).to_string(index=False))

@@ -157,3 +157,35 @@ results = {"active_experts_per_token": active, "balance_loss": bal, "val_r": res
            "prior_spread": float(priors.std(0).mean())}
 project.write_results("05_sadgate", results, results_dir)
 results
+
+# %% [markdown]
+# ## Try it
+# Two short exercises. Each solution is the cell below its question; it runs when the parameter
+# `solutions` is `True` (set it in the parameters cell, or `-p solutions True` with papermill).
+
+# %% [markdown]
+# **1.** With K = 1, how many experts does each token use, and does subject 1's prior still change the choice?
+
+# %% tags=["solution", "hide-cell"]
+if solutions:
+    gate1 = sadgate.SADGate(sadgate.SADGateConfig(d_model=6, n_subjects=2, n_experts=4, top_k=1))
+    with torch.no_grad():
+        gate1.subject_bias[1, 3] = 2.0
+        tokens = torch.randn(1, 12, 6)
+        for s in (0, 1):
+            w1 = gate1(tokens, torch.tensor([s])).weights[0]  # (T, E)
+            print(f"subject {s}: experts per token {sorted(set((w1 > 0).sum(-1).tolist()))}, "
+                  f"chosen {w1.argmax(-1).tolist()}")
+
+# %% [markdown]
+# **2.** By hand: a router that always sends every token to the same two experts, with equal probability. What is
+# $L_\mathrm{bal}$ for E = 8, K = 2? Check with `sadgate.balance_loss`.
+
+# %% tags=["solution", "hide-cell"]
+if solutions:
+    with torch.no_grad():
+        uniform.router.bias.zero_()
+        uniform.router.bias[:2] = 8.0  # experts 0 and 1, equally likely
+        pair = uniform(torch.randn(B, T, 6), torch.zeros(B, dtype=torch.long))
+    print(f"by hand: E · (Imp_0 · Load_0 + Imp_1 · Load_1) = {E} · (1/2 · 1/2 + 1/2 · 1/2) = {E / 2:g};  "
+          f"balance_loss = {sadgate.balance_loss(pair).item():.3f}")

@@ -141,3 +141,31 @@ results = {**summary, "noise_ceiling_fraction": ceiling_fraction, "split_scored"
            "dataset": dataset, "history": result.history}
 project.write_results(name, results, results_dir)
 {k: v for k, v in results.items() if k != "history"}
+
+# %% [markdown]
+# ## Try it
+# Two short exercises. Each solution is the cell below its question; it runs when the parameter
+# `solutions` is `True` (set it in the parameters cell, or `-p solutions True` with papermill).
+
+# %% [markdown]
+# **1.** Which networks does the model predict best, and how close does it get to their noise ceiling (synthetic
+# study)?
+
+# %% tags=["solution", "hide-cell"]
+if solutions:
+    nets = plotting.schaefer_fsaverage5()["networks"]
+    for net in plotting.NETWORKS:
+        sel = nets == net
+        line = f"{net:>12}: {split} r = {np.nanmean(parcel_r[sel]):.3f}"
+        if ceiling_fraction is not None:
+            line += f"   noise ceiling = {np.nanmean([c[sel] for c in ceilings.values()]):.3f}"
+        print(line)
+
+# %% [markdown]
+# **2.** Train the subject-linear baseline with the same settings (`decoder="baseline"`, or
+# `-p decoder baseline` with papermill) and compare validation r.
+
+# %% tags=["solution", "hide-cell"]
+if solutions:
+    other = experiment.run(study, experiment.ExperimentConfig(**{**vars(config), "decoder": "baseline"}))
+    print(f"baseline: val r = {other.summary()['val_r']:.3f}   {config.decoder}: val r = {summary['val_r']:.3f}")

@@ -131,3 +131,26 @@ results = {
 }
 project.write_results("07_isg", results, results_dir)
 results
+
+# %% [markdown]
+# ## Try it
+# Two short exercises. Each solution is the cell below its question; it runs when the parameter
+# `solutions` is `True` (set it in the parameters cell, or `-p solutions True` with papermill).
+
+# %% [markdown]
+# **1.** Which held-out subject is hardest for each decoder?
+
+# %% tags=["solution", "hide-cell"]
+if solutions:
+    print(loso.pivot(index="held_out", columns="decoder", values="isg_r").round(3))
+
+# %% [markdown]
+# **2.** How many minutes of a new subject's data does it take to gain 0.01 r over the population prior?
+
+# %% tags=["solution", "hide-cell"]
+if solutions:
+    for (decoder, subject), df in curves.groupby(["decoder", "held_out"]):
+        r = df.set_index("minutes").r
+        enough = r.index[(r - r.loc[0.0]) >= 0.01] if 0.0 in r.index else []
+        print(f"{decoder:>8} {subject}: " + (f"+0.01 r after {min(enough):g} min" if len(enough) else
+                                             "no budget here gains 0.01 r"))

@@ -164,3 +164,25 @@ results = {
 }
 project.write_results("08_tables", results, results_dir)
 gain
+
+# %% [markdown]
+# ## Try it
+# Two short exercises. Each solution is the cell below its question; it runs when the parameter
+# `solutions` is `True` (set it in the parameters cell, or `-p solutions True` with papermill).
+
+# %% [markdown]
+# **1.** Rank the decoders on each backbone by **test** r instead of validation r. Does the order change?
+
+# %% tags=["solution", "hide-cell"]
+if solutions and "test_r" in t1:
+    print(t1.groupby(["backbone", "decoder"]).test_r.mean().unstack("decoder").round(3))
+
+# %% [markdown]
+# **2.** Is MIND's gain over the baseline larger than its spread over seeds? (With one seed there is no spread:
+# run with `seeds=[0, 1, 2]`.)
+
+# %% tags=["solution", "hide-cell"]
+if solutions:
+    spread = t1.groupby(["backbone", "decoder"]).val_r.std()
+    for b, g in gain.items():
+        print(f"{b}: MIND − baseline {g:+.3f};  std of MIND over seeds {spread.get((b, 'mind'), float('nan')):.3f}")

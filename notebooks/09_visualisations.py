@@ -124,3 +124,26 @@ results = {
 }
 project.write_results("09_visualisations", results, results_dir)
 results
+
+# %% [markdown]
+# ## Try it
+# Two short exercises. Each solution is the cell below its question; it runs when the parameter
+# `solutions` is `True` (set it in the parameters cell, or `-p solutions True` with papermill).
+
+# %% [markdown]
+# **1.** What share of parcels reaches r > 0.1 on each backbone, and in which networks do they sit?
+
+# %% tags=["solution", "hide-cell"]
+if solutions:
+    nets = plotting.schaefer_fsaverage5()["networks"]
+    for b, m in maps.items():
+        above = m > 0.1
+        counts = {n: int(above[nets == n].sum()) for n in plotting.NETWORKS}
+        print(f"{b}: {above.mean():.0%} of parcels above r = 0.1; per network {counts}")
+
+# %% [markdown]
+# **2.** Which expert carries the most weight for each content type?
+
+# %% tags=["solution", "hide-cell"]
+if solutions:
+    print({name: int(np.nanargmax(row)) for name, row in zip(label_names, usage)})

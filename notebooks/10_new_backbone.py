@@ -255,3 +255,32 @@ results = {"val_r": val_r, "n_frames": T_f, "text_dim": D, "n_layers": L, "secon
            "size": size, "dataset": dataset}
 project.write_results("10_new_backbone", results, results_dir)
 results
+
+# %% [markdown]
+# ## Try it
+# One short exercises. Each solution is the cell below its question; it runs when the parameter
+# `solutions` is `True` (set it in the parameters cell, or `-p solutions True` with papermill).
+
+# %% [markdown]
+# **1.** Write a `word-count` extractor: the number of word onsets in each 2 Hz bin (no overlap weights). How well
+# does it follow `word-rate`?
+
+# %% tags=["solution", "hide-cell"]
+if solutions:
+    @features.register_extractor
+    class WordCount(features.Extractor):
+        """Word onsets per 2 Hz bin, ``(T_f, 1, 1)``."""
+
+        name = "word-count"
+        modality = "text"
+        input = "words"
+
+        def extract(self, stimulus, feature_hz=FEATURE_HZ):
+            w = self._require(stimulus, "words")
+            n = stimulus.n_frames(feature_hz)
+            bins = np.minimum((np.asarray(w.onset_s) * feature_hz).astype(int), n - 1)
+            return np.bincount(bins, minlength=n)[:, None, None].astype(np.float32)  # (T_f, 1, 1)
+
+    count = features.get_extractor("word-count").extract(stim)
+    print(f"(T_f, L, D) word count = {count.shape}; r with word rate = "
+          f"{np.corrcoef(count[:, 0, 0], rate[:, 0, 0])[0, 1]:.3f}")
