@@ -199,3 +199,18 @@ def test_make_help_prints_the_measured_times():
         line = next(ln for ln in out.splitlines() if ln.startswith(target))
         assert f"{minutes:.1f} min" in line, (size, line)
     assert not re.search(r"~\s*\d", out), "make help holds a typed estimate"
+
+
+def test_progress_bar_redraws_a_bounded_number_of_times(capsys):
+    """Outside a kernel it is a tqdm bar on stderr; 1000 steps redraw it about 20 times, not 1000."""
+    from mindlib.train import PROGRESS_UPDATES, progress_bar
+
+    bar = progress_bar(1000, "lr 0.003 wd 0.01")
+    for _ in range(1000):
+        bar.set_postfix(epoch="1/1", refresh=False)
+        bar.update(1)
+    bar.close()
+    err = capsys.readouterr().err
+    redraws = err.count("\r")
+    assert 2 <= redraws <= PROGRESS_UPDATES + 3, redraws
+    assert "lr 0.003 wd 0.01" in err and "1000/1000" in err
