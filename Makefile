@@ -87,5 +87,6 @@ sync: $(STAMP)
 strip: sync
 
 clean:
-	rm -rf runs results studies checkpoints benchmarks/results .pytest_cache .ruff_cache .hypothesis
+	rm -rf results studies checkpoints benchmarks/results .pytest_cache .ruff_cache .hypothesis
+	find runs -mindepth 1 -maxdepth 1 ! -name README.md -exec rm -rf {} +
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +

@@ -138,7 +138,8 @@ else:
 # ## Real Algonauts 2025 data
 # Every notebook takes `dataset` as its first parameter. Point it at the folder that holds `fmri/` and
 # `stimuli/`, and write your backbone's features into `features/<backbone>/` (see notebook 10 and
-# `mindlib.features`), e.g.
+# `mindlib.features`), e.g. from the repository root (results and figures land in `runs/<size>/` of the
+# repository whichever folder papermill starts in; `--help-notebook` lists every parameter):
 #
 # ```bash
 # papermill notebooks/06_train_mind.ipynb runs/06_train_mind.ipynb -p dataset /data/algonauts2025 -p backbone tribe
