@@ -248,13 +248,32 @@ def sync() -> list[Path]:
             if _cells(edited) != _cells(jupytext.read(py)):
                 edited.metadata = jupytext.read(py).metadata  # the header of the source, not Lab's extras
                 jupytext.write(edited, py, fmt="py:percent")
+                print(f"{py.name}: took the cells of {ipynb.name}, which is newer (`git diff {py}` shows them)")
         nb = jupytext.read(py)
         for c in nb.cells:
             if c.cell_type == "code":
                 c.outputs, c.execution_count = [], None
+        if ipynb.exists():
+            _keep_cell_ids(nb, jupytext.read(ipynb))
         jupytext.write(nb, ipynb)
         written.append(ipynb)
     return written
+
+
+def _keep_cell_ids(nb, old) -> None:
+    """Give the cells of ``nb`` the ids they had in ``old`` (same source, else same place and type), so a
+    re-sync does not rewrite every id of the ``.ipynb``."""
+    by_source = {}
+    for c in old.cells:
+        by_source.setdefault((c.cell_type, c.source.strip()), c.get("id"))
+    used = set()
+    for i, c in enumerate(nb.cells):
+        same_place = old.cells[i].get("id") if i < len(old.cells) and old.cells[i].cell_type == c.cell_type else None
+        for cand in (by_source.get((c.cell_type, c.source.strip())), same_place):
+            if cand and cand not in used:
+                c.id = cand
+                break
+        used.add(c.get("id"))
 
 
 def _merge_timings(path: Path, size: str, seconds: dict) -> dict:
