@@ -13,7 +13,8 @@ TORCH  ?= torch==2.13.0
 PIP    := $(BIN)/python -m pip --disable-pip-version-check -q
 QUIET_PIP := 2>&1 | grep -v "is ignored: it is neither a file nor a directory" || true
 
-export MPLBACKEND := Agg
+# No MPLBACKEND here: notebook kernels (make demo, make lab) then use the inline backend, so executed and
+# open notebooks show their figures; the tests set Agg themselves (tests/conftest.py).
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export PYDEVD_DISABLE_FILE_VALIDATION := 1
