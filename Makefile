@@ -1,6 +1,8 @@
 # mind — two commands on a fresh machine: `make demo` and `make test`.
 # Every target first creates .venv with pip and installs the package (-e .[dev,text]) when it is
-# missing or older than pyproject.toml, and registers the venv's Jupyter kernel.
+# missing or older than pyproject.toml. The notebooks name the kernel "python3", which ipykernel provides in
+# every environment it is installed in (this venv, the conda env of environment.yml).
+# Ordinary runs write only to runs/ (ignored by git); only `make reproduce` updates figures/ and papers/.
 
 PYTHON ?= python3
 VENV   := .venv
@@ -11,7 +13,8 @@ TORCH  ?= torch==2.13.0
 PIP    := $(BIN)/python -m pip --disable-pip-version-check -q
 QUIET_PIP := 2>&1 | grep -v "is ignored: it is neither a file nor a directory" || true
 
-export MPLBACKEND := Agg
+# No MPLBACKEND here: notebook kernels (make demo, make lab) then use the inline backend, so executed and
+# open notebooks show their figures; the tests set Agg themselves (tests/conftest.py).
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export PYDEVD_DISABLE_FILE_VALIDATION := 1
@@ -19,15 +22,29 @@ export PYDEVD_DISABLE_FILE_VALIDATION := 1
 # spin against torch and papermill kernels on a 2-core machine (measured: 0.2 s vs up to 27 s per ridge fit).
 export OPENBLAS_NUM_THREADS := 1
 
-.PHONY: help setup demo test test-fast lab reproduce bench lint format sync clean
+.PHONY: help setup demo test test-fast lab reproduce bench lint format sync strip clean
+
+# Times come from papers/timings.json, measured by the last `make reproduce` (python -m mindlib.notebooks --publish).
+define MEASURED
+import json, sys
+try:
+    t = json.load(open("papers/timings.json"))
+except (OSError, ValueError):
+    t = {}
+size = sys.argv[1]
+s = sum(t.get(size, {}).values())
+print(f"{s / 60:.1f} min of notebooks measured on 2 CPU cores" if s else "not measured yet")
+endef
+export MEASURED
 
 help:
-	@echo "make demo       build the synthetic study and run every notebook at demo size (~12 min, 2 CPU cores)"
-	@echo "make test       unit tests + a smoke run of every notebook (~3 min, 2 CPU cores)"
-	@echo "make lab        open JupyterLab on notebooks/"
-	@echo "make reproduce  full-size runs: all tables and figures"
+	@echo "make demo       build the synthetic study and run every notebook at demo size ($$($(PYTHON) -c "$$MEASURED" demo))"
+	@echo "                outputs in runs/demo/ (ignored by git)"
+	@echo "make test       unit tests + a smoke run of every notebook (outputs in temporary folders)"
+	@echo "make lab        open JupyterLab on notebooks/ (Run All writes to runs/demo/)"
+	@echo "make reproduce  full-size runs; updates the committed figures/, papers/ and README tables ($$($(PYTHON) -c "$$MEASURED" full))"
 	@echo "make bench      performance benchmarks (prints tables, writes benchmarks/results/*.csv)"
-	@echo "make lint       ruff + notebook pair check;  make sync  re-pair notebooks;  make clean"
+	@echo "make lint       ruff + notebook pair check;  make sync  re-pair notebooks, .ipynb without outputs;  make clean"
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -36,7 +53,6 @@ $(STAMP): pyproject.toml
 	@$(PIP) install -e ".[dev,text]" $(QUIET_PIP)
 	@$(BIN)/python -c "import torch, mindlib, papermill, jupytext" \
 		|| (echo "installation failed: see the pip output above" && exit 1)
-	@$(BIN)/python -m ipykernel install --sys-prefix --name mind --display-name "Python (mind)" > /dev/null
 	@touch $(STAMP)
 
 setup: $(STAMP)
@@ -54,7 +70,7 @@ lab: $(STAMP)
 	$(BIN)/jupyter lab notebooks/
 
 reproduce: $(STAMP)
-	$(BIN)/python -m mindlib.notebooks --size full
+	$(BIN)/python -m mindlib.notebooks --size full --publish
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks
@@ -67,8 +83,11 @@ format: $(STAMP)
 	$(BIN)/ruff format mindlib tests benchmarks
 
 sync: $(STAMP)
-	$(BIN)/jupytext --sync notebooks/*.py
+	$(BIN)/python -m mindlib.notebooks --sync
+
+strip: sync
 
 clean:
-	rm -rf runs results studies checkpoints benchmarks/results .pytest_cache .ruff_cache .hypothesis
+	rm -rf results studies checkpoints benchmarks/results .pytest_cache .ruff_cache .hypothesis
+	find runs -mindepth 1 -maxdepth 1 ! -name README.md -exec rm -rf {} +
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +

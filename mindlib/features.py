@@ -1023,7 +1023,7 @@ def extract_to_store(
         The written store. ``backbone.json`` records the extractors' settings and, per array, the
         :attr:`Stimulus.sources` files with their sizes and modification times.
     """
-    from tqdm import tqdm  # plain bars: tqdm.auto warns in notebooks without ipywidgets
+    from mindlib.train import progress_bar  # one output per bar in a notebook
 
     _check_fusion(fusion)
     if on_missing not in ("raise", "skip"):
@@ -1043,7 +1043,7 @@ def extract_to_store(
     store = None
     skipped: list[str] = []
     total = len(stimuli) if hasattr(stimuli, "__len__") else None
-    for stim in tqdm(stimuli, total=total, desc=f"features {backbone}", disable=not progress):
+    for stim in progress_bar(total, f"features {backbone}", disable=not progress, unit="stimulus", iterable=stimuli):
         for ex in exs:
             field = getattr(ex, "input", "")
             if on_missing == "skip" and field in ("video", "audio", "words") and getattr(stim, field) is None:
@@ -1235,7 +1235,7 @@ def import_features(
         For a stimulus name that is not a store key (:func:`check_stimulus_names`): a movie file's
         name (``friends_s01e01a``) or a repeat (``life01_run-1``; repeats share one stimulus's features).
     """
-    from tqdm import tqdm  # plain bars: tqdm.auto warns in notebooks without ipywidgets
+    from mindlib.train import progress_bar  # one output per bar in a notebook
 
     _check_fusion(fusion)
     if rank not in (2, 3, "any"):
@@ -1274,7 +1274,8 @@ def import_features(
             first[modality] = (stimulus, load_checked(modality, path))
     dims = {m: (int(a.shape[1]), int(a.shape[2])) for m, (_, a) in first.items()}
     store = _create_store(root, backbone, feature_hz, fusion, dims, overwrite, settings, features_root)
-    for (stimulus, modality), path in tqdm(files.items(), desc=f"import {backbone}", disable=not progress):
+    for (stimulus, modality), path in progress_bar(len(files), f"import {backbone}", disable=not progress,
+                                                   unit="file", iterable=files.items()):
         if first[modality][0] == stimulus:
             arr = first[modality][1]
         else:

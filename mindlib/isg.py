@@ -37,6 +37,7 @@ from mindlib.train import (
     evaluate,
     fit,
     predict_runs,
+    progress_bar,
     resolve_device,
 )
 
@@ -190,7 +191,8 @@ def loso(
 
     torch.manual_seed(config.seed)
     model = build_fn(len(trained))
-    result = fit(model, train, val, config)
+    result = fit(model, train, val, config,
+                 desc=f"LOSO {held_out} held out, lr {config.lr:g} wd {config.weight_decay:g}")
     new_index = int(model.add_subject())
     held_records = [replace(r, subject_index=new_index) for r in held_records]
     predict_kwargs = {"window": config.window, "stride": config.stride, "batch_size": config.batch_size}
@@ -435,6 +437,7 @@ def few_shot_curve(
     config: TrainConfig | None = None,
     exclude_trs: int = 5,
     tr_s: float = TR_S,
+    progress: bool = False,
 ) -> pd.DataFrame:
     """Held-out score against minutes of calibration data (0 = the population initialisation).
 
@@ -454,6 +457,8 @@ def few_shot_curve(
         Passed to the official metric.
     tr_s : float
         Repetition time in seconds.
+    progress : bool
+        One bar over the budgets (``mindlib.train.progress_bar``).
 
     Returns
     -------
@@ -464,7 +469,9 @@ def few_shot_curve(
     config = CALIBRATION_CONFIG if config is None else config
     eval_records = [replace(r, subject_index=new_index) for r in eval_records]
     rows = []
+    bar = progress_bar(len(minutes_list), "few-shot calibration", disable=not progress, unit="budget")
     for minutes in minutes_list:
+        bar.set_postfix(minutes=minutes, refresh=False)
         calibrated = calibrate_subject(copy.deepcopy(model), new_index, calib_records, minutes, config, tr_s)
         scores = evaluate(
             calibrated,
@@ -483,4 +490,6 @@ def few_shot_curve(
                 "algonauts": scores["algonauts"]["mean"],
             }
         )
+        bar.update(1)
+    bar.close()
     return pd.DataFrame(rows)

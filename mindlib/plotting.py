@@ -1,7 +1,8 @@
 """Figures: brain maps on fsaverage5, gates, priors, training curves (paper §3.4, Fig. 3).
 
 Every function takes ``ax=None`` (or returns a new figure when it needs several axes), returns what it
-drew and never calls ``plt.show()``. :func:`save_figure` writes ``<fig_dir>/<name>.png`` and ``.pdf``.
+drew and never calls ``plt.show()``. :func:`save_figure` writes ``<fig_dir>/<name>.png`` (at
+:data:`DPI`) and ``.pdf``; a relative ``fig_dir`` is taken from the repository root.
 Brain maps use the Schaefer-1000 (7 networks) labels on fsaverage5 shipped in ``mindlib/data`` and the
 fsaverage5 meshes shipped with nilearn (nothing is downloaded).
 """
@@ -16,6 +17,9 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 NETWORKS = ("Vis", "SomMot", "DorsAttn", "SalVentAttn", "Limbic", "Cont", "Default")
+SPLITS = ("train", "val", "test")
+SPLIT_COLORS = {"train": "#66c2a5", "val": "#fc8d62", "test": "#8da0cb"}  # ColorBrewer Set2, colour-blind safe
+DPI = 200  # resolution of saved PNGs
 
 
 @lru_cache(maxsize=1)
@@ -40,16 +44,21 @@ def parcels_to_vertices(values: np.ndarray) -> dict[str, np.ndarray]:
     return {h: padded[atlas[h].astype(int)] for h in ("left", "right")}
 
 
-def save_figure(fig, name: str, fig_dir: str | Path | None) -> list[Path]:
-    """Save ``fig`` as ``<fig_dir>/<name>.png`` and ``.pdf``; an empty ``fig_dir`` saves nothing."""
+def save_figure(fig, name: str, fig_dir: str | Path | None) -> None:
+    """Save ``fig`` as ``<fig_dir>/<name>.png`` (:data:`DPI` dots per inch) and ``.pdf``.
+
+    An empty ``fig_dir`` saves nothing (the figure is still shown in a notebook). A relative ``fig_dir`` is
+    taken from the repository root (``mindlib.project.output_dir``). Returns nothing, so a notebook cell
+    that ends with this call prints nothing.
+    """
+    from mindlib.project import output_dir
+
     if not fig_dir:
-        return []
-    fig_dir = Path(fig_dir)
+        return
+    fig_dir = Path(output_dir(fig_dir))
     fig_dir.mkdir(parents=True, exist_ok=True)
-    paths = [fig_dir / f"{name}.png", fig_dir / f"{name}.pdf"]
-    fig.savefig(paths[0], dpi=120, bbox_inches="tight")
-    fig.savefig(paths[1], bbox_inches="tight")
-    return paths
+    fig.savefig(fig_dir / f"{name}.png", dpi=DPI, bbox_inches="tight")
+    fig.savefig(fig_dir / f"{name}.pdf", bbox_inches="tight")
 
 
 def plot_brain_map(
@@ -59,9 +68,14 @@ def plot_brain_map(
     vmin: float | None = None,
     vmax: float | None = None,
     fig=None,
+    label: str = "Pearson r",
 ):
     """Parcel values ``(1000,)`` on the inflated fsaverage5 surface: lateral and medial views of both
-    hemispheres. Returns the figure."""
+    hemispheres, each titled with its hemisphere and view, and a colorbar labelled ``label``.
+
+    Name the split (and the model) in ``title``, e.g. ``"tribe · MIND: test r per parcel"``. Colour limits
+    default to the 2nd and 98th percentiles of the finite values. Returns the figure.
+    """
     from nilearn import datasets, plotting
 
     mesh = datasets.load_fsaverage("fsaverage5")["inflated"]
@@ -70,7 +84,7 @@ def plot_brain_map(
     finite = np.asarray(values, dtype=float)[np.isfinite(values)]
     vmin = float(np.percentile(finite, 2)) if vmin is None else vmin
     vmax = float(np.percentile(finite, 98)) if vmax is None else vmax
-    fig = fig or plt.figure(figsize=(10, 2.8))
+    fig = fig or plt.figure(figsize=(12, 3.6))
     views = [("left", "lateral"), ("left", "medial"), ("right", "medial"), ("right", "lateral")]
     for i, (hemi, view) in enumerate(views):
         ax = fig.add_subplot(1, 4, i + 1, projection="3d")
@@ -78,11 +92,99 @@ def plot_brain_map(
             mesh.parts[hemi], surf_map=verts[hemi], bg_map=sulc.data.parts[hemi], hemi=hemi, view=view,
             cmap=cmap, vmin=vmin, vmax=vmax, axes=ax, colorbar=False, bg_on_data=True,
         )
+        ax.set_title(f"{hemi} hemisphere, {view}", fontsize=10, y=0.95)
     sm = plt.cm.ScalarMappable(cmap=cmap, norm=plt.Normalize(vmin, vmax))
-    fig.colorbar(sm, ax=fig.axes, shrink=0.6, fraction=0.02, pad=0.01)
+    cbar = fig.colorbar(sm, ax=fig.axes, shrink=0.6, fraction=0.02, pad=0.01)
+    cbar.set_label(label)
     if title:
-        fig.suptitle(title)
+        fig.suptitle(title, y=0.9)
     return fig
+
+
+def plot_split(desc, ax=None, title: str = "split of every subject's runs"):
+    """Which side (train / val / test) each subject's runs are on, one categorical colour per side.
+
+    Parameters
+    ----------
+    desc : DataFrame
+        One row per run record with columns ``subject``, ``run`` and ``split`` (``Study.describe()``).
+    ax : matplotlib Axes, optional
+    title : str
+
+    Returns
+    -------
+    ax : the axes (runs on x, subjects on y; blank cells are runs a subject does not have).
+    """
+    from matplotlib.colors import BoundaryNorm, ListedColormap
+    from matplotlib.patches import Patch
+
+    unknown = sorted(set(desc["split"]) - set(SPLITS))
+    if unknown:
+        raise ValueError(f"split values must be among {SPLITS}, got {unknown}")
+    subjects = sorted(desc["subject"].unique())
+    runs = sorted(desc["run"].unique())
+    grid = np.full((len(subjects), len(runs)), np.nan)
+    for subject, run, side in zip(desc["subject"], desc["run"], desc["split"]):
+        grid[subjects.index(subject), runs.index(run)] = SPLITS.index(side)
+    if ax is None:
+        _, ax = plt.subplots(figsize=(max(8.0, 0.13 * len(runs)), 1.2 + 0.35 * len(subjects)))
+    cmap = ListedColormap([SPLIT_COLORS[s] for s in SPLITS])
+    ax.imshow(grid, aspect="auto", interpolation="nearest", cmap=cmap,
+              norm=BoundaryNorm(np.arange(len(SPLITS) + 1) - 0.5, len(SPLITS)))
+    width_in = ax.get_position().width * ax.figure.get_figwidth()
+    fontsize = float(np.clip(0.9 * 72 * width_in / max(len(runs), 1), 4, 9))  # labels never overlap
+    ax.set_xticks(range(len(runs)), labels=runs, rotation=90, fontsize=fontsize)
+    ax.set_yticks(range(len(subjects)), labels=subjects)
+    ax.set_xlabel("run")
+    ax.set_title(title)
+    counts = {s: int((desc["split"] == s).sum()) for s in SPLITS}
+    ax.legend(handles=[Patch(color=SPLIT_COLORS[s], label=f"{s} ({counts[s]} runs)") for s in SPLITS]
+              + [Patch(facecolor="white", edgecolor="0.6", label="missing run")],
+              loc="upper left", bbox_to_anchor=(1.005, 1.0), frameon=False)
+    return ax
+
+
+def plot_table1(cells, backbones=None, decoders=None, metric: str = "val_r", ax=None,
+                ylabel: str = "validation r", title: str = "Table 1: decoders on each backbone"):
+    """Table 1 as grouped bars: mean of ``metric`` over seeds per backbone and decoder, ± one standard
+    deviation over seeds as error bars (none where a cell has one seed), legend outside the bars.
+
+    Parameters
+    ----------
+    cells : DataFrame
+        One row per executed cell with columns ``backbone``, ``decoder`` and ``metric`` (one row per seed).
+    backbones, decoders : list of str, optional
+        Order of the groups and of the bars (default: order of appearance).
+    metric : str
+    ax : matplotlib Axes, optional
+
+    Returns
+    -------
+    ax : the axes; one bar container per decoder.
+    """
+    backbones = list(backbones) if backbones is not None else list(dict.fromkeys(cells["backbone"]))
+    decoders = list(decoders) if decoders is not None else list(dict.fromkeys(cells["decoder"]))
+    g = cells.groupby(["backbone", "decoder"])[metric]
+    mean, std, n = g.mean(), g.std(), g.count()
+    if ax is None:
+        _, ax = plt.subplots(figsize=(1.6 + 1.4 * len(backbones) + 0.1 * len(backbones) * len(decoders), 3.2))
+    width = 0.8 / len(decoders)
+    x = np.arange(len(backbones))
+    for i, dec in enumerate(decoders):
+        keys = [(b, dec) for b in backbones]
+        heights = np.array([mean.get(k, np.nan) for k in keys], dtype=float)
+        spread = np.array([std.get(k, np.nan) if n.get(k, 0) > 1 else np.nan for k in keys], dtype=float)
+        centres = x - 0.4 + width * (i + 0.5)
+        ax.bar(centres, heights, width, label=dec, color=plt.cm.tab10(i))
+        has = np.isfinite(spread)  # error bars only where several seeds ran
+        if has.any():
+            ax.errorbar(centres[has], heights[has], yerr=spread[has], fmt="none", ecolor="k", capsize=2, lw=1)
+    ax.set_xticks(x, labels=backbones)
+    ax.set_ylabel(ylabel)
+    seeds = int(n.max()) if len(n) else 0
+    ax.set_title(title + (f" (mean ± std over {seeds} seeds)" if seeds > 1 else ""))
+    ax.legend(title="decoder", loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
+    return ax
 
 
 def plot_network_bars(values: np.ndarray, ax=None, label: str = "Pearson r", title: str = ""):

@@ -4,6 +4,12 @@ Notebooks take the same parameters everywhere (``dataset``, ``size``, ``seed``, 
 ``fig_dir``); this module turns them into paths and writes the small results files that tests, tables
 and the reproduction report read instead of scraping notebook outputs.
 
+Output paths (``results_dir``, ``fig_dir``) are resolved by :func:`output_dir`: ``{size}`` is replaced by the
+study size and a relative path is taken from the repository root, never from the caller's working
+directory, so JupyterLab (which starts kernels in ``notebooks/``), papermill started anywhere and the runner
+all write to the same place. The defaults, ``runs/{size}/results`` and ``runs/{size}/figures``, are ignored
+by git: an ordinary run never touches the committed ``figures/`` (only ``make reproduce`` does).
+
 Environment overrides (used by tests and CI): ``MIND_STUDIES_DIR`` (where synthetic studies are built).
 """
 
@@ -18,12 +24,40 @@ from typing import Any
 import numpy as np
 
 SIZES = ("smoke", "demo", "full")
+RESULTS_DIR = "runs/{size}/results"  # default results_dir of every notebook (relative to the repository root)
+FIG_DIR = "runs/{size}/figures"  # default fig_dir of every notebook; "figures" is the committed set
 
 
 def repo_root() -> Path:
     """The repository root (the folder holding ``pyproject.toml`` above this package), else the cwd."""
     here = Path(__file__).resolve().parent.parent
     return here if (here / "pyproject.toml").exists() else Path.cwd()
+
+
+def output_dir(path: str | Path, size: str | None = None) -> Path | str:
+    """Resolve an output folder parameter (``results_dir``, ``fig_dir``) the same way from anywhere.
+
+    Parameters
+    ----------
+    path : str or Path
+        ``""`` means "write nothing" and is returned as ``""``; ``{size}`` is replaced by ``size``; a
+        relative path is taken from the repository root (:func:`repo_root`), an absolute one is kept.
+    size : {"smoke", "demo", "full"}, optional
+        The study size, needed when ``path`` holds ``{size}``.
+
+    Returns
+    -------
+    Path (absolute), or ``""``.
+    """
+    if path is None or str(path) == "":
+        return ""
+    text = str(path)
+    if "{size}" in text:
+        if size not in SIZES:
+            raise ValueError(f"output path {text!r} holds {{size}}: pass size, one of {SIZES} (got {size!r})")
+        text = text.replace("{size}", size)
+    out = Path(text).expanduser()
+    return out if out.is_absolute() else repo_root() / out
 
 
 def studies_dir() -> Path:
@@ -81,12 +115,13 @@ def _jsonable(x: Any) -> Any:
     return x
 
 
-def write_results(name: str, results: dict, results_dir: str | Path = "../results") -> Path:
+def write_results(name: str, results: dict, results_dir: str | Path) -> Path:
     """Write a notebook's key numbers to ``<results_dir>/<name>.json`` and return the path.
 
-    NaN and infinite floats are written as ``null`` (JSON has no NaN).
+    A relative ``results_dir`` is taken from the repository root (:func:`output_dir`). NaN and infinite
+    floats are written as ``null`` (JSON has no NaN).
     """
-    path = Path(results_dir) / f"{name}.json"
+    path = Path(output_dir(results_dir)) / f"{name}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(_jsonable(results), indent=2, sort_keys=True))
@@ -94,9 +129,9 @@ def write_results(name: str, results: dict, results_dir: str | Path = "../result
     return path
 
 
-def read_results(name: str, results_dir: str | Path = "../results") -> dict:
-    """Read ``<results_dir>/<name>.json`` written by :func:`write_results`."""
-    path = Path(results_dir) / f"{name}.json"
+def read_results(name: str, results_dir: str | Path) -> dict:
+    """Read ``<results_dir>/<name>.json`` written by :func:`write_results` (relative: from the repository root)."""
+    path = Path(output_dir(results_dir)) / f"{name}.json"
     if not path.exists():
         raise FileNotFoundError(f"{path} does not exist: run the notebook {name!r} first (make demo)")
     return json.loads(path.read_text())

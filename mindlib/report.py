@@ -190,16 +190,21 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--results-dir", default=None)
     ap.add_argument("--output", default=None, help="default papers/reproduction.md")
+    ap.add_argument("--readme", default=None, help="README whose blocks to refresh (default the repository's); "
+                                                   "an empty string leaves every README alone")
+    ap.add_argument("--timings-dir", default=None, help="folder of the timings.json for the notebook map "
+                                                        "(default --results-dir)")
     args = ap.parse_args(argv)
     text = build_report(args.results_dir)
     out = Path(args.output) if args.output else repo_root() / "papers" / "reproduction.md"
     out.write_text(text)
     results = Path(args.results_dir) if args.results_dir else repo_root() / "results"
     t1 = table1_markdown(read_cells(results))
-    readme = repo_root() / "README.md"
-    if t1:
-        update_readme_block(readme, "results", t1 + "\n\nFull report: `papers/reproduction.md`.")
-    update_readme_block(readme, "notebooks", notebook_map_markdown(results))
+    readme = repo_root() / "README.md" if args.readme is None else Path(args.readme) if args.readme else None
+    if readme is not None:
+        if t1:
+            update_readme_block(readme, "results", t1 + "\n\nFull report: `papers/reproduction.md`.")
+        update_readme_block(readme, "notebooks", notebook_map_markdown(Path(args.timings_dir or results)))
     print(f"wrote {out}")
     return 0
 

@@ -54,7 +54,70 @@ __all__ = [
     "grid_search",
     "save_history",
     "load_history",
+    "progress_bar",
 ]
+
+PROGRESS_UPDATES = 20  # a progress bar redraws at most about this many times
+
+
+class _DisplayLine:
+    """A file for tqdm inside a Jupyter kernel: every redraw replaces the text of one display output.
+
+    JupyterLab shows it live; papermill and nbclient apply the updates to the same output, so a saved
+    notebook holds one output per bar, showing its last state.
+    """
+
+    def __init__(self) -> None:
+        from IPython.display import display
+
+        self._handle = display({"text/plain": ""}, raw=True, display_id=True)
+        self.encoding = "utf-8"  # tqdm draws unicode blocks
+
+    def write(self, text: str) -> None:
+        lines = [x for x in text.replace("\n", "\r").split("\r") if x.strip()]
+        if lines:
+            self._handle.update({"text/plain": lines[-1]}, raw=True)
+
+    def flush(self) -> None:
+        pass
+
+
+def _in_kernel() -> bool:
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return False
+    shell = get_ipython()
+    return shell is not None and hasattr(shell, "kernel")
+
+
+def progress_bar(total: int | None, desc: str, disable: bool = False, unit: str = "step",
+                 updates: int = PROGRESS_UPDATES, iterable=None):
+    """A tqdm bar that redraws at most about ``updates`` times, with an ETA.
+
+    In a Jupyter kernel (JupyterLab, papermill) the bar is one display output updated in place, so a saved
+    notebook stores one output per bar however long the loop; elsewhere it is an ordinary tqdm bar on
+    stderr. Either way it redraws every ``total / updates`` steps and at most every 0.5 s.
+
+    Parameters
+    ----------
+    total : int or None
+        Number of updates the loop makes (None: unknown, no ETA).
+    desc : str
+        Label, e.g. ``"lr 0.003 wd 0.01"``.
+    disable : bool
+        No bar at all.
+    unit : str
+    updates : int
+        Upper bound on redraws between the first and the last.
+    iterable : iterable, optional
+        Wrap it, as ``tqdm(iterable)`` does.
+    """
+    file = _DisplayLine() if not disable and _in_kernel() else None
+    return tqdm(
+        iterable, total=total, desc=desc, disable=disable, unit=unit, file=file, ncols=100 if file else None,
+        dynamic_ncols=file is None, miniters=max(1, math.ceil((total or 0) / max(updates, 1))), mininterval=0.5,
+    )
 
 logger = logging.getLogger(__name__)
 
@@ -93,7 +156,7 @@ class TrainConfig:
     device: str = "auto"  # "auto" = cuda if available else cpu; or "cpu", "cuda", "cuda:1", ...
     amp: bool = True  # bf16 autocast on CUDA (no effect on CPU)
     checkpoint_dir: str | None = None  # write <dir>/checkpoint.pt after every epoch; None = no checkpoint
-    progress: bool = True  # one tqdm bar per epoch (loss, val r)
+    progress: bool = True  # one tqdm bar per fit (epoch, loss, val r, ETA), redrawn ~20 times
     resume: bool = True  # continue from <checkpoint_dir>/checkpoint.pt when it exists
     eval_every: int = 1  # validate every n epochs (and always after the last one)
     num_threads: int | None = None  # torch CPU threads while fitting; None = leave as is
@@ -382,8 +445,8 @@ def _run_epoch(
         total += loss.item() * len(idx)
         count += len(idx)
         if bar is not None:
-            bar.update(1)
-            bar.set_postfix(loss=f"{loss.item():.4f}")
+            bar.set_postfix(epoch=f"{epoch + 1}/{config.epochs}", loss=f"{loss.item():.4f}", refresh=False)
+            bar.update(1)  # redraws only every few steps (progress_bar)
     return total / max(count, 1), lr
 
 
@@ -460,6 +523,7 @@ def fit(
     train_records: Sequence,
     val_records: Sequence,
     config: TrainConfig = TrainConfig(),
+    desc: str | None = None,
 ) -> TrainResult:
     """Train a decoder on windows of the training runs; keep the epoch with the best validation r.
 
@@ -473,6 +537,8 @@ def fit(
         Training runs (cut into windows of ``config.window`` TRs, stride ``config.stride``) and the
         validation runs used for model selection (scored on their valid TRs, full runs).
     config : TrainConfig
+    desc : str, optional
+        Label of the progress bar (``config.progress``); default ``"lr <lr> wd <weight_decay>"``.
 
     Returns
     -------
@@ -497,12 +563,13 @@ def fit(
     if config.num_threads is not None:
         torch.set_num_threads(config.num_threads)
     try:
-        return _fit(model, list(train_records), list(val_records), config)
+        return _fit(model, list(train_records), list(val_records), config, desc)
     finally:
         torch.set_num_threads(threads_before)
 
 
-def _fit(model: nn.Module, train_records: list, val_records: list, config: TrainConfig) -> TrainResult:
+def _fit(model: nn.Module, train_records: list, val_records: list, config: TrainConfig,
+         desc: str | None = None) -> TrainResult:
     device = resolve_device(config.device)
     model.to(device)
     dataset = WindowDataset(train_records, window=config.window, stride=config.stride)
@@ -539,26 +606,28 @@ def _fit(model: nn.Module, train_records: list, val_records: list, config: Train
         logger.info("resumed from %s after epoch %d of %d", ckpt_path, state["epoch"], config.epochs)
 
     stopped_early = False
+    last_epoch = config.epochs if config.stop_after_epochs is None else min(config.epochs, config.stop_after_epochs)
+    bar = progress_bar(  # one bar for the whole fit: its ETA covers every remaining epoch
+        total=max(last_epoch - start_epoch, 0) * steps_per_epoch,
+        desc=desc if desc is not None else f"lr {config.lr:g} wd {config.weight_decay:g}",
+        disable=not config.progress,
+    )
     for epoch in range(start_epoch, config.epochs):
         if config.stop_after_epochs is not None and epoch >= config.stop_after_epochs:
             stopped_early = True
             break
         t0 = time.perf_counter()
-        bar = tqdm(
-            total=steps_per_epoch,
-            desc=f"epoch {epoch + 1}/{config.epochs}",
-            disable=not config.progress,
-            dynamic_ncols=True,
-        )
         try:
             train_loss, lr = _run_epoch(
                 model, dataset, epoch, config, device, optimizer, params, scheduler, bar=bar
             )
             validate = (epoch + 1) % config.eval_every == 0 or epoch == config.epochs - 1
             val_r = _validation_r(model, val_records, config, device) if validate else float("nan")
-            bar.set_postfix(loss=f"{train_loss:.4f}", val_r=f"{val_r:.4f}")
-        finally:
+            bar.set_postfix(epoch=f"{epoch + 1}/{config.epochs}", loss=f"{train_loss:.4f}",
+                            val_r=f"{val_r:.4f}", refresh=False)
+        except BaseException:
             bar.close()
+            raise
         if not math.isnan(val_r) and (best_epoch < 0 or val_r > best_val_r):
             best_state, best_epoch, best_val_r = _cpu_state(model), epoch, float(val_r)
         history.append(
@@ -587,6 +656,7 @@ def _fit(model: nn.Module, train_records: list, val_records: list, config: Train
                 },
                 ckpt_path,
             )
+    bar.close()  # the last redraw shows the final epoch, loss and validation r
 
     if best_state is None:
         warnings.warn(

@@ -8,6 +8,10 @@
 #       format_name: percent
 #       format_version: '1.3'
 #       jupytext_version: 1.19.6
+#   kernelspec:
+#     display_name: Python 3 (ipykernel)
+#     language: python
+#     name: python3
 # ---
 
 # %% [markdown]
@@ -17,7 +21,7 @@
 # 4) pointing everything at real Algonauts 2025 data
 #
 # **Time** per study size: the notebook map in the README (measured on 2 CPU cores; the first run also builds the synthetic study)
-# **Writes** `figures/00_*.png`, `results/00_overview.json`
+# **Writes** `<fig_dir>/00_*.png`, `<results_dir>/00_overview.json`
 #
 # ## The problem
 # People watch the same movie; their brains respond similarly but not identically. An *encoding model*
@@ -51,8 +55,9 @@ features_root: str = ""  # empty: <dataset>/features; else a folder of feature s
 size: str = "demo"  # synthetic study size: "smoke" | "demo" | "full"
 seed: int = 0  # seed of the synthetic study
 backbone: str = "tribe"  # feature store to show: "tribe" | "imagebind" | "qwen" | your own
-results_dir: str = "../results"  # where the results file goes
-fig_dir: str = "../figures"  # empty string: show figures, save none
+results_dir: str = "runs/{size}/results"  # results files; a relative path starts at the repository root
+fig_dir: str = "runs/{size}/figures"  # figures ("figures" is the committed set); empty string: save none
+solutions: bool = False  # run the solutions of the "Try it" exercises at the end
 
 # %%
 __import__("mindlib.params").params.check_parameters(globals())  # types as declared above
@@ -62,6 +67,7 @@ import pandas as pd
 
 from mindlib import data, layout, plotting, project, synthetic
 
+results_dir, fig_dir = project.output_dir(results_dir, size), project.output_dir(fig_dir, size)
 root = project.resolve_dataset(dataset, size=size, seed=seed)
 print("study root:", root)
 
@@ -116,7 +122,8 @@ if is_synthetic:
     ceiling = truth["subjects"][first]["noise_ceiling"]
     mean_ceiling = float(np.nanmean(ceiling))
     print(f"{first}: mean noise ceiling r = {mean_ceiling:.3f}")
-    fig = plotting.plot_brain_map(ceiling, title=f"noise ceiling (r), {first}")
+    fig = plotting.plot_brain_map(ceiling, title=f"noise ceiling of {first}, all runs (synthetic truth)",
+                                  label="noise ceiling r")
     plotting.save_figure(fig, "00_noise_ceiling", fig_dir)
     stim = layout.stimulus_of(run0)
     content = truth["subjects"][first]["content_tr"][run0]
@@ -133,10 +140,11 @@ else:
 # ## Real Algonauts 2025 data
 # Every notebook takes `dataset` as its first parameter. Point it at the folder that holds `fmri/` and
 # `stimuli/`, and write your backbone's features into `features/<backbone>/` (see notebook 10 and
-# `mindlib.features`), e.g.
+# `mindlib.features`), e.g. from the repository root (results and figures land in `runs/<size>/` of the
+# repository whichever folder papermill starts in; `--help-notebook` lists every parameter):
 #
 # ```bash
-# papermill notebooks/06_train_mind.ipynb out.ipynb -p dataset /data/algonauts2025 -p backbone tribe
+# papermill notebooks/06_train_mind.ipynb runs/06_train_mind.ipynb -p dataset /data/algonauts2025 -p backbone tribe
 # ```
 #
 # ## Summary
@@ -152,3 +160,27 @@ results = {
 }
 project.write_results("00_overview", results, results_dir)
 results
+
+# %% [markdown]
+# ## Try it
+# Two short exercises. Each solution is the cell below its question; it runs when the parameter
+# `solutions` is `True` (set it in the parameters cell, or `-p solutions True` with papermill).
+
+# %% [markdown]
+# **1.** Which subjects miss runs that the others have? (The real dataset has a few missing runs too, and the
+# synthetic study copies them.)
+
+# %% tags=["solution", "hide-cell"]
+if solutions:
+    have = table.groupby("subject").run.apply(set)
+    every = set.union(*have)
+    for subject, its_runs in have.items():
+        print(f"{subject}: {len(its_runs)} runs; missing {sorted(every - its_runs) or 'none'}")
+
+# %% [markdown]
+# **2.** On the synthetic study: which Yeo-7 network has the highest mean noise ceiling, and which the lowest?
+
+# %% tags=["solution", "hide-cell"]
+if solutions and is_synthetic:
+    by_network = pd.Series(ceiling).groupby(networks).mean().sort_values(ascending=False)
+    print(by_network.round(3).to_string())

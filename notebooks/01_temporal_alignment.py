@@ -8,6 +8,10 @@
 #       format_name: percent
 #       format_version: '1.3'
 #       jupytext_version: 1.19.6
+#   kernelspec:
+#     display_name: Python 3 (ipykernel)
+#     language: python
+#     name: python3
 # ---
 
 # %% [markdown]
@@ -16,7 +20,7 @@
 # **Overview** 1) the overlap matrix 2) the drift that "3 frames per TR" causes 3) the haemodynamic lag
 # 4) FIR delays
 #
-# **Time** per study size: the notebook map in the README (measured on 2 CPU cores)   **Writes** `figures/01_*.png`, `results/01_temporal_alignment.json`
+# **Time** per study size: the notebook map in the README (measured on 2 CPU cores)   **Writes** `<fig_dir>/01_*.png`, `<results_dir>/01_temporal_alignment.json`
 #
 # Backbone features arrive at 2 Hz (frame *k* covers `[k/2, (k+1)/2)` s); fMRI arrives every TR = 1.49 s
 # (TR *t* covers `[1.49 t, 1.49 (t+1))` s). Everything downstream depends on pairing the right frames with
@@ -33,8 +37,9 @@ backbone: str = "tribe"  # feature store to read: "tribe" | "imagebind" | "qwen"
 tr_s: float = 1.49  # repetition time (s)
 feature_hz: float = 2.0  # rate of feature frames (Hz)
 lag_trs: int = 3  # haemodynamic lag in TRs (3 TRs is 4.47 s)
-results_dir: str = "../results"  # where the results file goes
-fig_dir: str = "../figures"  # empty string: show figures, save none
+results_dir: str = "runs/{size}/results"  # results files; a relative path starts at the repository root
+fig_dir: str = "runs/{size}/figures"  # figures ("figures" is the committed set); empty string: save none
+solutions: bool = False  # run the solutions of the "Try it" exercises at the end
 
 # %%
 __import__("mindlib.params").params.check_parameters(globals())  # types as declared above
@@ -43,6 +48,7 @@ import numpy as np
 
 from mindlib import align, data, layout, plotting, project
 
+results_dir, fig_dir = project.output_dir(results_dir, size), project.output_dir(fig_dir, size)
 root = project.resolve_dataset(dataset, size=size, seed=seed)
 print("study root:", root)
 
@@ -158,3 +164,33 @@ results = {
 }
 project.write_results("01_temporal_alignment", results, results_dir)
 results
+
+# %% [markdown]
+# ## Try it
+# Two short exercises. Each solution is the cell below its question; it runs when the parameter
+# `solutions` is `True` (set it in the parameters cell, or `-p solutions True` with papermill).
+
+# %% [markdown]
+# **1.** An impulse at 745.5 s lands 3 TRs early with "3 frames per TR". Where do impulses at 100 s and 400 s land,
+# with the overlap matrix and with the naive pooling?
+
+# %% tags=["solution", "hide-cell"]
+if solutions:
+    for onset in (100.0, 400.0, impulse_s):
+        f = np.zeros(n_frames)
+        f[int(onset * feature_hz)] = 1.0
+        print(f"impulse at {onset:6.1f} s: overlap matrix TR {int(np.argmax(W_exact @ f))}, "
+              f"3 frames per TR: TR {int(np.argmax(W_naive @ f))}  (true TR {int(onset // tr_s)})")
+
+# %% [markdown]
+# **2.** Another dataset has TR = 2.0 s. How many 2 Hz frames does each TR span, and does pooling a fixed number of
+# frames per TR drift there?
+
+# %% tags=["solution", "hide-cell"]
+if solutions:
+    tr2, n_frames2 = 2.0, int(np.ceil(600 * 2.0 * feature_hz))
+    per_tr = tr2 * feature_hz
+    naive2 = align.naive_frames_per_tr(600, n_frames2, frames_per_tr=int(per_tr))
+    centres2 = naive2 @ ((np.arange(n_frames2) + 0.5) / feature_hz)
+    print(f"{per_tr:g} frames per TR; drift of {int(per_tr)} frames per TR at TR 500: "
+          f"{centres2[500] - 500.5 * tr2:.3f} s (an integer number of frames per TR does not drift)")

@@ -8,6 +8,10 @@
 #       format_name: percent
 #       format_version: '1.3'
 #       jupytext_version: 1.19.6
+#   kernelspec:
+#     display_name: Python 3 (ipykernel)
+#     language: python
+#     name: python3
 # ---
 
 # %% [markdown]
@@ -16,7 +20,7 @@
 # **Overview** 1) load a study into run records 2) split by episode, the same way for every subject
 # 3) windows of 100 TRs 4) what a batch holds
 #
-# **Time** per study size: the notebook map in the README (measured on 2 CPU cores)   **Writes** `figures/02_split.png`, `results/02_data_and_splits.json`
+# **Time** per study size: the notebook map in the README (measured on 2 CPU cores)   **Writes** `<fig_dir>/02_split.png`, `<results_dir>/02_data_and_splits.json`
 
 # %% tags=["parameters"]
 dataset: str = "synthetic"  # "synthetic" | path to an Algonauts 2025 folder
@@ -27,17 +31,17 @@ backbone: str = "tribe"  # feature store: "tribe" | "imagebind" | "qwen" | your 
 window: int = 100  # TRs per training window
 stride: int = 50  # TRs between window starts
 batch_size: int = 8  # B windows per batch
-results_dir: str = "../results"  # where the results file goes
-fig_dir: str = "../figures"  # empty string: show figures, save none
+results_dir: str = "runs/{size}/results"  # results files; a relative path starts at the repository root
+fig_dir: str = "runs/{size}/figures"  # figures ("figures" is the committed set); empty string: save none
+solutions: bool = False  # run the solutions of the "Try it" exercises at the end
 
 # %%
 __import__("mindlib.params").params.check_parameters(globals())  # types as declared above
-import matplotlib.pyplot as plt
-import numpy as np
 import torch
 
 from mindlib import data, layout, plotting, project
 
+results_dir, fig_dir = project.output_dir(results_dir, size), project.output_dir(fig_dir, size)
 root = project.resolve_dataset(dataset, size=size, seed=seed)
 
 # %% [markdown]
@@ -70,17 +74,8 @@ split_of_stimulus = desc.assign(episode=desc.run.map(layout.episode_of)).groupby
 assert (split_of_stimulus == 1).all(), "an episode is split across sides"
 print("every episode sits on exactly one side for every subject: no stimulus leakage")
 
-subjects = list(study.subjects)
-runs = sorted(desc.run.unique())
-side = {"train": 0, "val": 1, "test": 2}
-grid = np.full((len(subjects), len(runs)), np.nan)
-for row in desc.itertuples():
-    grid[subjects.index(row.subject), runs.index(row.run)] = side[row.split]
-fig, ax = plt.subplots(figsize=(10, 2.2))
-plotting.plot_matrix(grid, ax=ax, xticklabels=runs, yticklabels=subjects, cmap=plt.get_cmap("Set2", 3),
-                     title="split per subject and run (0 train, 1 val, 2 test; blank = missing run)",
-                     vmin=-0.5, vmax=2.5)
-plotting.save_figure(fig, "02_split", fig_dir)
+ax = plotting.plot_split(desc, title="split per subject and run")
+plotting.save_figure(ax.figure, "02_split", fig_dir)
 
 # %% [markdown]
 # ## 3. Windows
@@ -122,3 +117,30 @@ results = {
 }
 project.write_results("02_data_and_splits", results, results_dir)
 results
+
+# %% [markdown]
+# ## Try it
+# Two short exercises. Each solution is the cell below its question; it runs when the parameter
+# `solutions` is `True` (set it in the parameters cell, or `-p solutions True` with papermill).
+
+# %% [markdown]
+# **1.** How many training windows are there without overlap (`stride = window`)? Is every TR still seen?
+
+# %% tags=["solution", "hide-cell"]
+if solutions:
+    for st in (stride, window):
+        starts = [data.window_starts(r.n_trs, window, st) for r in train]
+        seen = sum(len(set().union(*(range(s, min(s + window, r.n_trs)) for s in ss))) for ss, r in zip(starts, train))
+        print(f"stride {st}: {sum(map(len, starts))} windows; TRs seen {seen} of {sum(r.n_trs for r in train)}")
+
+# %% [markdown]
+# **2.** Split with another seed (`split_seed=seed + 1`): how many run records change side, and does every episode
+# still sit on one side?
+
+# %% tags=["solution", "hide-cell"]
+if solutions:
+    other = data.load_study(root, backbone, split_seed=seed + 1).describe()
+    a, b = desc.set_index(["subject", "run"]).split, other.set_index(["subject", "run"]).split
+    one_side = other.assign(episode=other.run.map(layout.episode_of)).groupby("episode").split.nunique().eq(1).all()
+    print(f"split_seed {seed + 1}: {int((a != b.loc[a.index]).sum())} of {len(a)} records change side; "
+          f"every episode on one side: {bool(one_side)}")

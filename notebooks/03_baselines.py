@@ -8,6 +8,10 @@
 #       format_name: percent
 #       format_version: '1.3'
 #       jupytext_version: 1.19.6
+#   kernelspec:
+#     display_name: Python 3 (ipykernel)
+#     language: python
+#     name: python3
 # ---
 
 # %% [markdown]
@@ -16,7 +20,7 @@
 # **Overview** 1) ridge, the classical voxelwise encoding model 2) the subject-linear baseline on AFIRE
 # tokens (TRIBE-style head) 3) both on every backbone
 #
-# **Time** per study size: the notebook map in the README (measured on 2 CPU cores)   **Writes** `figures/03_baselines.png`, `results/03_baselines.json`
+# **Time** per study size: the notebook map in the README (measured on 2 CPU cores)   **Writes** `<fig_dir>/03_baselines.png`, `<results_dir>/03_baselines.json`
 #
 # A new decoder is only interesting if it beats what a neuroscientist runs first. **Ridge** fits one linear
 # map per subject from FIR-delayed, TR-aligned features (`fir_lags_trs`) to every parcel, with the penalty
@@ -36,8 +40,10 @@ d_model: int = 128  # d, AFIRE token dim
 epochs: int = 15  # epochs per grid cell
 lrs: list = [1e-3, 3e-3]  # learning-rate grid, scored on validation
 fir_lags_trs: list = [2, 3, 4]  # ridge FIR delays in TRs
-results_dir: str = "../results"  # where the results file goes
-fig_dir: str = "../figures"  # empty string: show figures, save none
+results_dir: str = "runs/{size}/results"  # results files; a relative path starts at the repository root
+fig_dir: str = "runs/{size}/figures"  # figures ("figures" is the committed set); empty string: save none
+progress: bool = True  # a progress bar per training run (learning rate, weight decay, ETA)
+solutions: bool = False  # run the solutions of the "Try it" exercises at the end
 
 # %%
 __import__("mindlib.params").params.check_parameters(globals())  # types as declared above
@@ -46,6 +52,7 @@ import pandas as pd
 
 from mindlib import data, experiment, plotting, project
 
+results_dir, fig_dir = project.output_dir(results_dir, size), project.output_dir(fig_dir, size)
 root = project.resolve_dataset(dataset, size=size, seed=0)
 
 # %%
@@ -54,7 +61,7 @@ for backbone in backbones:
     study = data.load_study(root, backbone, features_root=features_root)
     for decoder in ("ridge", "baseline"):
         cfg = experiment.ExperimentConfig(decoder=decoder, d_model=d_model, epochs=epochs, lrs=tuple(lrs), seed=seed,
-                                          fir_lags_trs=tuple(fir_lags_trs))
+                                          fir_lags_trs=tuple(fir_lags_trs), progress=progress)
         res = experiment.run(study, cfg)
         s = res.summary()
         rows.append({"backbone": backbone, "decoder": decoder, "val_r": s["val_r"], "test_r": s.get("test_r"),
@@ -89,3 +96,19 @@ results = {
 }
 project.write_results("03_baselines", results, results_dir)
 results
+
+# %% [markdown]
+# ## Try it
+# One short exercises. Each solution is the cell below its question; it runs when the parameter
+# `solutions` is `True` (set it in the parameters cell, or `-p solutions True` with papermill).
+
+# %% [markdown]
+# **1.** Does ridge need its FIR delays? Fit it on the first backbone with the single lag of the neural decoders
+# (`fir_lags_trs=[3]`) and compare.
+
+# %% tags=["solution", "hide-cell"]
+if solutions:
+    study = data.load_study(root, backbones[0])
+    for lags in ([3], fir_lags_trs):
+        cfg = experiment.ExperimentConfig(decoder="ridge", fir_lags_trs=tuple(lags))
+        print(f"ridge on {backbones[0]}, FIR lags {lags}: val r = {experiment.run(study, cfg).summary()['val_r']:.3f}")

@@ -8,6 +8,10 @@
 #       format_name: percent
 #       format_version: '1.3'
 #       jupytext_version: 1.19.6
+#   kernelspec:
+#     display_name: Python 3 (ipykernel)
+#     language: python
+#     name: python3
 # ---
 
 # %% [markdown]
@@ -16,7 +20,7 @@
 # **Overview** 1) three backbones, three feature shapes, one interface 2) the fusion operators
 # (concat, sum, gated) 3) missing modalities at inference, and modality dropout in training
 #
-# **Time** per study size: the notebook map in the README (measured on 2 CPU cores)   **Writes** `figures/04_*.png`, `results/04_afire.json`
+# **Time** per study size: the notebook map in the README (measured on 2 CPU cores)   **Writes** `<fig_dir>/04_*.png`, `<results_dir>/04_afire.json`
 #
 # AFIRE turns TR-aligned features into tokens `(B, T, d)`: per modality a projector `G·D_m → d` over the
 # averaged layer groups, a fusion operator over modalities, then a light temporal module (learned positional
@@ -31,8 +35,10 @@ backbone: str = "tribe"  # a multi-modality feature store for the fusion compari
 d_model: int = 128  # d, AFIRE token dim
 epochs: int = 15  # training epochs
 modality_dropout: float = 0.2  # P(drop a modality of a training window) for the robust variant
-results_dir: str = "../results"  # where the results file goes
-fig_dir: str = "../figures"  # empty string: show figures, save none
+results_dir: str = "runs/{size}/results"  # results files; a relative path starts at the repository root
+fig_dir: str = "runs/{size}/figures"  # figures ("figures" is the committed set); empty string: save none
+progress: bool = True  # a progress bar per training run (learning rate, weight decay, ETA)
+solutions: bool = False  # run the solutions of the "Try it" exercises at the end
 
 # %%
 __import__("mindlib.params").params.check_parameters(globals())  # types as declared above
@@ -42,6 +48,7 @@ import torch
 
 from mindlib import afire, analysis, data, experiment, plotting, project, train
 
+results_dir, fig_dir = project.output_dir(results_dir, size), project.output_dir(fig_dir, size)
 root = project.resolve_dataset(dataset, size=size, seed=0)
 
 # %% [markdown]
@@ -69,7 +76,8 @@ for name in data.list_backbones(root, features_root):
 study = data.load_study(root, backbone, features_root=features_root)
 rows, models = [], {}
 for fusion in ("concat", "sum", "gated"):
-    cfg = experiment.ExperimentConfig(decoder="mind", fusion=fusion, d_model=d_model, epochs=epochs, lrs=(3e-3,), seed=seed)
+    cfg = experiment.ExperimentConfig(decoder="mind", fusion=fusion, d_model=d_model, epochs=epochs, lrs=(3e-3,), seed=seed,
+                                      progress=progress)
     res = experiment.run(study, cfg)
     models[fusion] = res.model
     rows.append({"fusion": fusion, "val_r": res.summary()["val_r"]})
@@ -86,7 +94,7 @@ print("learned modality weights (gated):", dict(zip(study.modalities, w.round(3)
 # %%
 val = study.select("val")
 robust_cfg = experiment.ExperimentConfig(decoder="mind", d_model=d_model, epochs=epochs, lrs=(3e-3,), seed=seed,
-                                         modality_dropout=modality_dropout)
+                                         modality_dropout=modality_dropout, progress=progress)
 robust = experiment.run(study, robust_cfg).model
 missing_rows = []
 for label, model in (("trained with all", models["concat"]), (f"modality dropout {modality_dropout}", robust)):
@@ -116,3 +124,28 @@ results = {
 }
 project.write_results("04_afire", results, results_dir)
 results
+
+# %% [markdown]
+# ## Try it
+# Two short exercises. Each solution is the cell below its question; it runs when the parameter
+# `solutions` is `True` (set it in the parameters cell, or `-p solutions True` with papermill).
+
+# %% [markdown]
+# **1.** How many parameters does AFIRE have with each fusion operator on this backbone? Where does the difference
+# come from?
+
+# %% tags=["solution", "hide-cell"]
+if solutions:
+    for fusion in ("concat", "sum", "gated"):
+        cfg = afire.AFIREConfig(modalities=dict(study.feature_dims), d_model=d_model, fusion=fusion)
+        print(f"{fusion:>7}: {afire.n_parameters(afire.AFIRE(cfg)):,} parameters")
+    print("concat maps the M·d concatenation back to d; sum and gated add the M projections (gated: M more weights)")
+
+# %% [markdown]
+# **2.** Which modality costs the most validation r when it goes missing, with and without modality dropout?
+
+# %% tags=["solution", "hide-cell"]
+if solutions:
+    full = missing.query("removed == 'none'").set_index("model").val_r
+    lost = missing.query("removed != 'none'").assign(r_lost=lambda d: d.model.map(full) - d.val_r)
+    print(lost.sort_values("r_lost", ascending=False).round(3).to_string(index=False))

@@ -8,6 +8,10 @@
 #       format_name: percent
 #       format_version: '1.3'
 #       jupytext_version: 1.19.6
+#   kernelspec:
+#     display_name: Python 3 (ipykernel)
+#     language: python
+#     name: python3
 # ---
 
 # %% [markdown]
@@ -16,7 +20,7 @@
 # **Overview** 1) token router 2) subject prior 3) Top-K and renormalisation, by hand 4) the balance loss
 # 5) what a trained gate does per subject and content type
 #
-# **Time** per study size: the notebook map in the README (measured on 2 CPU cores)   **Writes** `figures/05_*.png`, `results/05_sadgate.json`
+# **Time** per study size: the notebook map in the README (measured on 2 CPU cores)   **Writes** `<fig_dir>/05_*.png`, `<results_dir>/05_sadgate.json`
 #
 # For subject *s* and token $x_t$ (paper Eq. 1–3):
 #
@@ -37,8 +41,10 @@ n_experts: int = 8  # E
 top_k: int = 2  # K experts kept per token
 d_model: int = 128  # d, AFIRE token dim
 epochs: int = 15  # training epochs
-results_dir: str = "../results"  # where the results file goes
-fig_dir: str = "../figures"  # empty string: show figures, save none
+results_dir: str = "runs/{size}/results"  # results files; a relative path starts at the repository root
+fig_dir: str = "runs/{size}/figures"  # figures ("figures" is the committed set); empty string: save none
+progress: bool = True  # a progress bar per training run (learning rate, weight decay, ETA)
+solutions: bool = False  # run the solutions of the "Try it" exercises at the end
 
 # %%
 __import__("mindlib.params").params.check_parameters(globals())  # types as declared above
@@ -48,6 +54,7 @@ import torch
 
 from mindlib import analysis, data, experiment, plotting, project, sadgate
 
+results_dir, fig_dir = project.output_dir(results_dir, size), project.output_dir(fig_dir, size)
 root = project.resolve_dataset(dataset, size=size, seed=0)
 torch.manual_seed(seed)
 
@@ -109,7 +116,7 @@ print(f"L_bal, uniform router: {sadgate.balance_loss(balanced).item():.3f}   "
 # %%
 study = data.load_study(root, backbone, features_root=features_root)
 config = experiment.ExperimentConfig(decoder="mind", n_experts=n_experts, top_k=top_k, d_model=d_model,
-                                     epochs=epochs, lrs=(3e-3,), seed=seed)
+                                     epochs=epochs, lrs=(3e-3,), seed=seed, progress=progress)
 result = experiment.run(study, config)
 model = result.model
 print(f"validation r = {result.summary()['val_r']:.3f}")
@@ -152,3 +159,35 @@ results = {"active_experts_per_token": active, "balance_loss": bal, "val_r": res
            "prior_spread": float(priors.std(0).mean())}
 project.write_results("05_sadgate", results, results_dir)
 results
+
+# %% [markdown]
+# ## Try it
+# Two short exercises. Each solution is the cell below its question; it runs when the parameter
+# `solutions` is `True` (set it in the parameters cell, or `-p solutions True` with papermill).
+
+# %% [markdown]
+# **1.** With K = 1, how many experts does each token use, and does subject 1's prior still change the choice?
+
+# %% tags=["solution", "hide-cell"]
+if solutions:
+    gate1 = sadgate.SADGate(sadgate.SADGateConfig(d_model=6, n_subjects=2, n_experts=4, top_k=1))
+    with torch.no_grad():
+        gate1.subject_bias[1, 3] = 2.0
+        tokens = torch.randn(1, 12, 6)
+        for s in (0, 1):
+            w1 = gate1(tokens, torch.tensor([s])).weights[0]  # (T, E)
+            print(f"subject {s}: experts per token {sorted(set((w1 > 0).sum(-1).tolist()))}, "
+                  f"chosen {w1.argmax(-1).tolist()}")
+
+# %% [markdown]
+# **2.** By hand: a router that always sends every token to the same two experts, with equal probability. What is
+# $L_\mathrm{bal}$ for E = 8, K = 2? Check with `sadgate.balance_loss`.
+
+# %% tags=["solution", "hide-cell"]
+if solutions:
+    with torch.no_grad():
+        uniform.router.bias.zero_()
+        uniform.router.bias[:2] = 8.0  # experts 0 and 1, equally likely
+        pair = uniform(torch.randn(B, T, 6), torch.zeros(B, dtype=torch.long))
+    print(f"by hand: E · (Imp_0 · Load_0 + Imp_1 · Load_1) = {E} · (1/2 · 1/2 + 1/2 · 1/2) = {E / 2:g};  "
+          f"balance_loss = {sadgate.balance_loss(pair).item():.3f}")

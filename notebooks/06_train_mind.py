@@ -8,6 +8,10 @@
 #       format_name: percent
 #       format_version: '1.3'
 #       jupytext_version: 1.19.6
+#   kernelspec:
+#     display_name: Python 3 (ipykernel)
+#     language: python
+#     name: python3
 # ---
 
 # %% [markdown]
@@ -17,7 +21,7 @@
 # on validation and, once, on test 4) where in the brain it works 5) results for the tables
 #
 # **Time** per study size: the notebook map in the README (measured on 2 CPU cores)
-# **Writes** `figures/06_*.png`, `results/06_train_mind[-tag].json`, `results/models/<tag>.pt`
+# **Writes** `<fig_dir>/06_*.png`, `<results_dir>/06_train_mind[-tag].json`, `<results_dir>/models/<tag>.pt`
 #
 # Every other decoder of Table 1 runs through this same notebook (`decoder=baseline|mlp|mmoe|ridge`), and
 # every router of Table 2 (`mode=token|prior|both`): notebook 08 executes it once per cell with papermill.
@@ -43,9 +47,11 @@ fir_lags_trs: list = [2, 3, 4]  # ridge only: FIR delays in TRs
 isg_subjects: list = []  # leave-one-subject-out ISG for each of these subjects; empty list skips it
 device: str = "auto"  # "auto" | "cpu" | "cuda"
 num_threads: int = 0  # torch CPU threads; 0 leaves the default
-tag: str = ""  # empty: results/06_train_mind.json, else results/runs/<tag>.json (notebook 08)
-results_dir: str = "../results"  # where the results file goes
-fig_dir: str = "../figures"  # empty string: show figures, save none
+tag: str = ""  # empty: <results_dir>/06_train_mind.json, else <results_dir>/runs/<tag>.json (notebook 08)
+results_dir: str = "runs/{size}/results"  # results files; a relative path starts at the repository root
+fig_dir: str = "runs/{size}/figures"  # figures ("figures" is the committed set); empty string: save none
+progress: bool = True  # a progress bar per training run (learning rate, weight decay, ETA)
+solutions: bool = False  # run the solutions of the "Try it" exercises at the end
 
 # %%
 declared = __import__("mindlib.params").params.check_parameters(globals())  # types as declared above
@@ -57,6 +63,7 @@ import torch
 
 from mindlib import data, experiment, plotting, project, synthetic
 
+results_dir, fig_dir = project.output_dir(results_dir, size), project.output_dir(fig_dir, size)
 if num_threads > 0:
     torch.set_num_threads(num_threads)
 
@@ -137,3 +144,31 @@ results = {**summary, "noise_ceiling_fraction": ceiling_fraction, "split_scored"
            "dataset": dataset, "history": result.history}
 project.write_results(name, results, results_dir)
 {k: v for k, v in results.items() if k != "history"}
+
+# %% [markdown]
+# ## Try it
+# Two short exercises. Each solution is the cell below its question; it runs when the parameter
+# `solutions` is `True` (set it in the parameters cell, or `-p solutions True` with papermill).
+
+# %% [markdown]
+# **1.** Which networks does the model predict best, and how close does it get to their noise ceiling (synthetic
+# study)?
+
+# %% tags=["solution", "hide-cell"]
+if solutions:
+    nets = plotting.schaefer_fsaverage5()["networks"]
+    for net in plotting.NETWORKS:
+        sel = nets == net
+        line = f"{net:>12}: {split} r = {np.nanmean(parcel_r[sel]):.3f}"
+        if ceiling_fraction is not None:
+            line += f"   noise ceiling = {np.nanmean([c[sel] for c in ceilings.values()]):.3f}"
+        print(line)
+
+# %% [markdown]
+# **2.** Train the subject-linear baseline with the same settings (`decoder="baseline"`, or
+# `-p decoder baseline` with papermill) and compare validation r.
+
+# %% tags=["solution", "hide-cell"]
+if solutions:
+    other = experiment.run(study, experiment.ExperimentConfig(**{**vars(config), "decoder": "baseline"}))
+    print(f"baseline: val r = {other.summary()['val_r']:.3f}   {config.decoder}: val r = {summary['val_r']:.3f}")

@@ -8,6 +8,10 @@
 #       format_name: percent
 #       format_version: '1.3'
 #       jupytext_version: 1.19.6
+#   kernelspec:
+#     display_name: Python 3 (ipykernel)
+#     language: python
+#     name: python3
 # ---
 
 # %% [markdown]
@@ -16,7 +20,7 @@
 # **Overview** 1) leave-one-subject-out (the paper's ISG) for MIND and the subject-linear baseline
 # 2) the authors'-code variant, "swap ISG", under its own name 3) few-shot calibration of a new subject
 #
-# **Time** per study size: the notebook map in the README (measured on 2 CPU cores)   **Writes** `figures/07_*.png`, `results/07_isg.json`
+# **Time** per study size: the notebook map in the README (measured on 2 CPU cores)   **Writes** `<fig_dir>/07_*.png`, `<results_dir>/07_isg.json`
 #
 # **ISG as the paper defines it**: train on S−1 subjects, score the held-out one. The unseen subject has no
 # embedding or bias of its own, so it routes with the **population prior** — `B_s = 0` and `e_s` = the mean of
@@ -41,8 +45,10 @@ d_model: int = 128  # d, AFIRE token dim
 epochs: int = 15  # training epochs
 lr: float = 3e-3  # learning rate (notebook 06's grid picks it for the tables)
 minutes: list = [0, 2, 5, 10]  # few-shot calibration budgets (minutes of the new subject's data)
-results_dir: str = "../results"  # where the results file goes
-fig_dir: str = "../figures"  # empty string: show figures, save none
+results_dir: str = "runs/{size}/results"  # results files; a relative path starts at the repository root
+fig_dir: str = "runs/{size}/figures"  # figures ("figures" is the committed set); empty string: save none
+progress: bool = True  # a progress bar per training run (learning rate, weight decay, ETA)
+solutions: bool = False  # run the solutions of the "Try it" exercises at the end
 
 # %%
 __import__("mindlib.params").params.check_parameters(globals())  # types as declared above
@@ -53,6 +59,7 @@ import pandas as pd
 
 from mindlib import data, experiment, isg, plotting, project
 
+results_dir, fig_dir = project.output_dir(results_dir, size), project.output_dir(fig_dir, size)
 root = project.resolve_dataset(dataset, size=size, seed=0)
 study = data.load_study(root, backbone, features_root=features_root)
 print(study)
@@ -63,7 +70,8 @@ print(study)
 # %%
 loso_rows, curves, swaps = [], [], []
 for decoder in decoders:
-    cfg = experiment.ExperimentConfig(decoder=decoder, d_model=d_model, epochs=epochs, lrs=(lr,), seed=seed)
+    cfg = experiment.ExperimentConfig(decoder=decoder, d_model=d_model, epochs=epochs, lrs=(lr,), seed=seed,
+                                      progress=progress)
     for subject in held_out:
         res = experiment.loso_run(study, cfg, subject)
         r = res.scores["pearson"]["mean"]
@@ -73,7 +81,7 @@ for decoder in decoders:
         calib = [replace(rec, subject_index=res.subject_index) for rec in study.select("train") if rec.subject == subject]
         scored = [replace(rec, subject_index=res.subject_index)
                   for rec in study.select("test" if study.select("test") else "val") if rec.subject == subject]
-        curve = isg.few_shot_curve(res.model, res.subject_index, calib, scored, minutes)
+        curve = isg.few_shot_curve(res.model, res.subject_index, calib, scored, minutes, progress=progress)
         curves.append(curve.assign(decoder=decoder, held_out=subject))
         # 2. swap ISG on the trained subjects of this model
         trained = [s for s in study.subjects if s != subject]
@@ -125,3 +133,26 @@ results = {
 }
 project.write_results("07_isg", results, results_dir)
 results
+
+# %% [markdown]
+# ## Try it
+# Two short exercises. Each solution is the cell below its question; it runs when the parameter
+# `solutions` is `True` (set it in the parameters cell, or `-p solutions True` with papermill).
+
+# %% [markdown]
+# **1.** Which held-out subject is hardest for each decoder?
+
+# %% tags=["solution", "hide-cell"]
+if solutions:
+    print(loso.pivot(index="held_out", columns="decoder", values="isg_r").round(3))
+
+# %% [markdown]
+# **2.** How many minutes of a new subject's data does it take to gain 0.01 r over the population prior?
+
+# %% tags=["solution", "hide-cell"]
+if solutions:
+    for (decoder, subject), df in curves.groupby(["decoder", "held_out"]):
+        r = df.set_index("minutes").r
+        enough = r.index[(r - r.loc[0.0]) >= 0.01] if 0.0 in r.index else []
+        print(f"{decoder:>8} {subject}: " + (f"+0.01 r after {min(enough):g} min" if len(enough) else
+                                             "no budget here gains 0.01 r"))

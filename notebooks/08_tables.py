@@ -8,6 +8,10 @@
 #       format_name: percent
 #       format_version: '1.3'
 #       jupytext_version: 1.19.6
+#   kernelspec:
+#     display_name: Python 3 (ipykernel)
+#     language: python
+#     name: python3
 # ---
 
 # %% [markdown]
@@ -18,7 +22,7 @@
 # Markdown
 #
 # **Time** per study size: the notebook map in the README (measured on 2 CPU cores)
-# **Writes** `results/table1.{csv,md}`, `results/table2.{csv,md}`, `results/08_tables.json`, `figures/08_table1.png`
+# **Writes** `<results_dir>/table1.{csv,md}`, `<results_dir>/table2.{csv,md}`, `<results_dir>/08_tables.json`, `<fig_dir>/08_table1.png`
 #
 # Each cell of each table is one execution of notebook 06 with its parameters (tag `backbone-decoder-mode-sN`):
 # the same grid, epochs, windows and model selection on validation for every decoder. Nothing in the tables is
@@ -45,8 +49,9 @@ fir_lags_trs: list = [2, 3, 4]  # ridge FIR delays in TRs
 device: str = "auto"  # "auto" | "cpu" | "cuda"
 workers: int = 2  # notebook 06 executions at a time, each on cores/workers torch threads
 rerun: bool = False  # re-execute cells whose results file already exists
-results_dir: str = "../results"  # where the results files go
-fig_dir: str = "../figures"  # empty string: show figures, save none
+results_dir: str = "runs/{size}/results"  # results files; a relative path starts at the repository root
+fig_dir: str = "runs/{size}/figures"  # figures ("figures" is the committed set); empty string: save none
+solutions: bool = False  # run the solutions of the "Try it" exercises at the end
 
 # %%
 __import__("mindlib.params").params.check_parameters(globals())  # types as declared above
@@ -55,11 +60,11 @@ import os
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import matplotlib.pyplot as plt
 import pandas as pd
 
 from mindlib import notebooks, plotting, project, report
 
+results_dir, fig_dir = project.output_dir(results_dir, size), project.output_dir(fig_dir, size)
 results_path = Path(results_dir).resolve()
 runs_dir = results_path / "runs"
 nb06 = notebooks.find("06")
@@ -143,11 +148,8 @@ for name, table in (("table1", table1), ("table2", table2)):
 t1.to_csv(results_path / "table1_cells.csv", index=False)
 t2.to_csv(results_path / "table2_cells.csv", index=False)
 
-fig, ax = plt.subplots(figsize=(7, 3))
-agg[("val_r", "mean")].unstack("decoder")[decoders].loc[backbones].plot.bar(ax=ax, rot=0)
-ax.set_ylabel("validation r")
-ax.set_title("Table 1: decoders on each backbone")
-plotting.save_figure(fig, "08_table1", fig_dir)
+ax = plotting.plot_table1(t1, backbones, decoders, metric="val_r")  # mean ± std over seeds
+plotting.save_figure(ax.figure, "08_table1", fig_dir)
 
 # %% [markdown]
 # ## Summary
@@ -164,3 +166,25 @@ results = {
 }
 project.write_results("08_tables", results, results_dir)
 gain
+
+# %% [markdown]
+# ## Try it
+# Two short exercises. Each solution is the cell below its question; it runs when the parameter
+# `solutions` is `True` (set it in the parameters cell, or `-p solutions True` with papermill).
+
+# %% [markdown]
+# **1.** Rank the decoders on each backbone by **test** r instead of validation r. Does the order change?
+
+# %% tags=["solution", "hide-cell"]
+if solutions and "test_r" in t1:
+    print(t1.groupby(["backbone", "decoder"]).test_r.mean().unstack("decoder").round(3))
+
+# %% [markdown]
+# **2.** Is MIND's gain over the baseline larger than its spread over seeds? (With one seed there is no spread:
+# run with `seeds=[0, 1, 2]`.)
+
+# %% tags=["solution", "hide-cell"]
+if solutions:
+    spread = t1.groupby(["backbone", "decoder"]).val_r.std()
+    for b, g in gain.items():
+        print(f"{b}: MIND − baseline {g:+.3f};  std of MIND over seeds {spread.get((b, 'mind'), float('nan')):.3f}")

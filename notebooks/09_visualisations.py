@@ -8,6 +8,10 @@
 #       format_name: percent
 #       format_version: '1.3'
 #       jupytext_version: 1.19.6
+#   kernelspec:
+#     display_name: Python 3 (ipykernel)
+#     language: python
+#     name: python3
 # ---
 
 # %% [markdown]
@@ -18,7 +22,7 @@
 # response modes
 #
 # **Time** per study size: the notebook map in the README (measured on 2 CPU cores; it reads what notebook 08 wrote)
-# **Writes** `figures/09_*.png`, `results/09_visualisations.json`
+# **Writes** `<fig_dir>/09_*.png`, `<results_dir>/09_visualisations.json`
 
 # %% tags=["parameters"]
 dataset: str = "synthetic"  # "synthetic" | path to an Algonauts 2025 folder
@@ -26,8 +30,9 @@ features_root: str = ""  # empty: <dataset>/features; else a folder of feature s
 size: str = "demo"  # synthetic study size: "smoke" | "demo" | "full"
 backbones: list = ["tribe", "imagebind", "qwen"]  # MIND runs of notebook 08 to map
 seed: int = 0  # which seed's runs to show
-results_dir: str = "../results"  # where notebook 08 wrote its runs
-fig_dir: str = "../figures"  # empty string: show figures, save none
+results_dir: str = "runs/{size}/results"  # results files; a relative path starts at the repository root
+fig_dir: str = "runs/{size}/figures"  # figures ("figures" is the committed set); empty string: save none
+solutions: bool = False  # run the solutions of the "Try it" exercises at the end
 
 # %%
 __import__("mindlib.params").params.check_parameters(globals())  # types as declared above
@@ -38,6 +43,7 @@ import numpy as np
 
 from mindlib import analysis, data, experiment, plotting, project, synthetic
 
+results_dir, fig_dir = project.output_dir(results_dir, size), project.output_dir(fig_dir, size)
 root = project.resolve_dataset(dataset, size=size, seed=0)
 runs = Path(results_dir) / "runs"
 tags = {b: f"{b}-mind-both-s{seed}" for b in backbones}
@@ -57,7 +63,8 @@ if missing:
 maps = {b: np.load(runs / f"{t}_parcel_r.npy") for b, t in tags.items()}
 vmax = float(np.nanpercentile(np.concatenate(list(maps.values())), 99))
 for b, m in maps.items():
-    fig = plotting.plot_brain_map(m, title=f"{b} · MIND: r per parcel", vmin=0.0, vmax=vmax)
+    split = project.read_results(f"runs/{tags[b]}", results_dir)["split_scored"]  # test, or val without test runs
+    fig = plotting.plot_brain_map(m, title=f"{b} · MIND: {split} r per parcel", vmin=0.0, vmax=vmax)
     plotting.save_figure(fig, f"09_brain_{b}", fig_dir)
 names = list(maps)
 similarity = np.array([[np.corrcoef(maps[a], maps[b])[0, 1] for b in names] for a in names])
@@ -122,3 +129,26 @@ results = {
 }
 project.write_results("09_visualisations", results, results_dir)
 results
+
+# %% [markdown]
+# ## Try it
+# Two short exercises. Each solution is the cell below its question; it runs when the parameter
+# `solutions` is `True` (set it in the parameters cell, or `-p solutions True` with papermill).
+
+# %% [markdown]
+# **1.** What share of parcels reaches r > 0.1 on each backbone, and in which networks do they sit?
+
+# %% tags=["solution", "hide-cell"]
+if solutions:
+    nets = plotting.schaefer_fsaverage5()["networks"]
+    for b, m in maps.items():
+        above = m > 0.1
+        counts = {n: int(above[nets == n].sum()) for n in plotting.NETWORKS}
+        print(f"{b}: {above.mean():.0%} of parcels above r = 0.1; per network {counts}")
+
+# %% [markdown]
+# **2.** Which expert carries the most weight for each content type?
+
+# %% tags=["solution", "hide-cell"]
+if solutions:
+    print({name: int(np.nanargmax(row)) for name, row in zip(label_names, usage)})

@@ -8,6 +8,10 @@
 #       format_name: percent
 #       format_version: '1.3'
 #       jupytext_version: 1.19.6
+#   kernelspec:
+#     display_name: Python 3 (ipykernel)
+#     language: python
+#     name: python3
 # ---
 
 # %% [markdown]
@@ -18,7 +22,7 @@
 # 5) the extractor interface, weight-free audio/video extractors and the adapters for precomputed features
 #
 # **Time** per study size: the notebook map in the README (measured on 2 CPU cores)
-# **Writes** `<study>/features/minilm/`, `figures/10_word_bins.png`, `results/10_new_backbone.json`
+# **Writes** `<study>/features/minilm/`, `<fig_dir>/10_word_bins.png`, `<results_dir>/10_new_backbone.json`
 #
 # AFIRE never sees a backbone, only arrays `(T_f, L, D)` on the 2 Hz grid. So attaching a new model is
 # an offline step: turn each stimulus into `(T_f, L, D)`, write it to `features/<backbone>/`, and load the
@@ -33,8 +37,10 @@ seed: int = 0  # seed of model initialisation, shuffling and dropout (the study 
 d_model: int = 128  # d, AFIRE token dim
 epochs: int = 15  # training epochs
 context_words: int = 8  # preceding words the text encoder sees with each word (cost grows with it)
-results_dir: str = "../results"  # where the results file goes
-fig_dir: str = "../figures"  # empty string: show figures, save none
+results_dir: str = "runs/{size}/results"  # results files; a relative path starts at the repository root
+fig_dir: str = "runs/{size}/figures"  # figures ("figures" is the committed set); empty string: save none
+progress: bool = True  # a progress bar per training run (learning rate, weight decay, ETA)
+solutions: bool = False  # run the solutions of the "Try it" exercises at the end
 
 # %%
 __import__("mindlib.params").params.check_parameters(globals())  # types as declared above
@@ -51,6 +57,7 @@ import torch
 from mindlib import data, experiment, features, plotting, project
 from mindlib.align import FEATURE_HZ, TR_S
 
+results_dir, fig_dir = project.output_dir(results_dir, size), project.output_dir(fig_dir, size)
 root = project.resolve_dataset(dataset, size=size, seed=0)
 new_backbone = "minilm"  # folder under <root>/features/
 transcripts = sorted((root / "stimuli" / "transcripts").rglob("*.tsv"))  # the order the extractor uses
@@ -114,7 +121,7 @@ plotting.save_figure(fig, "10_word_bins", fig_dir)
 # %%
 t0 = time.perf_counter()
 store = features.text_features_from_transcripts(root, new_backbone, context_words=context_words,
-                                                overwrite=True, progress=False, features_root=features_root)
+                                                overwrite=True, progress=progress, features_root=features_root)
 seconds_extract = time.perf_counter() - t0
 print(f"{store}: {len(store.stimuli('text'))} stimuli in {seconds_extract:.0f} s "
       f"(context_words={context_words})")
@@ -137,7 +144,8 @@ study = data.load_study(root, new_backbone, features_root=features_root)
 print(study)
 print("(T, F) text tokens of the first record =", study.records[0].features["text"].shape,
       f"= (T, G·D) with G = {study.feature_dims['text'] // D} layer groups of D = {D}")
-config = experiment.ExperimentConfig(decoder="mind", d_model=d_model, epochs=epochs, lrs=(3e-3,), seed=seed)
+config = experiment.ExperimentConfig(decoder="mind", d_model=d_model, epochs=epochs, lrs=(3e-3,), seed=seed,
+                                     progress=progress)
 result = experiment.run(study, config)
 val_r = result.summary()["val_r"]
 print(f"MIND on {new_backbone}: validation r = {val_r:.3f}  ({result.n_params:,} parameters, "
@@ -249,3 +257,32 @@ results = {"val_r": val_r, "n_frames": T_f, "text_dim": D, "n_layers": L, "secon
            "size": size, "dataset": dataset}
 project.write_results("10_new_backbone", results, results_dir)
 results
+
+# %% [markdown]
+# ## Try it
+# One short exercises. Each solution is the cell below its question; it runs when the parameter
+# `solutions` is `True` (set it in the parameters cell, or `-p solutions True` with papermill).
+
+# %% [markdown]
+# **1.** Write a `word-count` extractor: the number of word onsets in each 2 Hz bin (no overlap weights). How well
+# does it follow `word-rate`?
+
+# %% tags=["solution", "hide-cell"]
+if solutions:
+    @features.register_extractor
+    class WordCount(features.Extractor):
+        """Word onsets per 2 Hz bin, ``(T_f, 1, 1)``."""
+
+        name = "word-count"
+        modality = "text"
+        input = "words"
+
+        def extract(self, stimulus, feature_hz=FEATURE_HZ):
+            w = self._require(stimulus, "words")
+            n = stimulus.n_frames(feature_hz)
+            bins = np.minimum((np.asarray(w.onset_s) * feature_hz).astype(int), n - 1)
+            return np.bincount(bins, minlength=n)[:, None, None].astype(np.float32)  # (T_f, 1, 1)
+
+    count = features.get_extractor("word-count").extract(stim)
+    print(f"(T_f, L, D) word count = {count.shape}; r with word rate = "
+          f"{np.corrcoef(count[:, 0, 0], rate[:, 0, 0])[0, 1]:.3f}")

@@ -1,12 +1,21 @@
-"""The repository's promises: one dependency list, paired notebooks, README commands that are tested."""
+"""The repository's promises: one dependency list, paired notebooks with a kernel, outputs that land in the
+repository wherever a run starts, pair advice that works, README commands and times that are measured."""
 
+import json
+import os
 import re
+import shutil
+import subprocess
+import sys
 import tomllib
 from pathlib import Path
 
+import jupytext
+import nbformat
+import pytest
 import yaml
 
-from mindlib import notebooks
+from mindlib import notebooks, project
 from mindlib.project import read_results, write_results
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -72,3 +81,138 @@ def test_papermill_reads_every_parameter_with_its_help():
         params = PythonTranslator.inspect({"source": cell.source})
         assert len(params) == len(lines), f"{py.name}: papermill parsed {[p.name for p in params]} of {lines}"
         assert all(p.help for p in params), f"{py.name}: every parameter needs a trailing comment"
+
+
+def test_every_notebook_names_the_python3_kernel():
+    """The kernel ipykernel installs in every environment (the make venv, the conda env): papermill and
+    JupyterLab need it in the notebook's metadata, in the .py header and in the .ipynb alike."""
+    assert notebooks.KERNELSPEC["name"] == "python3"
+    for py in sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.py")):
+        assert jupytext.read(py).metadata.get("kernelspec") == notebooks.KERNELSPEC, py.name
+        nb = nbformat.read(py.with_suffix(".ipynb"), as_version=4)
+        assert nb.metadata.get("kernelspec") == notebooks.KERNELSPEC, py.with_suffix(".ipynb").name
+    assert "kernelspec" in (ROOT / "jupytext.toml").read_text()
+
+
+def _parameters(py: Path) -> dict[str, tuple[str, str]]:
+    """name -> (type, help) parsed from the parameters cell by hand: `name: type = value  # help`."""
+    cell = next(c for c in jupytext.read(py).cells if "parameters" in c.metadata.get("tags", []))
+    out = {}
+    for line in cell.source.splitlines():
+        m = re.match(r"^(\w+): (\w+) = .*?  # (.+)$", line)
+        assert m, f"{py.name}: parameter line {line!r} is not `name: type = value  # help`"
+        out[m.group(1)] = (m.group(2), m.group(3))
+    return out
+
+
+def test_papermill_help_notebook_lists_every_parameter_with_type_and_help():
+    """`papermill --help-notebook` from a shell, as a user runs it (06), and through its CLI entry point for
+    every other notebook."""
+    from click.testing import CliRunner
+    from papermill.cli import papermill
+
+    for py in sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.py")):
+        ipynb = py.with_suffix(".ipynb")
+        if py.stem == "06_train_mind":
+            exe = Path(sys.executable).with_name("papermill")
+            proc = subprocess.run([str(exe), "--help-notebook", str(ipynb.relative_to(ROOT))], cwd=ROOT,
+                                  capture_output=True, text=True, timeout=120)
+            assert proc.returncode == 0, proc.stderr
+            text = proc.stdout
+        else:
+            result = CliRunner().invoke(papermill, ["--help-notebook", str(ipynb)])
+            assert result.exit_code == 0, result.output
+            text = result.output
+        for name, (kind, help_text) in _parameters(py).items():
+            assert f"{name}: {kind} (default" in text, f"{ipynb.name}: papermill does not list {name}: {kind}"
+            assert " ".join(help_text.split()) in " ".join(text.split()), f"{ipynb.name}: no help for {name}"
+
+
+def test_training_notebooks_have_progress_and_all_have_solutions_and_repo_relative_outputs():
+    trains = {"03", "04", "05", "06", "07", "10"}
+    for py in sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.py")):
+        params = _parameters(py)
+        assert params["solutions"][0] == "bool", py.name
+        assert ("progress" in params) == (py.name[:2] in trains), py.name
+        src = jupytext.read(py).cells
+        assert [c for c in src if "parameters" in c.metadata.get("tags", [])][0].source.count('"runs/{size}/') == 2
+        text = py.read_text()
+        assert "project.output_dir(results_dir, size)" in text and "project.output_dir(fig_dir, size)" in text, py.name
+
+
+def test_output_dir_resolves_from_the_repository_root_wherever_the_caller_is(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # a shell anywhere else, e.g. papermill started in notebooks/
+    assert project.output_dir("runs/{size}/results", "smoke") == ROOT / "runs" / "smoke" / "results"
+    assert project.output_dir("figures") == ROOT / "figures"
+    assert project.output_dir(tmp_path / "x") == tmp_path / "x"
+    assert project.output_dir("") == ""
+    with pytest.raises(ValueError, match="size"):
+        project.output_dir("runs/{size}/results")
+    write_results("r", {"a": 1}, tmp_path / "abs")
+    assert json.loads((tmp_path / "abs" / "r.json").read_text()) == {"a": 1}
+
+
+def test_default_outputs_are_ignored_by_git_and_committed_figures_are_not():
+    if subprocess.run(["git", "rev-parse", "--git-dir"], cwd=ROOT, capture_output=True).returncode != 0:
+        pytest.skip("not a git checkout")
+    for path in ("runs/smoke/results/06_train_mind.json", "runs/demo/figures/02_split.png", "runs/demo/06.ipynb",
+                 "runs/full/reproduction.md", "results/x.json", "studies/synthetic-smoke-seed0/study.json"):
+        assert subprocess.run(["git", "check-ignore", "-q", path], cwd=ROOT).returncode == 0, path
+    for path in ("figures/02_split.png", "papers/reproduction.md", "papers/timings.json", "runs/README.md"):
+        assert subprocess.run(["git", "check-ignore", "-q", path], cwd=ROOT).returncode == 1, path
+
+
+def test_pair_check_advice_after_a_jupyterlab_save_works(tmp_path, monkeypatch):
+    """Save from JupyterLab = the .ipynb is newer, holds outputs and an edit; `make sync` (notebooks.sync)
+    must carry the edit into the .py, strip the outputs and leave the .py header as it was."""
+    for suffix in (".py", ".ipynb"):
+        shutil.copy(ROOT / "notebooks" / f"01_temporal_alignment{suffix}", tmp_path)
+    monkeypatch.setattr(notebooks, "notebooks_dir", lambda: tmp_path)
+    py, ipynb = tmp_path / "01_temporal_alignment.py", tmp_path / "01_temporal_alignment.ipynb"
+    header = py.read_text().split("# %%", 1)[0]
+    assert notebooks.pairs_out_of_sync() == []
+    nb = nbformat.read(ipynb, as_version=4)
+    code = next(c for c in nb.cells if c.cell_type == "code")
+    code.outputs = [nbformat.v4.new_output("stream", name="stdout", text="study root: /x\n")]
+    code.execution_count = 1
+    md = next(c for c in nb.cells if c.cell_type == "markdown")
+    md.source += "\n\nA note added in JupyterLab."
+    nb.metadata["language_info"] = {"name": "python", "version": "3.11"}
+    nbformat.write(nb, ipynb)
+    os.utime(ipynb, (py.stat().st_mtime + 10, py.stat().st_mtime + 10))
+    advice = notebooks.pairs_out_of_sync()
+    assert any("outputs" in a and "make sync" in a for a in advice), advice
+    notebooks.sync()
+    assert notebooks.pairs_out_of_sync() == []
+    assert "A note added in JupyterLab." in py.read_text()
+    assert py.read_text().split("# %%", 1)[0] == header, "make sync changed the .py header"
+    again = nbformat.read(ipynb, as_version=4)
+    assert not any(c.get("outputs") or c.get("execution_count") for c in again.cells if c.cell_type == "code")
+    assert again.metadata.get("kernelspec") == notebooks.KERNELSPEC
+
+
+def test_make_help_prints_the_measured_times():
+    """`make help` reads papers/timings.json (written by `make reproduce`), not typed numbers."""
+    timings = json.loads((ROOT / "papers" / "timings.json").read_text())
+    assert {nb.name for nb in notebooks.NOTEBOOKS} <= set(timings["demo"]) | set(timings.get("full", {}))
+    out = subprocess.run(["make", "-s", "help"], cwd=ROOT, capture_output=True, text=True, timeout=60).stdout
+    for size, target in (("demo", "make demo"), ("full", "make reproduce")):
+        minutes = sum(timings[size].values()) / 60
+        line = next(ln for ln in out.splitlines() if ln.startswith(target))
+        assert f"{minutes:.1f} min" in line, (size, line)
+    assert not re.search(r"~\s*\d", out), "make help holds a typed estimate"
+
+
+def test_progress_bar_redraws_a_bounded_number_of_times(capsys):
+    """Outside a kernel it is a tqdm bar on stderr; 1000 steps redraw it about 20 times, not 1000."""
+    from mindlib.train import PROGRESS_UPDATES, progress_bar
+
+    bar = progress_bar(1000, "lr 0.003 wd 0.01")
+    for _ in range(1000):
+        bar.set_postfix(epoch="1/1", refresh=False)
+        bar.update(1)
+    bar.close()
+    err = capsys.readouterr().err
+    redraws = err.count("\r")
+    assert 2 <= redraws <= PROGRESS_UPDATES + 3, redraws
+    assert "lr 0.003 wd 0.01" in err and "1000/1000" in err
