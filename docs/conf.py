@@ -24,7 +24,7 @@ extensions = [
 nb_execution_mode = "off"
 nb_merge_streams = True  # one block per stream instead of one per print
 nb_output_stderr = "show"
-myst_enable_extensions = ["dollarmath", "amsmath"]
+myst_enable_extensions = ["dollarmath", "amsmath", "substitution"]
 myst_heading_anchors = 3  # "docs/method.md §N" links: #1-data, #2-time, ...
 myst_footnote_transition = False
 
@@ -52,7 +52,7 @@ exclude_patterns = ["_build", "**.ipynb_checkpoints", "jupyter_execute"]
 suppress_warnings = ["mystnb.unknown_mime_type"]
 
 html_theme = "furo"
-html_title = "mind: subject-aware mixture-of-experts brain encoding"
+html_title = "mind"
 html_static_path = []
 html_theme_options = {"navigation_with_keys": True}
 html_show_sourcelink = False
