@@ -8,6 +8,7 @@ and figures of the run it was built from.
 
 import os
 import re
+from pathlib import Path
 
 project = "mind"
 author = "the mind authors"
@@ -17,6 +18,7 @@ extensions = [
     "myst_nb",  # Markdown pages and executed notebooks
     "sphinx.ext.autodoc",
     "sphinx.ext.mathjax",
+    "sphinx-mathjax-offline",  # MathJax 3 copied into the site: equations render without a network
     "numpydoc",  # the package's docstrings are numpydoc
 ]
 
@@ -64,3 +66,32 @@ rst_prolog = f"""
 myst_substitutions = {"size": os.environ.get("MIND_DOCS_SIZE", "demo")}
 if not re.fullmatch(r"[a-z]+", myst_substitutions["size"]):
     raise ValueError(f"MIND_DOCS_SIZE must be a size name such as 'demo', got {myst_substitutions['size']!r}")
+
+
+# "docs/method.md §N" in a docstring becomes a link to that section of the method page.
+_METHOD = Path(__file__).resolve().parent / "method.md"
+_ANCHORS = {
+    int(n): f"{n}-" + re.sub(r"[^a-z0-9]+", "-", title.lower()).strip("-")
+    for n, title in re.findall(r"^## §(\d+) (.+)$", _METHOD.read_text(encoding="utf-8"), flags=re.M)
+}
+
+
+def _link_method(app, what, name, obj, options, lines):
+    def link(match):
+        n = int(match.group(1))
+        if n not in _ANCHORS:
+            raise ValueError(f"{name}: cites docs/method.md §{n}, which has no such section")
+        return f"`docs/method.md §{n} <../method.html#{_ANCHORS[n]}>`__"
+
+    lines[:] = [re.sub(r"(?<!`)docs/method\.md §(\d+)", link, line) for line in lines]
+
+
+def _skip_tuple_aliases(app, what, name, obj, skip, options):
+    # NamedTuple fields carry the docstring "Alias for field number N"; their class documents them already
+    doc = getattr(obj, "__doc__", None) or ""
+    return True if doc.startswith("Alias for field number") else skip
+
+
+def setup(app):
+    app.connect("autodoc-process-docstring", _link_method)
+    app.connect("autodoc-skip-member", _skip_tuple_aliases)

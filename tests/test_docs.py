@@ -190,6 +190,10 @@ def test_site_has_every_page_in_story_order(smoke_docs):
     assert {"mindlib.sadgate.SADGate", "mindlib.sadgate.balance_loss"} <= sadgate.ids
     method = read_page(html_dir / "method.html")
     assert {"1-data", "5-sadgate", "10-interpretation"} <= method.ids
+    assert (html_dir / "_static" / "mathjax" / "tex-chtml.js").is_file()  # equations render offline
+    for page in html_dir.rglob("*.html"):
+        remote = re.findall(r'<(?:script|link|img)[^>]+(?:src|href)="(https?://[^"]+)"', page.read_text())
+        assert not remote, f"{page} loads {remote} from the network"
     for page in (html_dir / "index.html", html_dir / "tutorial" / "index.html"):
         text = page.read_text()
         assert "{{" not in text and "study size: smoke" in text, f"{page}: the study size is not filled in"
