@@ -271,7 +271,7 @@ def test_built_docs_render(browser, smoke_docs):
     page = _open_file(browser, smoke_docs / "method.html")
     page.locator("mjx-container").first.wait_for(state="attached", timeout=30_000)  # MathJax typeset Eq. 1-4
     assert page.locator("mjx-container").count() >= 6
-    page.locator("#5-sadgate").scroll_into_view_if_needed()
+    page.locator("[id='5-sadgate']").scroll_into_view_if_needed()
     page.screenshot(path=str(SHOTS / "docs_method.png"))
     page.close()
 
