@@ -9,6 +9,7 @@ check the checks themselves on small hand-made notebooks and pages.
 import html.parser
 import importlib.util
 import json
+import os
 import re
 import subprocess
 import sys
@@ -117,8 +118,6 @@ def test_check_executed_flags_missing_and_stale(tmp_path):
     nb = _notebook(tmp_path / "c.ipynb", [_code("x = 1")])
     source = tmp_path / "c.py"
     source.write_text("x = 1\n")
-    import os
-
     os.utime(nb, (1_000_000, 1_000_000))  # executed long before its source was edited
     assert "older than its source" in build.check_executed(nb, source)[0]
 
@@ -212,3 +211,15 @@ def test_site_shows_every_figure(smoke_docs):
         assert len(page.images) == len(figures), f"{nb.name}: {len(page.images)} images for {len(figures)} figures"
     text = (html_dir / "tutorial" / "06_train_mind.html").read_text()
     assert "Traceback" not in text
+
+
+@pytest.mark.slow
+def test_executed_notebooks_keep_figures_when_mplbackend_is_agg(tmp_path, studies_dir, monkeypatch):
+    """`make` and the tests export MPLBACKEND=Agg; the kernels must still draw inline, or the site has no figures."""
+    monkeypatch.setenv("MPLBACKEND", "Agg")
+    spec = notebooks.find("01")
+    out = notebooks.execute(spec, "smoke", out_dir=tmp_path, parameters={"results_dir": str(tmp_path), "fig_dir": ""})
+    assert build.check_executed(out) == []
+    nb = json.loads(out.read_text())
+    assert sum(1 for c in nb["cells"] for o in c.get("outputs", []) if "image/png" in o.get("data", {})) >= 1
+    assert os.environ["MPLBACKEND"] == "Agg"  # the caller's environment is restored
