@@ -22,7 +22,7 @@ export PYDEVD_DISABLE_FILE_VALIDATION := 1
 # spin against torch and papermill kernels on a 2-core machine (measured: 0.2 s vs up to 27 s per ridge fit).
 export OPENBLAS_NUM_THREADS := 1
 
-.PHONY: help setup demo test test-fast lab reproduce bench lint format sync strip clean
+.PHONY: help setup demo test test-fast lab reproduce bench docs lint format sync strip clean
 
 # Times come from papers/timings.json, measured by the last `make reproduce` (python -m mindlib.notebooks --publish).
 define MEASURED
@@ -44,6 +44,7 @@ help:
 	@echo "make lab        open JupyterLab on notebooks/ (Run All writes to runs/demo/)"
 	@echo "make reproduce  full-size runs; updates the committed figures/, papers/ and README tables ($$($(PYTHON) -c "$$MEASURED" full))"
 	@echo "make bench      performance benchmarks (prints tables, writes benchmarks/results/*.csv)"
+	@echo "make docs       the rendered tutorial in docs/_build/<size>/html (SIZE=demo; SIZE=smoke for CI)"
 	@echo "make lint       ruff + notebook pair check;  make sync  re-pair notebooks, .ipynb without outputs;  make clean"
 
 $(STAMP): pyproject.toml
@@ -74,6 +75,11 @@ reproduce: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks
+
+# The site renders the executed notebooks of runs/$(SIZE)/ and executes the missing ones first.
+SIZE ?= demo
+docs: $(STAMP)
+	$(BIN)/python docs/build.py --size $(SIZE)
 
 lint: $(STAMP)
 	$(BIN)/ruff check mindlib tests benchmarks notebooks

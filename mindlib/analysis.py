@@ -79,7 +79,7 @@ def match_experts(learned: np.ndarray, true: np.ndarray) -> tuple[np.ndarray, fl
     corr : ndarray of shape (M, E)
         Pearson r of each true mode with each expert (NaN for an expert that never varies).
     recovery : float
-        Mean over true modes of the best |r| reached by any expert: 1 = every true mode has an expert that
+        Mean over true modes of the best ``|r|`` reached by any expert: 1 = every true mode has an expert that
         follows it exactly, 0 = no relation.
     """
     M = true.shape[1]

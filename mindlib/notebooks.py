@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from dataclasses import dataclass, field
@@ -188,6 +189,9 @@ def execute(
     jupytext.write(nb, src_ipynb)
     out = out_dir / f"{stem}.ipynb"
     params = {**spec.sizes.get(size, {}), **(parameters or {})}
+    # The kernel inherits this environment: a non-inline MPLBACKEND (the tests set Agg) would keep every
+    # figure out of the executed notebook.
+    backend = os.environ.pop("MPLBACKEND", None)
     try:
         pm.execute_notebook(
             str(src_ipynb), str(out), parameters=params, cwd=str(notebooks_dir()),
@@ -195,6 +199,8 @@ def execute(
             extra_arguments=["--IPKernelApp.log_level=CRITICAL"],  # no start-up or shutdown chatter from kernels
         )
     finally:
+        if backend is not None:
+            os.environ["MPLBACKEND"] = backend
         src_ipynb.unlink(missing_ok=True)
     return out
 

@@ -41,3 +41,33 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+# --- the rendered tutorial (tests/test_docs.py, tests/test_browser.py) --------------------------------
+
+
+def pytest_collection_modifyitems(config, items):
+    """Run the docs and browser tests last, so they reuse the notebooks the notebook smoke tests executed."""
+    late = ("test_docs.py", "test_browser.py")
+    items.sort(key=lambda item: late.index(item.path.name) + 1 if item.path.name in late else 0)
+
+
+@pytest.fixture(scope="session")
+def smoke_docs(studies_dir, tmp_path_factory):
+    """The tutorial site at smoke size (``docs/build.py``), built once per session; its ``html`` folder.
+
+    Executed notebooks come from ``$MIND_DOCS_NOTEBOOKS`` or else ``runs/smoke/`` (where the notebook
+    runner leaves them); ``docs/build.py`` executes the missing or stale ones there first (minutes).
+    """
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    nb_dir = Path(os.environ.get("MIND_DOCS_NOTEBOOKS") or root / "runs" / "smoke")
+    out = tmp_path_factory.mktemp("docs")
+    cmd = [sys.executable, str(root / "docs" / "build.py"), "--size", "smoke", "--notebooks", str(nb_dir),
+           "--out", str(out)]
+    done = subprocess.run(cmd, cwd=root, capture_output=True, text=True, timeout=1800)
+    assert done.returncode == 0, f"docs/build.py failed:\n{done.stdout[-4000:]}\n{done.stderr[-4000:]}"
+    return out / "html"
