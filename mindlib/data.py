@@ -64,7 +64,13 @@ _NO_DATA_HINT = (
 # ----------------------------------------------------------------------------------------------
 
 
-def load_fmri(root: str | Path, subject: str, *, n_parcels: int | None = None) -> dict[str, np.ndarray]:
+def load_fmri(
+    root: str | Path,
+    subject: str,
+    *,
+    n_parcels: int | None = None,
+    studies: Sequence[str] = layout.STUDIES,
+) -> dict[str, np.ndarray]:
     """Every fMRI run of one subject (Friends and Movie10 files), keyed by run name.
 
     Parameters
@@ -75,6 +81,9 @@ def load_fmri(root: str | Path, subject: str, *, n_parcels: int | None = None) -
         Subject as written in the files, e.g. ``"sub-01"``.
     n_parcels : int, optional
         Expected number of parcels ``V``; default :data:`mindlib.layout.N_PARCELS` (1000).
+    studies : sequence of str
+        Which ``task-<study>`` files to read, from :data:`mindlib.layout.FMRI_STUDIES`; default the
+        training studies (Friends and Movie10). ``("ood",)`` reads the out-of-distribution films.
 
     Returns
     -------
@@ -96,7 +105,7 @@ def load_fmri(root: str | Path, subject: str, *, n_parcels: int | None = None) -
     """
     layout.check_subject(subject)
     expected_v = layout.N_PARCELS if n_parcels is None else int(n_parcels)
-    paths = {study: layout.fmri_path(root, subject, study) for study in layout.STUDIES}
+    paths = {study: layout.fmri_path(root, subject, study) for study in studies}
     present = {study: p for study, p in paths.items() if p.is_file()}
     if not present:
         listed = "\n  ".join(str(p) for p in paths.values())
@@ -571,8 +580,14 @@ def split_runs(
     val_fraction: float = 0.1,
     test_fraction: float = 0.1,
     seed: int = 0,
+    held_out_movies: Mapping[str, Iterable[str]] | None = None,
 ) -> Split:
     """Split runs by episode, stratified by movie (SPEC §9), deterministically.
+
+    With ``held_out_movies`` the split is instead the challenge's (docs/method.md §9): whole movies
+    (:func:`mindlib.layout.movie_of`: a Friends season such as ``"friends-s06"`` or a film such as
+    ``"bourne"``) go to the side that names them, every other run to train; the fractions and the seed are
+    then unused. :data:`OFFICIAL_HELD_OUT` is train s1-s5 + Movie10, validate s6, test s7.
 
     Rule:
 
@@ -595,6 +610,9 @@ def split_runs(
         Fractions of each movie's groups, in ``[0, 1)`` with a sum below 1.
     seed : int
         Shuffling seed.
+    held_out_movies : mapping of {"val", "test"} to iterable of str, optional
+        Movies held out whole, e.g. ``{"val": ["friends-s06"], "test": ["friends-s07"]}``. A named movie
+        with no run here (season 7 of the release has no fMRI) is logged and leaves that side empty.
 
     Returns
     -------
@@ -603,6 +621,8 @@ def split_runs(
     runs = sorted(set(run_names))
     if not runs:
         raise ValueError("split_runs needs at least one run name")
+    if held_out_movies is not None:
+        return _split_by_movie(runs, held_out_movies)
     if not (0 <= val_fraction < 1 and 0 <= test_fraction < 1 and val_fraction + test_fraction < 1):
         raise ValueError(
             f"val_fraction and test_fraction must be in [0, 1) with a sum below 1, got {val_fraction}, {test_fraction}"
@@ -637,6 +657,37 @@ def split_runs(
         for g, members in movie_groups.items():
             out[side[g]].extend(members)
     return Split(**{name: sorted(v) for name, v in out.items()})
+
+
+# The challenge's split on real data: train Friends s1-s5 and Movie10, validate s6, test s7 (where its fMRI is).
+OFFICIAL_HELD_OUT: dict[str, tuple[str, ...]] = {"val": ("friends-s06",), "test": ("friends-s07",)}
+
+
+def _split_by_movie(runs: list[str], held_out_movies: Mapping[str, Iterable[str]]) -> Split:
+    """Whole movies to val / test as named, the rest to train (see :func:`split_runs`)."""
+    unknown = sorted(set(held_out_movies) - {"val", "test"})
+    if unknown:
+        raise ValueError(f"held_out_movies keys must be 'val' and/or 'test', got {unknown}")
+    side_of: dict[str, str] = {}
+    for name, movies in held_out_movies.items():
+        if isinstance(movies, str):
+            raise ValueError(f"held_out_movies[{name!r}] must be a list of movies, e.g. ['friends-s06'], got {movies!r}")
+        for movie in movies:
+            if not (movie.startswith("friends-s") and movie[9:].isdigit() and len(movie) == 11) and not movie.isalpha():
+                raise ValueError(
+                    f"held_out_movies[{name!r}]: {movie!r} is not a movie name as layout.movie_of writes it "
+                    "('friends-s06' for a season, 'bourne' or 'chaplin' for a film)"
+                )
+            if side_of.setdefault(movie, name) != name:
+                raise ValueError(f"movie {movie!r} is held out for both {side_of[movie]!r} and {name!r}")
+    present = {layout.movie_of(r) for r in runs}
+    for movie in sorted(set(side_of) - present):
+        logger.warning("held_out_movies: no run of %r among the runs (movies present: %s); its side gets none of it",
+                       movie, ", ".join(sorted(present)))
+    out = {name: [] for name in SPLIT_NAMES}
+    for run in runs:
+        out[side_of.get(layout.movie_of(run), "train")].append(run)
+    return Split(**out)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -760,6 +811,7 @@ def load_study(
     test_fraction: float = 0.1,
     split_seed: int = 0,
     n_parcels: int | None = None,
+    held_out_movies: Mapping[str, Iterable[str]] | None = None,
 ) -> Study:
     """Load fMRI and one backbone's features into TR-aligned records, with a split.
 
@@ -789,6 +841,9 @@ def load_study(
         the same side for every subject.
     n_parcels : int, optional
         Expected ``V`` (default 1000), passed to :func:`load_fmri`.
+    held_out_movies : mapping, optional
+        Hold out whole seasons or films instead of the random split (:func:`split_runs`), e.g.
+        :data:`OFFICIAL_HELD_OUT`.
 
     Returns
     -------
@@ -863,7 +918,7 @@ def load_study(
     all_runs = {r.run for r in records}
     if not all_runs:
         raise ValueError(f"no runs left to load for {subjects} under {root}")
-    split = split_runs(all_runs, val_fraction, test_fraction, split_seed)
+    split = split_runs(all_runs, val_fraction, test_fraction, split_seed, held_out_movies=held_out_movies)
     n_parcels_found = {r.fmri.shape[1] for r in records}
     return Study(
         records=records,
