@@ -113,15 +113,25 @@ def h5_key(run: str, session: int) -> str:
     return f"ses-{session:03d}_task-{run}"
 
 
+def _film_match(run: str) -> re.Match | None:
+    """Match of an OOD film part (``chaplin1``) or a Movie10 film part (``bourne01``); OOD stems take one digit."""
+    m = _OOD_RE.match(run)
+    if m:
+        return m
+    m = _MOVIE_RE.match(run)
+    if m and m.group(1) in OOD_MOVIES:
+        raise ValueError(f"run name {run!r}: out-of-distribution film parts have one unpadded digit, e.g. 'chaplin1'")
+    return m
+
+
 def study_of(run: str) -> str:
     """``"friends"`` for Friends half-episodes (``s01e02a``), ``"ood"`` for the OOD films (``chaplin1``),
     ``"movie10"`` for the other film parts (``bourne01``)."""
     if _FRIENDS_RE.match(run):
         return "friends"
-    if _OOD_RE.match(run):
-        return "ood"
-    if _MOVIE_RE.match(run):
-        return "movie10"
+    m = _film_match(run)
+    if m:
+        return "ood" if m.re is _OOD_RE else "movie10"
     raise ValueError(f"run name {run!r} {_BAD_RUN}")
 
 
@@ -140,7 +150,7 @@ def movie_of(run: str) -> str:
     m = _FRIENDS_RE.match(run)
     if m:
         return f"friends-s{m.group(1)}"
-    m = _OOD_RE.match(run) or _MOVIE_RE.match(run)
+    m = _film_match(run)
     if m:
         return m.group(1)
     raise ValueError(f"run name {run!r} {_BAD_RUN}")
