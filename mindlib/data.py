@@ -659,7 +659,8 @@ def split_runs(
     return Split(**{name: sorted(v) for name, v in out.items()})
 
 
-# The challenge's split on real data: train Friends s1-s5 and Movie10, validate s6, test s7 (where its fMRI is).
+# The challenge's split on real data: train Friends s1-s5 and Movie10, validate s6, test s7 (where its fMRI is)
+# (docs/method.md §9).
 OFFICIAL_HELD_OUT: dict[str, tuple[str, ...]] = {"val": ("friends-s06",), "test": ("friends-s07",)}
 
 
@@ -671,9 +672,12 @@ def _split_by_movie(runs: list[str], held_out_movies: Mapping[str, Iterable[str]
     side_of: dict[str, str] = {}
     for name, movies in held_out_movies.items():
         if isinstance(movies, str):
-            raise ValueError(f"held_out_movies[{name!r}] must be a list of movies, e.g. ['friends-s06'], got {movies!r}")
+            raise ValueError(
+                f"held_out_movies[{name!r}] must be a list of movies, e.g. ['friends-s06'], got {movies!r}"
+            )
         for movie in movies:
-            if not (movie.startswith("friends-s") and movie[9:].isdigit() and len(movie) == 11) and not movie.isalpha():
+            season = movie.startswith("friends-s") and movie[9:].isdigit() and len(movie) == 11
+            if not season and not movie.isalpha():
                 raise ValueError(
                     f"held_out_movies[{name!r}]: {movie!r} is not a movie name as layout.movie_of writes it "
                     "('friends-s06' for a season, 'bourne' or 'chaplin' for a film)"
@@ -682,8 +686,10 @@ def _split_by_movie(runs: list[str], held_out_movies: Mapping[str, Iterable[str]
                 raise ValueError(f"movie {movie!r} is held out for both {side_of[movie]!r} and {name!r}")
     present = {layout.movie_of(r) for r in runs}
     for movie in sorted(set(side_of) - present):
-        logger.warning("held_out_movies: no run of %r among the runs (movies present: %s); its side gets none of it",
-                       movie, ", ".join(sorted(present)))
+        logger.warning(
+            "held_out_movies: no run of %r among the runs (movies present: %s); its side gets none of it",
+            movie, ", ".join(sorted(present)),
+        )
     out = {name: [] for name in SPLIT_NAMES}
     for run in runs:
         out[side_of.get(layout.movie_of(run), "train")].append(run)

@@ -52,7 +52,9 @@ _FRIENDS_RE = re.compile(r"^s(\d{2})e(\d{2})([a-d])$")
 _MOVIE_RE = re.compile(r"^([a-z]+)(\d{2})(?:_run-(\d+))?$")
 _OOD_RE = re.compile(rf"^({'|'.join(OOD_MOVIES)})([1-9])$")
 _SUBJECT_RE = re.compile(r"^sub-\d{2}$")
-_BAD_RUN = "is neither a Friends half-episode (s01e02a), a film part (bourne01) nor an OOD film part (chaplin1)"
+_BAD_RUN = (
+    "is neither a Friends half-episode (s01e02a), a film part (bourne01) nor an OOD film part (chaplin1)"
+)
 
 
 def check_subject(subject: str) -> str:
@@ -114,13 +116,17 @@ def h5_key(run: str, session: int) -> str:
 
 
 def _film_match(run: str) -> re.Match | None:
-    """Match of an OOD film part (``chaplin1``) or a Movie10 film part (``bourne01``); OOD stems take one digit."""
+    """Match of an OOD film part (``chaplin1``) or a Movie10 film part (``bourne01``).
+
+    OOD stems take one digit: ``chaplin01`` is an error, not a Movie10 name."""
     m = _OOD_RE.match(run)
     if m:
         return m
     m = _MOVIE_RE.match(run)
     if m and m.group(1) in OOD_MOVIES:
-        raise ValueError(f"run name {run!r}: out-of-distribution film parts have one unpadded digit, e.g. 'chaplin1'")
+        raise ValueError(
+            f"run name {run!r}: out-of-distribution film parts have one unpadded digit, e.g. 'chaplin1'"
+        )
     return m
 
 

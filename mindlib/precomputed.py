@@ -97,7 +97,9 @@ def list_layers(path: str | Path) -> dict[str, tuple[int, ...]]:
     """Dataset names (layers) of one file and their shapes, to choose ``layers`` from."""
     out: dict[str, tuple[int, ...]] = {}
     with h5py.File(path, "r") as f:
-        f.visititems(lambda name, node: out.__setitem__(name, node.shape) if isinstance(node, h5py.Dataset) else None)
+        f.visititems(
+            lambda name, node: out.__setitem__(name, node.shape) if isinstance(node, h5py.Dataset) else None
+        )
     return out
 
 
@@ -109,7 +111,9 @@ def _read_modality(f: h5py.File, path: Path, modality: str, names: Sequence[str]
             raise KeyError(f"{path}: no layer {name!r} (modality {modality!r}); its layers: {available}")
         x = f[name][()]
         if x.ndim != 2:
-            raise ValueError(f"{path}: layer {name!r} has shape {x.shape}, expected (T, D) with one row per TR")
+            raise ValueError(
+                f"{path}: layer {name!r} has shape {x.shape}, expected (T, D) with one row per TR"
+            )
         if arrays and x.shape != arrays[0].shape:
             raise ValueError(
                 f"{path}: layers of modality {modality!r} disagree: {names[0]!r} is {arrays[0].shape}, {name!r} is "
@@ -190,8 +194,9 @@ def import_features(
     first = next(iter(files.values()))
     with h5py.File(first, "r") as f:
         shapes = {m: _read_modality(f, first, m, names).shape[1:] for m, names in layers.items()}
-    store = FeatureStore.create(root, backbone, feature_hz=1.0 / tr_s, fusion="precomputed",
-                                modalities=shapes, overwrite=overwrite)
+    store = FeatureStore.create(
+        root, backbone, feature_hz=1.0 / tr_s, fusion="precomputed", modalities=shapes, overwrite=overwrite
+    )
     expected = _expected_trs(root)
     rows = []
     for stimulus, path in tqdm(files.items(), desc=f"import {backbone}", disable=not progress):
@@ -205,13 +210,23 @@ def import_features(
                     )
                 store.write(stimulus, modality, x)
                 n_exp = expected.get(stimulus)
-                rows.append({"stimulus": stimulus, "modality": modality, "n_rows": x.shape[0],
-                             "expected_trs": np.nan if n_exp is None else n_exp,
-                             "delta_trs": np.nan if n_exp is None else x.shape[0] - n_exp})
+                rows.append(
+                    {
+                        "stimulus": stimulus,
+                        "modality": modality,
+                        "n_rows": x.shape[0],
+                        "expected_trs": np.nan if n_exp is None else n_exp,
+                        "delta_trs": np.nan if n_exp is None else x.shape[0] - n_exp,
+                    }
+                )
     report = pd.DataFrame(rows)
     off = report[report.delta_trs.fillna(0) != 0]
     if len(off):
-        logger.info("%d of %d imported arrays differ from the fMRI length (TRs): %s; the aligner masks or cuts "
-                    "the difference", len(off), len(report),
-                    ", ".join(f"{s}/{m} {int(d):+d}" for s, m, d in zip(off.stimulus, off.modality, off.delta_trs)))
+        logger.info(
+            "%d of %d imported arrays differ from the fMRI length (TRs): %s; the aligner masks or cuts "
+            "the difference",
+            len(off),
+            len(report),
+            ", ".join(f"{s}/{m} {int(d):+d}" for s, m, d in zip(off.stimulus, off.modality, off.delta_trs)),
+        )
     return store, report

@@ -102,7 +102,9 @@ def read_target_samples(root: str | Path, subject: str, target_set: str) -> dict
     except (OSError, ValueError) as err:
         raise ValueError(f"{path}: cannot read it as a .npy file ({err})") from None
     if not isinstance(value, dict) or not value:
-        raise ValueError(f"{path}: expected a pickled non-empty dict {{episode: number of TRs}}, got {type(value).__name__}")
+        raise ValueError(
+            f"{path}: expected a pickled non-empty dict {{episode: number of TRs}}, got {type(value).__name__}"
+        )
     out = {}
     for episode, n in value.items():
         try:
@@ -110,7 +112,9 @@ def read_target_samples(root: str | Path, subject: str, target_set: str) -> dict
         except ValueError:
             wrong_set = True
         if wrong_set:
-            raise ValueError(f"{path}: episode {episode!r} is not an episode of the {target_set!r} target set")
+            raise ValueError(
+                f"{path}: episode {episode!r} is not an episode of the {target_set!r} target set"
+            )
         if isinstance(n, bool) or not isinstance(n, int | np.integer) or n <= 2 * EXCLUDE_TRS:
             raise ValueError(
                 f"{path}: episode {episode!r} has target {n!r}; expected an integer number of TRs above "
@@ -205,15 +209,21 @@ def prediction_records(
                             f"({target_s:.2f} s), more than length_tolerance_s={length_tolerance_s} apart; "
                             "re-extract the features from the full stimulus"
                         )
-                    feats[m], cov = align_features(frames, n_trs, study.tr_s, store.feature_hz, study.lags_trs)
+                    feats[m], cov = align_features(
+                        frames, n_trs, study.tr_s, store.feature_hz, study.lags_trs
+                    )
                     covered &= cov
                     n_frames.append(frames.shape[0])
                 cache[key] = (feats, covered, min(n_frames))
                 feat_s = min(n_frames) / store.feature_hz
                 rows[key] = {
-                    "episode": episode, "n_trs": int(n_trs), "n_frames": min(n_frames),
-                    "feature_s": round(feat_s, 3), "target_s": round(n_trs * study.tr_s, 3),
-                    "gap_s": round(feat_s - n_trs * study.tr_s, 3), "n_uncovered": int((~covered).sum()),
+                    "episode": episode,
+                    "n_trs": int(n_trs),
+                    "n_frames": min(n_frames),
+                    "feature_s": round(feat_s, 3),
+                    "target_s": round(n_trs * study.tr_s, 3),
+                    "gap_s": round(feat_s - n_trs * study.tr_s, 3),
+                    "n_uncovered": int((~covered).sum()),
                 }
             feats, covered, _ = cache[key]
             fmri = np.broadcast_to(np.zeros((1, 1), np.float32), (int(n_trs), study.n_parcels))
@@ -266,7 +276,9 @@ def predict(
         elif callable(getattr(model, "predict", None)):
             preds = [np.asarray(model.predict(r)) for r in records]
         else:
-            raise TypeError(f"predict() takes torch decoders or objects with .predict(record); got {type(model).__name__}")
+            raise TypeError(
+                f"predict() takes torch decoders or objects with .predict(record); got {type(model).__name__}"
+            )
         for acc, p in zip(total, preds):
             acc += p
     out: dict[str, dict[str, np.ndarray]] = {}
@@ -276,8 +288,10 @@ def predict(
         out.setdefault(r.subject, {})[r.run] = y
     n_bad = report.loc[report.n_uncovered > 0]
     if len(n_bad):
-        logger.info("TRs without features, predicted as 0: %s",
-                    ", ".join(f"{e} {n}" for e, n in zip(n_bad.episode, n_bad.n_uncovered)))
+        logger.info(
+            "TRs without features, predicted as 0: %s",
+            ", ".join(f"{e} {n}" for e, n in zip(n_bad.episode, n_bad.n_uncovered)),
+        )
     return out, report
 
 
@@ -299,19 +313,27 @@ def check_submission(
     number of TRs, and no NaN or infinite value.
     """
     if not isinstance(submission, Mapping):
-        raise ValueError(f"a submission is a dict {{subject: {{episode: (T, {n_parcels})}}}}, got {type(submission).__name__}")
+        raise ValueError(
+            f"a submission is a dict {{subject: {{episode: (T, {n_parcels})}}}}, got {type(submission).__name__}"
+        )
     for subject in subjects:
         if subject not in submission:
-            raise ValueError(f"submission lacks subject {subject!r}: the scorer needs all of {list(subjects)}")
+            raise ValueError(
+                f"submission lacks subject {subject!r}: the scorer needs all of {list(subjects)}"
+            )
         if subject not in targets:
             raise ValueError(f"no target sample numbers for subject {subject!r}")
     extra = sorted(set(submission) - set(subjects))
     if extra:
-        raise ValueError(f"submission has subjects {extra} the scorer does not know; keep only {list(subjects)}")
+        raise ValueError(
+            f"submission has subjects {extra} the scorer does not know; keep only {list(subjects)}"
+        )
     for subject in subjects:
         episodes, wanted = submission[subject], targets[subject]
         if not isinstance(episodes, Mapping):
-            raise ValueError(f"submission[{subject!r}] must be a dict {{episode: array}}, got {type(episodes).__name__}")
+            raise ValueError(
+                f"submission[{subject!r}] must be a dict {{episode: array}}, got {type(episodes).__name__}"
+            )
         for episode in wanted:
             if episode not in episodes:
                 raise ValueError(
@@ -319,7 +341,9 @@ def check_submission(
                 )
         extra = sorted(set(episodes) - set(wanted))
         if extra:
-            raise ValueError(f"submission[{subject!r}] has episodes {extra} that the target file does not list")
+            raise ValueError(
+                f"submission[{subject!r}] has episodes {extra} that the target file does not list"
+            )
         for episode, n_trs in wanted.items():
             y, where = episodes[episode], f"submission[{subject!r}][{episode!r}]"
             if not isinstance(y, np.ndarray):
@@ -481,8 +505,12 @@ def write(
         preds, report = predict(models, study, targets, window=window, device=device)
         files = save_submission(preds, targets, out_dir, target_set)
         truth = load_heldout_fmri(fmri_root, targets) if fmri_root is not None else {}
-        out[target_set] = {"files": files, "report": report, "predictions": preds,
-                           "score": score(preds, truth) if truth else None}
+        out[target_set] = {
+            "files": files,
+            "report": report,
+            "predictions": preds,
+            "score": score(preds, truth) if truth else None,
+        }
     return out
 
 
@@ -495,13 +523,20 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument("--dataset", default="synthetic", help="'synthetic' or an Algonauts 2025 folder")
     ap.add_argument("--size", default="demo", help="synthetic study size: smoke | demo | full")
-    ap.add_argument("--model", action="append", required=True,
-                    help="model file from mindlib.experiment.save; repeat to average an ensemble")
+    ap.add_argument(
+        "--model",
+        action="append",
+        required=True,
+        help="model file from mindlib.experiment.save; repeat to average an ensemble",
+    )
     ap.add_argument("--targets", nargs="+", default=list(layout.TARGET_SETS), choices=layout.TARGET_SETS)
     ap.add_argument("--out", default="results/submission", help="folder for the .npy and .zip files")
-    ap.add_argument("--truth", default="auto",
-                    help="folder with held-out fMRI to score against; 'auto': the synthetic hidden truth or the "
-                         "dataset itself; 'none': do not score")
+    ap.add_argument(
+        "--truth",
+        default="auto",
+        help="folder with held-out fMRI to score against; 'auto': the synthetic hidden truth or the "
+        "dataset itself; 'none': do not score",
+    )
     ap.add_argument("--device", default=None)
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
@@ -511,14 +546,20 @@ def main(argv: list[str] | None = None) -> int:
         fmri_root = synthetic.heldout_fmri_root(root) if synthetic.study_json_path(root).exists() else root
     else:
         fmri_root = None if args.truth == "none" else Path(args.truth)
-    results = write(models, study, args.out, args.targets, fmri_root, window=configs[0].window, device=args.device)
+    results = write(
+        models, study, args.out, args.targets, fmri_root, window=configs[0].window, device=args.device
+    )
     for target_set, res in results.items():
-        print(f"{target_set}: {res['files']['zip']} ({len(res['report'])} episodes, "
-              f"{int(res['report'].n_uncovered.sum())} TRs without features predicted as 0)")
+        print(
+            f"{target_set}: {res['files']['zip']} ({len(res['report'])} episodes, "
+            f"{int(res['report'].n_uncovered.sum())} TRs without features predicted as 0)"
+        )
         if res["score"] is not None:
             per_movie = pd.DataFrame(res["score"]["per_movie"]).mean(axis=1)
-            print(f"  local score (official metric) {res['score']['mean']:.4f}; per movie: "
-                  + ", ".join(f"{m} {r:.3f}" for m, r in per_movie.items()))
+            print(
+                f"  local score (official metric) {res['score']['mean']:.4f}; per movie: "
+                + ", ".join(f"{m} {r:.3f}" for m, r in per_movie.items())
+            )
     return 0
 
 

@@ -22,6 +22,14 @@ on it by default, so it is built to carry the structure MIND targets (paper §2.
    Glover HRF on the fine grid and averaged within each TR ``[t * tr_s, (t + 1) * tr_s)``. AR(1)
    noise sets the per-parcel noise ceiling (higher in Vis / SomMot, lower in Limbic).
 
+4. **Held-out stimuli.** Like the challenge, each size also has Friends season-7 half-episodes and
+   out-of-distribution film parts (``chaplin1``, ``wot1``; :attr:`SizeSpec.heldout_runs`): features of
+   every backbone, transcripts (none for the silent ``chaplin``) and the target sample numbers
+   ``fmri/sub-0X/target_sample_number/*.npy`` are in the study; their fMRI (same subjects, same noise
+   level) only under ``ground_truth/fmri/`` (:func:`heldout_fmri_root`), the truth a submission is scored
+   against (:mod:`mindlib.submission`). They are made after, and from random streams of their own, so
+   every other array is the same as without them.
+
 Ground-truth conventions
 ------------------------
 - ``clean`` is the noise-free fMRI of each run ``(T, V)``; the file signal is ``clean + noise``.
@@ -364,8 +372,10 @@ class StudyInfo:
 
 
 def heldout_fmri_root(root: str | Path) -> Path:
-    """``<root>/ground_truth``: the held-out fMRI of a synthetic study, in the Algonauts layout under it
-    (``ground_truth/fmri/sub-01/func/sub-01_task-ood_..._bold.h5``), so the reader reads it as a study root."""
+    """``<root>/ground_truth``: the held-out fMRI of a synthetic study, in the Algonauts layout under it.
+
+    ``ground_truth/fmri/sub-01/func/sub-01_task-ood_..._bold.h5`` (and the Friends file with season 7), so
+    :func:`mindlib.data.load_fmri` reads it as a study root."""
     return Path(root) / "ground_truth"
 
 
@@ -873,7 +883,9 @@ def _write_all(root: Path, size: str, seed: int) -> StudyInfo:
         for backbone, mods in _backbone_features(stim, model, spec, seed).items():
             for modality, array in mods.items():
                 np.save(layout.feature_path(root, backbone, modality, s), array)
-    target_sets = {t: {s: n for s, n in heldout.items() if layout.target_set_of(s) == t} for t in layout.TARGET_SETS}
+    target_sets = {
+        t: {s: n for s, n in heldout.items() if layout.target_set_of(s) == t} for t in layout.TARGET_SETS
+    }
 
     # Subjects: clean responses, noise, fMRI files, atlas, subject-level truth.
     atlas = _atlas_image(_atlas_labels(seed))
@@ -1022,7 +1034,8 @@ def make_study(
     size : {"smoke", "demo", "full"}
         ``smoke``: 8 Friends half-episodes + bourne01 + life01 seen twice, ~100 TRs per run, 1000
         parcels, small features (seconds). ``demo``: 20 half-episodes + 4 film runs, ~190 TRs per run
-        (under a minute). ``full``: 48 half-episodes + 8 film runs, ~400 TRs per run.
+        (under a minute). ``full``: 48 half-episodes + 8 film runs, ~400 TRs per run. Held-out stimuli
+        without fMRI in the study: smoke 2 season-7 half-episodes + 3 OOD parts, demo 4 + 6, full 8 + all 12.
     seed : int
         Non-negative seed; the study is a deterministic function of ``(size, seed)``.
     overwrite : bool

@@ -8,14 +8,24 @@ from mindlib import align, data, layout, precomputed, submission
 
 LAYERS = {"text": ["lm/layers.4", "lm/layers.8"], "video": ["vision.block12"]}
 # stimulus: (rows in the public file, TRs of its fMRI or target); off-by-one on purpose
-LENGTHS = {"s01e01a": (30, 30), "s01e01b": (28, 28), "bourne01": (27, 26), "s07e01a": (17, 22), "chaplin1": (18, 18)}
+LENGTHS = {
+    "s01e01a": (30, 30),
+    "s01e01b": (28, 28),
+    "bourne01": (27, 26),
+    "s07e01a": (17, 22),
+    "chaplin1": (18, 18),
+}
 
 
 def _public_file(source, stimulus, n_rows, rng):
     path = source / layout.stimulus_relpath(stimulus, ".h5")
     path.parent.mkdir(parents=True, exist_ok=True)
-    arrays = {"lm/layers.4": rng.standard_normal((n_rows, 8)), "lm/layers.8": rng.standard_normal((n_rows, 8)),
-              "vision.block12": rng.standard_normal((n_rows, 5)).astype(np.float16), "lm/layers.0": np.zeros((n_rows, 3))}
+    arrays = {
+        "lm/layers.4": rng.standard_normal((n_rows, 8)),
+        "lm/layers.8": rng.standard_normal((n_rows, 8)),
+        "vision.block12": rng.standard_normal((n_rows, 5)).astype(np.float16),
+        "lm/layers.0": np.zeros((n_rows, 3)),
+    }
     with h5py.File(path, "w") as f:
         for name, x in arrays.items():
             f.create_dataset(name, data=x)
@@ -49,7 +59,9 @@ def test_import_writes_the_chosen_layers_and_reports_lengths(layout_dirs):
     assert store.feature_hz == pytest.approx(1 / align.TR_S)
     assert store.shape("text") == (2, 8) and store.shape("video") == (1, 5)
     for s, a in arrays.items():
-        np.testing.assert_array_equal(store.load(s, "text"), np.stack([a["lm/layers.4"], a["lm/layers.8"]], 1).astype(np.float32))
+        np.testing.assert_array_equal(
+            store.load(s, "text"), np.stack([a["lm/layers.4"], a["lm/layers.8"]], 1).astype(np.float32)
+        )
         np.testing.assert_array_equal(store.load(s, "video")[:, 0], a["vision.block12"])
     delta = report[report.modality == "text"].set_index("stimulus").delta_trs.to_dict()
     assert delta == {s: rows - n for s, (rows, n) in LENGTHS.items()}
@@ -80,7 +92,9 @@ def test_import_errors_name_the_file_and_layer(layout_dirs, tmp_path):
     with pytest.raises(KeyError, match="lm/layers.99"):
         precomputed.import_features(source, root, "bad", {"text": ["lm/layers.99"]}, progress=False)
     with pytest.raises(ValueError, match="lm/layers.0"):
-        precomputed.import_features(source, root, "bad", {"text": ["lm/layers.4", "lm/layers.0"]}, progress=False)
+        precomputed.import_features(
+            source, root, "bad", {"text": ["lm/layers.4", "lm/layers.0"]}, progress=False
+        )
     with pytest.raises(FileNotFoundError, match="s09e01a"):
         precomputed.import_features(source, root, "bad", LAYERS, stimuli=["s09e01a"], progress=False)
     misplaced = source / "friends" / "s2" / "friends_s01e01b.h5"

@@ -15,7 +15,10 @@ TARGETS = {s: {"s07e01a": 14, "s07e01b": 13} for s in layout.SUBJECTS}
 
 def _valid(targets=TARGETS, seed=0):
     rng = np.random.default_rng(seed)
-    return {s: {e: rng.standard_normal((n, V)).astype(np.float32) for e, n in eps.items()} for s, eps in targets.items()}
+    return {
+        s: {e: rng.standard_normal((n, V)).astype(np.float32) for e, n in eps.items()}
+        for s, eps in targets.items()
+    }
 
 
 # --- format rules -----------------------------------------------------------------------------------------
@@ -80,13 +83,23 @@ def _extra_episode(sub):
         (_integers, ["sub-01", "s07e01b", "int64"]),
         (_extra_episode, ["sub-01", "s07e02a"]),
     ],
-    ids=["missing-subject", "missing-episode", "wrong-rows", "999-columns", "nan", "integers", "extra-episode"],
+    ids=[
+        "missing-subject",
+        "missing-episode",
+        "wrong-rows",
+        "999-columns",
+        "nan",
+        "integers",
+        "extra-episode",
+    ],
 )
 def test_bad_submissions_are_rejected_naming_the_fault(spoil, words, tmp_path):
     sub = _valid()
     spoil(sub)
-    for call in (lambda: submission.check_submission(sub, TARGETS),
-                 lambda: submission.save_submission(sub, TARGETS, tmp_path, "friends-s7")):
+    for call in (
+        lambda: submission.check_submission(sub, TARGETS),
+        lambda: submission.save_submission(sub, TARGETS, tmp_path, "friends-s7"),
+    ):
         with pytest.raises(ValueError) as err:
             call()
         for w in words:
@@ -163,7 +176,9 @@ def test_prediction_has_the_target_length_and_ensembles_average(study, smoke_stu
     info = synthetic.read_study_info(smoke_study)
     assert targets["sub-01"] == {r: n for r, n in info.heldout_n_trs.items() if layout.study_of(r) == "ood"}
     config = experiment.ExperimentConfig(decoder="baseline", d_model=16, window=40)
-    models = [experiment.build(experiment.ExperimentConfig(**{**config.__dict__, "seed": s}), study) for s in (0, 1)]
+    models = [
+        experiment.build(experiment.ExperimentConfig(**{**config.__dict__, "seed": s}), study) for s in (0, 1)
+    ]
     one, report = submission.predict(models[0], study, targets, window=40)
     two, _ = submission.predict(models[1], study, targets, window=40)
     both, _ = submission.predict(models, study, targets, window=40)
@@ -199,8 +214,12 @@ def test_split_holds_out_whole_movies(caplog):
     assert split.test == [] and "friends-s07" in caplog.text
     split = data.split_runs(runs, held_out_movies={"test": ["bourne"]})
     assert split.test == ["bourne01"] and split.val == []
-    for bad in ({"val": ["friends-s6"]}, {"train": ["bourne"]}, {"val": "bourne"},
-                {"val": ["bourne"], "test": ["bourne"]}):
+    for bad in (
+        {"val": ["friends-s6"]},
+        {"train": ["bourne"]},
+        {"val": "bourne"},
+        {"val": ["bourne"], "test": ["bourne"]},
+    ):
         with pytest.raises(ValueError):
             data.split_runs(runs, held_out_movies=bad)
 
