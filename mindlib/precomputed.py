@@ -125,9 +125,10 @@ def _read_modality(f: h5py.File, path: Path, modality: str, names: Sequence[str]
 
 
 def _expected_trs(root: Path) -> dict[str, int]:
-    """TRs per stimulus that the study folder knows: fMRI runs and target sample numbers (first subject)."""
-    from .data import load_fmri
+    """TRs per stimulus the study folder knows, from target sample numbers and fMRI dataset shapes.
 
+    Only shapes are read (no fMRI is loaded); the first subject that has a stimulus gives its length.
+    """
     out: dict[str, int] = {}
     for subject in layout.SUBJECTS:
         for target_set in layout.TARGET_SETS:
@@ -135,9 +136,12 @@ def _expected_trs(root: Path) -> dict[str, int]:
             if p.is_file():
                 for episode, n in np.load(p, allow_pickle=True).item().items():
                     out.setdefault(str(episode), int(n))
-        if any(layout.fmri_path(root, subject, s).is_file() for s in layout.STUDIES):
-            for run, y in load_fmri(root, subject).items():
-                out.setdefault(layout.stimulus_of(run), y.shape[0])
+        for study in layout.FMRI_STUDIES:
+            p = layout.fmri_path(root, subject, study)
+            if p.is_file():
+                with h5py.File(p, "r") as f:
+                    for key in f:
+                        out.setdefault(layout.stimulus_of(layout.run_name(key)), int(f[key].shape[0]))
     return out
 
 

@@ -75,12 +75,14 @@ pd.Series(targets[target_sets[0]][layout.SUBJECTS[0]], name="target TRs").to_fra
 study, models, configs = submission.load_models([model_path], root)
 config = configs[0]
 print(study)
-chosen_path = Path(results_dir) / f"{model_path.stem}.json"
-if not chosen_path.exists():
-    chosen_path = Path(results_dir) / "runs" / f"{model_path.stem}.json"
-chosen = json.loads(chosen_path.read_text())  # notebook 06's results: the grid cell validation chose
+# notebook 06's results file beside the model (results/<stem>.json, or results/runs/<tag>.json in fan-outs)
+candidates = [Path(results_dir) / f"{model_path.stem}.json", Path(results_dir) / "runs" / f"{model_path.stem}.json"]
+chosen = next((json.loads(p.read_text()) for p in candidates if p.exists()), None)
+if ensemble_seeds and chosen is None:
+    raise FileNotFoundError(f"the ensemble reuses notebook 06's choice of learning rate: none of {candidates} exists; "
+                            "run notebook 06 first or set ensemble_seeds = []")
 t0 = time.perf_counter()
-seed_val_r = {config.seed: chosen["val_r"]}
+seed_val_r = {config.seed: chosen["val_r"] if chosen else None}
 for seed in ensemble_seeds:
     cfg = replace(config, seed=int(seed), lrs=(chosen["best_lr"],), weight_decays=(chosen["best_weight_decay"],),
                   isg_subjects=())

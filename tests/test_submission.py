@@ -228,3 +228,20 @@ def test_load_study_takes_the_official_split(smoke_study):
     study = data.load_study(smoke_study, "qwen", held_out_movies={"val": ["bourne", "life"]})
     assert set(study.split.val) == {"bourne01", "life01_run-1", "life01_run-2"}
     assert study.split.test == [] and all(layout.movie_of(r) == "friends-s01" for r in study.split.train)
+
+
+def test_command_line_writes_checked_files_and_scores_them(study, smoke_study, tmp_path, capsys):
+    import pandas as pd
+
+    config = experiment.ExperimentConfig(decoder="baseline", d_model=16, window=40)
+    model = experiment.build(config, study)
+    result = experiment.ExperimentResult(config, "imagebind", model, pd.DataFrame(), [], {}, None, 0.0, 0)
+    experiment.save(result, tmp_path / "model.pt")
+    argv = ["--size", "smoke", "--model", str(tmp_path / "model.pt"), "--out", str(tmp_path / "sub")]
+    assert submission.main(argv) == 0
+    printed = capsys.readouterr().out
+    assert "local score (official metric)" in printed and "chaplin" in printed
+    for target_set in layout.TARGET_SETS:
+        targets = submission.load_targets(smoke_study, target_set)
+        path = tmp_path / "sub" / f"{submission.SUBMISSION_STEMS[target_set]}.zip"
+        submission.check_submission(submission.load_submission(path), targets)
