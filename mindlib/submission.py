@@ -419,7 +419,8 @@ def load_heldout_fmri(
     ``fmri_root`` is a folder in the Algonauts layout: a real release that includes them (the OOD fMRI
     in ``task-ood`` files, season 7 in the Friends file) or a synthetic study's hidden truth
     (:func:`mindlib.synthetic.heldout_fmri_root`). Subjects or episodes without fMRI are left out (an
-    empty dict when none has any); an episode whose length differs from its target is an error.
+    empty dict when none has any; a subject whose file lacks some episodes is logged as a warning naming
+    them); an episode whose length differs from its target is an error.
     """
     studies = sorted({layout.study_of(e) for eps in targets.values() for e in eps})
     out: dict[str, dict[str, np.ndarray]] = {}
@@ -438,8 +439,22 @@ def load_heldout_fmri(
                         f"target sample number is {n_trs}"
                     )
                 found[episode] = runs[episode]
+        lacking = sorted(set(episodes) - set(found))
+        if lacking:
+            logger.warning(
+                "%s: no held-out fMRI under %s for %s; scoring the other episodes only",
+                subject,
+                fmri_root,
+                ", ".join(lacking),
+            )
         if found:
             out[subject] = found
+    if out and set(targets) - set(out):
+        logger.warning(
+            "no held-out fMRI under %s for %s; scoring the other subjects only",
+            fmri_root,
+            ", ".join(sorted(set(targets) - set(out))),
+        )
     return out
 
 
