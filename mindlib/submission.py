@@ -496,7 +496,15 @@ def load_models(paths: Iterable[str | Path], root: str | Path, **study_kwargs) -
             raise FileNotFoundError(f"no model at {p}: run notebook 06 (make demo) or pass another --model")
     backbone = torch.load(paths[0], map_location="cpu", weights_only=False)["backbone"]
     study = data.load_study(root, backbone, **study_kwargs)
-    loaded = [experiment.load(p, study) for p in paths]
+    loaded = []
+    for p in paths:
+        try:
+            loaded.append(experiment.load(p, study))
+        except RuntimeError as err:  # load_state_dict: shapes of another study (size, backbone dims, lags)
+            raise ValueError(
+                f"{p} does not fit the {backbone!r} study at {root}: it was trained on another study (size, "
+                f"feature dimensions or lags); retrain it on this study with notebook 06. ({str(err)[:200]}...)"
+            ) from None
     return study, [m for m, _ in loaded], [c for _, c in loaded]
 
 
