@@ -429,7 +429,15 @@ def load_heldout_fmri(
         present = tuple(st for st, p in zip(studies, paths) if p.is_file())
         if not present:
             continue
-        runs = load_fmri(fmri_root, subject, studies=present)
+        runs = {}
+        for st in present:
+            for run, y in load_fmri(fmri_root, subject, studies=(st,)).items():
+                if layout.study_of(run) != st:
+                    raise ValueError(
+                        f"{layout.fmri_path(fmri_root, subject, st)} holds run {run!r}, which is not a run of the {st!r} study; "
+                        "each task-<study> file holds only its study's runs"
+                    )
+                runs[run] = y
         found = {}
         for episode, n_trs in episodes.items():
             if episode in runs:

@@ -245,3 +245,16 @@ def test_command_line_writes_checked_files_and_scores_them(study, smoke_study, t
         targets = submission.load_targets(smoke_study, target_set)
         path = tmp_path / "sub" / f"{submission.SUBMISSION_STEMS[target_set]}.zip"
         submission.check_submission(submission.load_submission(path), targets)
+
+
+def test_heldout_fmri_in_the_wrong_file_is_an_error(tmp_path):
+    import h5py
+
+    path = layout.fmri_path(tmp_path, "sub-01", "ood")
+    path.parent.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    with h5py.File(path, "w") as f:
+        f.create_dataset("ses-001_task-chaplin1", data=rng.standard_normal((20, V)).astype(np.float32))
+        f.create_dataset("ses-002_task-s07e01a", data=rng.standard_normal((14, V)).astype(np.float32))
+    with pytest.raises(ValueError, match="task-ood.*'s07e01a', which is not a run of the 'ood' study"):
+        submission.load_heldout_fmri(tmp_path, {"sub-01": {"chaplin1": 20}})
