@@ -105,9 +105,10 @@ def load_fmri(
     n_parcels : int, optional
         Expected number of parcels ``V``; default :data:`mindlib.layout.N_PARCELS` (1000).
     studies : sequence of str, optional
-        Studies whose files must be there. Default: every study of :data:`mindlib.layout.STUDIES`
-        that any subject under ``<root>/fmri`` has a file for (:func:`dataset_studies`), so a file
-        the other subjects have is never skipped silently; pass ``("friends",)`` to read one on purpose.
+        Studies whose files must be there, from :data:`mindlib.layout.FMRI_STUDIES`. Default: every
+        training study (:data:`mindlib.layout.STUDIES`) that any subject under ``<root>/fmri`` has a file
+        for (:func:`dataset_studies`), so a file the other subjects have is never skipped silently; pass
+        ``("friends",)`` to read one on purpose, ``("ood",)`` for the out-of-distribution films.
     max_abs : float
         Largest accepted ``|value|`` (default :data:`FMRI_MAX_ABS`); larger values mean a damaged file.
 
@@ -143,9 +144,9 @@ def load_fmri(
                 notes.append(f"no subject under {root} has a {study} fMRI file; reading {', '.join(studies)} only")
                 logger.warning(notes[-1])
     studies = tuple(studies)
-    unknown = [s for s in studies if s not in layout.STUDIES]
+    unknown = [s for s in studies if s not in layout.FMRI_STUDIES]
     if unknown or not studies:
-        raise ValueError(f"studies must name some of {layout.STUDIES}, got {studies}")
+        raise ValueError(f"studies must name some of {layout.FMRI_STUDIES}, got {studies}")
     paths = {study: layout.fmri_path(root, subject, study) for study in studies}
     if not any(_present(p) for p in paths.values()):
         listed = "\n  ".join(str(p) for p in paths.values())
@@ -880,8 +881,14 @@ def split_runs(
     val_fraction: float = 0.1,
     test_fraction: float = 0.1,
     seed: int = 0,
+    held_out_movies: Mapping[str, Iterable[str]] | None = None,
 ) -> Split:
     """Split runs by episode, stratified by movie (SPEC §9), deterministically.
+
+    With ``held_out_movies`` the split is instead the challenge's (docs/method.md §9): whole movies
+    (:func:`mindlib.layout.movie_of`: a Friends season such as ``"friends-s06"`` or a film such as
+    ``"bourne"``) go to the side that names them, every other run to train; the fractions and the seed are
+    then unused. :data:`OFFICIAL_HELD_OUT` is train s1-s5 + Movie10, validate s6, test s7.
 
     Rule:
 
@@ -904,6 +911,9 @@ def split_runs(
         Fractions of each movie's groups, in ``[0, 1)`` with a sum below 1.
     seed : int
         Shuffling seed.
+    held_out_movies : mapping of {"val", "test"} to iterable of str, optional
+        Movies held out whole, e.g. ``{"val": ["friends-s06"], "test": ["friends-s07"]}``. A named movie
+        with no run here (season 7 of the release has no fMRI) is logged and leaves that side empty.
 
     Returns
     -------
@@ -912,6 +922,8 @@ def split_runs(
     runs = sorted(set(run_names))
     if not runs:
         raise ValueError("split_runs needs at least one run name")
+    if held_out_movies is not None:
+        return _split_by_movie(runs, held_out_movies)
     if not (0 <= val_fraction < 1 and 0 <= test_fraction < 1 and val_fraction + test_fraction < 1):
         raise ValueError(
             f"val_fraction and test_fraction must be in [0, 1) with a sum below 1, got {val_fraction}, {test_fraction}"
@@ -946,6 +958,43 @@ def split_runs(
         for g, members in movie_groups.items():
             out[side[g]].extend(members)
     return Split(**{name: sorted(v) for name, v in out.items()})
+
+
+# The challenge's split on real data: train Friends s1-s5 and Movie10, validate s6, test s7 (where its fMRI is)
+# (docs/method.md §9).
+OFFICIAL_HELD_OUT: dict[str, tuple[str, ...]] = {"val": ("friends-s06",), "test": ("friends-s07",)}
+
+
+def _split_by_movie(runs: list[str], held_out_movies: Mapping[str, Iterable[str]]) -> Split:
+    """Whole movies to val / test as named, the rest to train (see :func:`split_runs`)."""
+    unknown = sorted(set(held_out_movies) - {"val", "test"})
+    if unknown:
+        raise ValueError(f"held_out_movies keys must be 'val' and/or 'test', got {unknown}")
+    side_of: dict[str, str] = {}
+    for name, movies in held_out_movies.items():
+        if isinstance(movies, str):
+            raise ValueError(
+                f"held_out_movies[{name!r}] must be a list of movies, e.g. ['friends-s06'], got {movies!r}"
+            )
+        for movie in movies:
+            season = movie.startswith("friends-s") and movie[9:].isdigit() and len(movie) == 11
+            if not season and not movie.isalpha():
+                raise ValueError(
+                    f"held_out_movies[{name!r}]: {movie!r} is not a movie name as layout.movie_of writes it "
+                    "('friends-s06' for a season, 'bourne' or 'chaplin' for a film)"
+                )
+            if side_of.setdefault(movie, name) != name:
+                raise ValueError(f"movie {movie!r} is held out for both {side_of[movie]!r} and {name!r}")
+    present = {layout.movie_of(r) for r in runs}
+    for movie in sorted(set(side_of) - present):
+        logger.warning(
+            "held_out_movies: no run of %r among the runs (movies present: %s); its side gets none of it",
+            movie, ", ".join(sorted(present)),
+        )
+    out = {name: [] for name in SPLIT_NAMES}
+    for run in runs:
+        out[side_of.get(layout.movie_of(run), "train")].append(run)
+    return Split(**out)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -1079,6 +1128,7 @@ def load_study(
     studies: Sequence[str] | None = None,
     feature_settings: Mapping | None = None,
     allow_stale: bool = False,
+    held_out_movies: Mapping[str, Iterable[str]] | None = None,
 ) -> Study:
     """Load fMRI and one backbone's features into TR-aligned records, with a split.
 
@@ -1121,6 +1171,9 @@ def load_study(
     allow_stale : bool
         Use features whose recorded source files changed or disappeared since (default: refuse, naming
         the file and how to rebuild), and features made with other ``feature_settings``.
+    held_out_movies : mapping, optional
+        Hold out whole seasons or films instead of the random split (:func:`split_runs`), e.g.
+        :data:`OFFICIAL_HELD_OUT`.
 
     Returns
     -------
@@ -1217,7 +1270,7 @@ def load_study(
     all_runs = {r.run for r in records}
     if not all_runs:
         raise ValueError(f"no runs left to load for {subjects} under {root}")
-    split = split_runs(all_runs, val_fraction, test_fraction, split_seed)
+    split = split_runs(all_runs, val_fraction, test_fraction, split_seed, held_out_movies=held_out_movies)
     n_parcels_found = {r.fmri.shape[1] for r in records}
     return Study(
         records=records,

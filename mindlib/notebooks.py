@@ -115,6 +115,11 @@ NOTEBOOKS: tuple[NotebookSpec, ...] = (
         "09_visualisations", "Visualisations", "parcel-wise r maps on the cortex, expert usage vs content, priors",
         {"smoke": {**_SMOKE, "backbones": ["tribe"]}, "demo": {}, "full": _FULL}, ("gate_recovery",),
     ),
+    NotebookSpec(
+        "11_submission", "Submission", "predict the held-out stimuli, write and check the official file, score it",
+        {"smoke": {**_SMOKE, "ensemble_seeds": [1]}, "demo": {}, "full": _FULL},
+        ("single_score", "ensemble_score", "n_episodes"),
+    ),
 )
 
 

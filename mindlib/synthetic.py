@@ -22,6 +22,14 @@ on it by default, so it is built to carry the structure MIND targets (paper §2.
    Glover HRF on the fine grid and averaged within each TR ``[t * tr_s, (t + 1) * tr_s)``. AR(1)
    noise sets the per-parcel noise ceiling (higher in Vis / SomMot, lower in Limbic).
 
+4. **Held-out stimuli.** Like the challenge, each size also has Friends season-7 half-episodes and
+   out-of-distribution film parts (``chaplin1``, ``wot1``; :attr:`SizeSpec.heldout_runs`): features of
+   every backbone, transcripts (none for the silent ``chaplin``) and the target sample numbers
+   ``fmri/sub-0X/target_sample_number/*.npy`` are in the study; their fMRI (same subjects, same noise
+   level) only under ``ground_truth/fmri/`` (:func:`heldout_fmri_root`), the truth a submission is scored
+   against (:mod:`mindlib.submission`). They are made after, and from random streams of their own, so
+   every other array is the same as without them.
+
 Ground-truth conventions
 ------------------------
 - ``clean`` is the noise-free fMRI of each run ``(T, V)``; the file signal is ``clean + noise``.
@@ -80,7 +88,7 @@ BACKBONES: tuple[str, ...] = ("tribe", "imagebind", "qwen")
 FINE_HZ = 10.0  # latent stimulus grid (Hz); an integer multiple of FEATURE_HZ
 LAG_S = DEFAULT_LAG_TRS * TR_S  # 4.47 s, the lag of the ground-truth labels per TR
 GENERATOR = "mindlib.synthetic"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: held-out stimuli (Friends season 7, OOD films) and their hidden fMRI
 ATLAS_SHAPE = (20, 24, 20)  # small labelled volume, 8 mm voxels
 
 # Latent sources: (modality, block, channels). J = 36 channels in all.
@@ -154,6 +162,7 @@ CONTENT_PROBS = {
     "friends": (0.55, 0.05, 0.05, 0.20, 0.15),
     "bourne": (0.20, 0.10, 0.40, 0.15, 0.15),
     "life": (0.25, 0.25, 0.10, 0.05, 0.35),
+    "chaplin": (0.0, 0.35, 0.30, 0.20, 0.15),  # silent film: no dialogue, no words, no transcript
 }
 VOCABULARY = (
     "hey", "you", "know", "what", "okay", "oh", "my", "god", "i", "just", "can't", "believe",
@@ -183,6 +192,10 @@ class SizeSpec:
     imagebind_dim, qwen_dim : int
     missing_runs : dict of str to tuple of str
         Friends half-episodes a subject lacks (mirroring the released data's gaps).
+    heldout_runs : tuple of str
+        The challenge's held-out stimuli (Friends season 7, OOD film parts): features, transcripts and
+        target sample numbers in the study, their fMRI only under ``ground_truth/fmri/``. Not in
+        :attr:`runs`.
     """
 
     friends_runs: tuple[str, ...]
@@ -192,6 +205,7 @@ class SizeSpec:
     imagebind_dim: int
     qwen_dim: int
     missing_runs: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    heldout_runs: tuple[str, ...] = ()
 
     @property
     def runs(self) -> tuple[str, ...]:
@@ -220,6 +234,7 @@ SIZE_SPECS: dict[str, SizeSpec] = {
         imagebind_dim=32,
         qwen_dim=48,
         missing_runs={"sub-02": ("s01e03a",), "sub-05": ("s01e02a", "s01e02b")},
+        heldout_runs=_friends({7: 1}) + ("chaplin1", "chaplin2", "wot1"),
     ),
     "demo": SizeSpec(
         friends_runs=_friends({1: 6})[:12] + _friends({2: 4}),
@@ -229,6 +244,7 @@ SIZE_SPECS: dict[str, SizeSpec] = {
         imagebind_dim=128,
         qwen_dim=192,
         missing_runs={"sub-02": ("s02e04a",), "sub-05": ("s02e01a", "s02e01b")},
+        heldout_runs=_friends({7: 2}) + ("chaplin1", "chaplin2", "mononoke1", "mononoke2", "wot1", "wot2"),
     ),
     "full": SizeSpec(
         friends_runs=_friends({1: 8, 2: 8, 3: 8}),
@@ -247,6 +263,7 @@ SIZE_SPECS: dict[str, SizeSpec] = {
         imagebind_dim=256,
         qwen_dim=384,
         missing_runs={"sub-02": ("s03e08a",), "sub-05": ("s03e01a", "s03e01b")},
+        heldout_runs=_friends({7: 4}) + layout.OOD_RUNS,
     ),
 }
 
@@ -282,6 +299,10 @@ class StudyInfo:
         Length of every run in TRs (repeats of a clip share it).
     h5_keys : dict of str to dict of str to str
         HDF5 dataset key of every run per subject (session prefixes differ across subjects).
+    heldout_n_trs : dict of str to int
+        Target number of TRs of every held-out stimulus (Friends season 7, OOD films): features,
+        transcripts and ``fmri/<subject>/target_sample_number/`` files in the study, fMRI only under
+        ``ground_truth/fmri/`` (:func:`heldout_fmri_root`).
     """
 
     root: Path
@@ -294,6 +315,7 @@ class StudyInfo:
     ground_truth_dir: Path
     n_trs: dict[str, int] = field(default_factory=dict)
     h5_keys: dict[str, dict[str, str]] = field(default_factory=dict)
+    heldout_n_trs: dict[str, int] = field(default_factory=dict)
 
     def summary(self) -> pd.DataFrame:
         """One row per subject and run: study, stimulus, movie, TRs, duration, HDF5 key and file."""
@@ -328,6 +350,7 @@ class StudyInfo:
             "ground_truth_dir": os.path.relpath(self.ground_truth_dir, self.root),
             "n_trs": dict(self.n_trs),
             "h5_keys": {s: dict(k) for s, k in self.h5_keys.items()},
+            "heldout_n_trs": dict(self.heldout_n_trs),
         }
 
     @classmethod
@@ -344,7 +367,16 @@ class StudyInfo:
             ground_truth_dir=root / meta["ground_truth_dir"],
             n_trs={r: int(n) for r, n in meta["n_trs"].items()},
             h5_keys={s: dict(k) for s, k in meta["h5_keys"].items()},
+            heldout_n_trs={r: int(n) for r, n in meta.get("heldout_n_trs", {}).items()},
         )
+
+
+def heldout_fmri_root(root: str | Path) -> Path:
+    """``<root>/ground_truth``: the held-out fMRI of a synthetic study, in the Algonauts layout under it.
+
+    ``ground_truth/fmri/sub-01/func/sub-01_task-ood_..._bold.h5`` (and the Friends file with season 7), so
+    :func:`mindlib.data.load_fmri` reads it as a study root."""
+    return Path(root) / "ground_truth"
 
 
 def study_json_path(root: str | Path) -> Path:
@@ -839,6 +871,21 @@ def _write_all(root: Path, size: str, seed: int) -> StudyInfo:
             f.create_dataset(
                 f"latent_frame/{s}", data=_frames(stim.latent_fine, stim.n_frames).astype(np.float32)
             )
+    # Held-out stimuli, after the others and from their own random streams (so the rest is unchanged):
+    # features, transcripts and target sample numbers in the study, fMRI only as hidden truth below.
+    heldout = {s: int(_rng(seed, "length", size, s).integers(lo, hi + 1)) for s in spec.heldout_runs}
+    heldout_stimuli = {s: _make_stimulus(s, heldout[s], seed, model) for s in heldout}
+    for s, stim in heldout_stimuli.items():
+        if layout.movie_of(s) not in layout.SILENT_MOVIES:
+            path = layout.transcript_path(root, s)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            _transcript(stim).to_csv(path, sep="\t", index=False)
+        for backbone, mods in _backbone_features(stim, model, spec, seed).items():
+            for modality, array in mods.items():
+                np.save(layout.feature_path(root, backbone, modality, s), array)
+    target_sets = {
+        t: {s: n for s, n in heldout.items() if layout.target_set_of(s) == t} for t in layout.TARGET_SETS
+    }
 
     # Subjects: clean responses, noise, fMRI files, atlas, subject-level truth.
     atlas = _atlas_image(_atlas_labels(seed))
@@ -889,6 +936,25 @@ def _write_all(root: Path, size: str, seed: int) -> StudyInfo:
             f.create_dataset("ar1", data=params["ar1"])
         runs_of[subject], keys_of[subject] = runs, keys
 
+        # Held-out stimuli: target sample numbers in the study, fMRI (same noise level) as hidden truth.
+        for target_set, counts in target_sets.items():
+            if counts:
+                tpath = layout.target_samples_path(root, subject, target_set)
+                tpath.parent.mkdir(parents=True, exist_ok=True)
+                np.save(tpath, dict(counts), allow_pickle=True)
+        hidden: dict[str, dict[str, np.ndarray]] = {}
+        for j, r in enumerate(heldout_stimuli):
+            clean = _clean_response(heldout_stimuli[r], params, model)["clean"]
+            noise = _ar1_noise(_rng(seed, "noise", subject, r), heldout[r], params["ar1"])
+            key = layout.h5_key(r, 101 + i + j // 4)
+            hidden.setdefault(layout.study_of(r), {})[key] = (clean + noise_sd * noise).astype(np.float32)
+        for study, datasets in hidden.items():
+            path = layout.fmri_path(heldout_fmri_root(root), subject, study)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with h5py.File(path, "w") as f:
+                for key, x in datasets.items():
+                    f.create_dataset(key, data=x)
+
     np.savez(
         gt_dir / "model.npz",
         mode_maps=model["mode_maps"].astype(np.float32),
@@ -929,6 +995,7 @@ def _write_all(root: Path, size: str, seed: int) -> StudyInfo:
         ground_truth_dir=gt_dir,
         n_trs={r: n_trs[layout.stimulus_of(r)] for r in spec.runs},
         h5_keys=keys_of,
+        heldout_n_trs=heldout,
     )
 
 
@@ -967,7 +1034,8 @@ def make_study(
     size : {"smoke", "demo", "full"}
         ``smoke``: 8 Friends half-episodes + bourne01 + life01 seen twice, ~100 TRs per run, 1000
         parcels, small features (seconds). ``demo``: 20 half-episodes + 4 film runs, ~190 TRs per run
-        (under a minute). ``full``: 48 half-episodes + 8 film runs, ~400 TRs per run.
+        (under a minute). ``full``: 48 half-episodes + 8 film runs, ~400 TRs per run. Held-out stimuli
+        without fMRI in the study: smoke 2 season-7 half-episodes + 3 OOD parts, demo 4 + 6, full 8 + all 12.
     seed : int
         Non-negative seed; the study is a deterministic function of ``(size, seed)``.
     overwrite : bool

@@ -121,3 +121,58 @@ def test_constants():
     for subject, runs in layout.KNOWN_MISSING_RUNS.items():
         assert subject in layout.SUBJECTS
         assert all(layout.study_of(r) == "friends" for r in runs)
+
+
+# --- held-out stimuli of the challenge: Friends season 7 and the OOD films --------------------------------
+
+
+@pytest.mark.parametrize(
+    "run, study, movie, episode, target_set",
+    [
+        ("chaplin1", "ood", "chaplin", "chaplin1", "ood"),
+        ("chaplin2", "ood", "chaplin", "chaplin2", "ood"),
+        ("pulpfiction2", "ood", "pulpfiction", "pulpfiction2", "ood"),
+        ("wot1", "ood", "wot", "wot1", "ood"),
+        ("s07e24d", "friends", "friends-s07", "s07e24", "friends-s7"),
+        ("s06e01a", "friends", "friends-s06", "s06e01", None),
+        ("bourne01", "movie10", "bourne", "bourne01", None),
+    ],
+)
+def test_heldout_names(run, study, movie, episode, target_set):
+    assert layout.study_of(run) == study
+    assert layout.stimulus_of(run) == run
+    assert layout.movie_of(run) == movie
+    assert layout.episode_of(run) == episode
+    assert layout.target_set_of(run) == target_set
+
+
+@pytest.mark.parametrize("run", ["chaplin01", "chaplin", "chaplin0", "Chaplin1", "wot12", "bourne1"])
+def test_bad_ood_names_raise(run):
+    with pytest.raises(ValueError, match="chaplin1"):
+        layout.study_of(run)
+
+
+def test_ood_runs_are_the_twelve_released_parts():
+    assert len(layout.OOD_RUNS) == 12
+    assert {layout.movie_of(r) for r in layout.OOD_RUNS} == set(layout.OOD_MOVIES)
+    assert all(layout.study_of(r) == "ood" for r in layout.OOD_RUNS)
+
+
+def test_heldout_paths():
+    base = ROOT / "stimuli" / "transcripts"
+    assert layout.transcript_path(ROOT, "mononoke1") == base / "ood/mononoke/ood_mononoke1.tsv"
+    assert layout.transcript_path(ROOT, "s07e01a") == base / "friends/s7/friends_s07e01a.tsv"
+    assert layout.stimulus_relpath("chaplin1", ".h5") == Path("ood/chaplin/ood_chaplin1.h5")
+    assert layout.stimulus_relpath("life01_run-2", ".h5") == Path("movie10/life/movie10_life01.h5")
+    assert layout.fmri_path(ROOT, "sub-03", "ood") == ROOT / (
+        "fmri/sub-03/func/sub-03_task-ood_space-MNI152NLin2009cAsym_atlas-Schaefer18_parcel-1000Par7Net_bold.h5"
+    )
+    assert layout.target_samples_path(ROOT, "sub-01", "friends-s7") == ROOT / (
+        "fmri/sub-01/target_sample_number/sub-01_friends-s7_fmri_samples.npy"
+    )
+    assert layout.target_samples_path(ROOT, "sub-05", "ood") == ROOT / (
+        "fmri/sub-05/target_sample_number/sub-05_ood_fmri_samples.npy"
+    )
+    with pytest.raises(ValueError, match="friends-s7"):
+        layout.target_samples_path(ROOT, "sub-01", "s7")
+    assert layout.run_name("ses-001_task-chaplin1") == "chaplin1"

@@ -324,3 +324,37 @@ def test_signal_is_learnable_by_ridge_from_tribe_features(info):
     r = float(np.mean(rs))
     print(f"ridge held-out mean r = {r:.3f}")  # measured 0.27 at seed 0
     assert r > 0.15
+
+
+def test_heldout_stimuli_have_features_targets_and_only_hidden_fmri(info):
+    """Season 7 and the OOD films: everything a submission needs is in the study, their fMRI is not."""
+    from mindlib import data
+
+    spec = synthetic.size_spec("smoke")
+    root = info.root
+    assert set(info.heldout_n_trs) == set(spec.heldout_runs) and not set(spec.heldout_runs) & set(spec.runs)
+    assert {layout.target_set_of(r) for r in spec.heldout_runs} == {"friends-s7", "ood"}
+    for backbone in info.backbones:
+        store = data.FeatureStore(root, backbone)
+        for stimulus, n_trs in info.heldout_n_trs.items():
+            for m in store.modalities:
+                assert store.load(stimulus, m).shape[0] == int(np.ceil(round(n_trs * TR_S * FEATURE_HZ, 6)))
+    for stimulus, n_trs in info.heldout_n_trs.items():
+        silent = layout.movie_of(stimulus) in layout.SILENT_MOVIES
+        assert layout.transcript_path(root, stimulus).exists() != silent
+        if not silent:
+            assert len(_transcript(layout.transcript_path(root, stimulus))) == n_trs
+    hidden = synthetic.heldout_fmri_root(root)
+    for subject in info.subjects:
+        for target_set in layout.TARGET_SETS:
+            counts = np.load(layout.target_samples_path(root, subject, target_set), allow_pickle=True).item()
+            assert counts == {r: n for r, n in info.heldout_n_trs.items() if layout.target_set_of(r) == target_set}
+        in_study = data.load_fmri(root, subject)
+        assert not set(in_study) & set(spec.heldout_runs)
+        assert not layout.fmri_path(root, subject, "ood").exists()
+        truth = data.load_fmri(hidden, subject, studies=("friends", "ood"))
+        assert {r: y.shape for r, y in truth.items()} == {r: (n, layout.N_PARCELS) for r, n in info.heldout_n_trs.items()}
+    # the training split never sees them
+    study = data.load_study(root, "qwen")
+    seen = {r for name in ("train", "val", "test") for r in getattr(study.split, name)}
+    assert seen == set(spec.runs) and all(layout.target_set_of(r) is None for r in seen)
