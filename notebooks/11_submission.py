@@ -8,6 +8,10 @@
 #       format_name: percent
 #       format_version: '1.3'
 #       jupytext_version: 1.19.6
+#   kernelspec:
+#     display_name: Python 3 (ipykernel)
+#     language: python
+#     name: python3
 # ---
 
 # %% [markdown]
@@ -18,8 +22,8 @@
 # official metric against the held-out fMRI, single model vs ensemble
 #
 # **Time** per study size: the notebook map in the README (measured on 2 CPU cores)
-# **Writes** `results/submission/fmri_predictions_{friends_s7,ood}.{npy,zip}`, `results/11_submission.json`,
-# `figures/11_local_score.png`
+# **Writes** `runs/<size>/results/submission/fmri_predictions_{friends_s7,ood}.{npy,zip}`,
+# `runs/<size>/results/11_submission.json`, `runs/<size>/figures/11_local_score.png`
 #
 # The challenge withholds the fMRI of Friends season 7 and of six out-of-distribution films (`chaplin1`,
 # `wot2`, ...): a team predicts them from features alone. The synthetic study holds those stimuli too
@@ -30,14 +34,17 @@
 # %% tags=["parameters"]
 dataset: str = "synthetic"  # "synthetic" | path to an Algonauts 2025 folder
 size: str = "demo"  # synthetic study size: "smoke" | "demo" | "full"
-model_path: str = "../results/models/06_train_mind.pt"  # decoder saved by notebook 06 (experiment.save)
+features_root: str = ""  # empty: <dataset>/features; else a folder of feature stores
+model_path: str = "runs/{size}/results/models/06_train_mind.pt"  # decoder saved by notebook 06 (experiment.save)
 ensemble_seeds: list = [1, 2]  # extra seeds trained here with the model's config and learning rate; [] skips
 target_sets: list = ["friends-s7", "ood"]  # "friends-s7" (phase 1) and/or "ood" (phase 2)
-out_dir: str = "../results/submission"  # where the .npy and .zip files go
-results_dir: str = "../results"  # where the results file goes
-fig_dir: str = "../figures"  # empty string: show figures, save none
+out_dir: str = "runs/{size}/results/submission"  # where the .npy and .zip files go (relative: from the repository)
+results_dir: str = "runs/{size}/results"  # results file (relative paths are taken from the repository root)
+fig_dir: str = "runs/{size}/figures"  # figures ("figures" is the committed set); empty string: save none
+solutions: bool = False  # run the solutions of the "Try it" exercises at the end
 
 # %%
+__import__("mindlib.params").params.check_parameters(globals())  # types as declared above
 import json
 import time
 from dataclasses import replace
@@ -49,8 +56,9 @@ import pandas as pd
 
 from mindlib import experiment, layout, plotting, project, submission, synthetic
 
+results_dir, fig_dir = project.output_dir(results_dir, size), project.output_dir(fig_dir, size)
+out_dir, model_path = project.output_dir(out_dir, size), project.output_dir(model_path, size)
 root = project.resolve_dataset(dataset, size=size, seed=0)
-model_path = Path(model_path)
 
 # %% [markdown]
 # ## 1. What must be predicted
@@ -72,7 +80,7 @@ pd.Series(targets[target_sets[0]][layout.SUBJECTS[0]], name="target TRs").to_fra
 # validation; their predictions are averaged TR by TR.
 
 # %%
-study, models, configs = submission.load_models([model_path], root)
+study, models, configs = submission.load_models([model_path], root, features_root=features_root)
 config = configs[0]
 print(study)
 # notebook 06's results file beside the model (results/<stem>.json, or results/runs/<tag>.json in fan-outs)
@@ -165,7 +173,7 @@ print(f"local score: single model {overall('single')}, ensemble of {len(models)}
 
 # %% [markdown]
 # ## Summary
-# The files under `results/submission/` are what the challenge site takes. On the synthetic study the local
+# The files under `runs/<size>/results/submission/` are what the challenge site takes. On the synthetic study the local
 # score says how well the decoder generalises to stimuli it never saw, on the metric the challenge uses; compare
 # the single model with the ensemble per movie above before deciding whether extra seeds are worth their time.
 
@@ -189,3 +197,40 @@ results = {
 }
 project.write_results("11_submission", results, results_dir)
 {k: v for k, v in results.items() if k not in ("per_movie", "files")}
+
+# %% [markdown]
+# ## Try it
+# Each solution is the cell below its question; it runs when the parameter `solutions` is `True` (set it in
+# the parameters cell, or `-p solutions True` with papermill).
+
+# %% [markdown]
+# **1.** The scorer rejects a submission with one episode missing. Drop an episode of one subject from the
+# ensemble's predictions and see what `submission.check_submission` says.
+
+# %% tags=["solution", "hide-cell"]
+if solutions:
+    t = target_sets[0]
+    broken = {s: dict(eps) for s, eps in ensemble[t].items()}
+    subject = layout.SUBJECTS[0]
+    dropped = sorted(broken[subject])[0]
+    del broken[subject][dropped]
+    try:
+        submission.check_submission(broken, targets[t])
+    except ValueError as err:
+        print(f"rejected: {err}")
+
+# %% [markdown]
+# **2.** How much do the first and last 5 TRs matter? Score the ensemble's predictions of one movie with
+# `scipy.stats.pearsonr` per parcel on all TRs, and compare with the official score (which drops them).
+
+# %% tags=["solution", "hide-cell"]
+if solutions and scores:
+    from mindlib import metrics
+
+    t = next(t for (t, n) in scores)
+    truth = submission.load_heldout_fmri(fmri_root, targets[t])
+    subject = next(iter(truth))
+    episode = sorted(truth[subject])[0]
+    y, yhat = truth[subject][episode], ensemble[t][subject][episode]
+    print(f"{subject} {episode}: r on every TR = {np.nanmean(metrics.pearson_r(yhat, y)):.3f}, "
+          f"without 5 TRs at each end = {np.nanmean(metrics.pearson_r(yhat[5:-5], y[5:-5])):.3f}")
