@@ -26,7 +26,7 @@ DPI = 200  # resolution of saved PNGs
 def schaefer_fsaverage5() -> dict:
     """Schaefer-1000 labels on fsaverage5: ``left``/``right`` (10242,) ints in 1..1000 (0 = medial wall),
     ``names`` (1000,), ``networks`` (1000,) network of each parcel."""
-    with files("mindlib").joinpath("data/schaefer1000_7n_fsaverage5.npz").open("rb") as fh:
+    with files("mindlib").joinpath("atlas/schaefer1000_7n_fsaverage5.npz").open("rb") as fh:
         z = np.load(fh, allow_pickle=False)
         out = {k: z[k] for k in z.files}
     out["networks"] = np.array([str(n).split("_")[2] for n in out["names"]])

@@ -406,7 +406,7 @@ def read_study_info(root: str | Path) -> StudyInfo:
 
 @lru_cache(maxsize=1)
 def _parcel_table() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    with files("mindlib").joinpath("data", "schaefer1000_7n_fsaverage5.npz").open("rb") as fh:
+    with files("mindlib").joinpath("atlas", "schaefer1000_7n_fsaverage5.npz").open("rb") as fh:
         names = np.load(fh)["names"].astype(str)
     parts = np.char.split(names, "_")
     hemispheres = np.array([p[1] for p in parts])
