@@ -90,6 +90,172 @@ def match_experts(learned: np.ndarray, true: np.ndarray) -> tuple[np.ndarray, fl
     return corr, recovery
 
 
+@torch.no_grad()
+def subject_logits(model: torch.nn.Module) -> np.ndarray:
+    """Each subject's effective prior, the logit offset ``g + B_s + W_r e_s + b_r`` of its routing, ``(S, E)``.
+
+    See :meth:`mindlib.sadgate.SADGate.subject_logits`: in mode "both" ``B_s`` and ``W_r e_s`` route only
+    through their sum, so this (not ``softmax(g + B_s)`` alone) is what a subject's routing prefers.
+    """
+    return model.gate.subject_logits().cpu().numpy()
+
+
+def mean_routing(gates: Sequence[np.ndarray], records: Sequence) -> tuple[np.ndarray, list[str]]:
+    """Mean gate weight of each expert per subject over the valid TRs of its runs.
+
+    Parameters
+    ----------
+    gates : list of ndarray of shape (T, E)
+        :func:`gate_runs` of ``records``.
+    records : list of RunRecord
+
+    Returns
+    -------
+    usage : ndarray of shape (S, E)
+        Rows in the order subjects first appear in ``records``.
+    subjects : list of str
+    """
+    if len(gates) != len(records):
+        raise ValueError(f"mean_routing: {len(gates)} gate arrays for {len(records)} records")
+    subjects = list(dict.fromkeys(r.subject for r in records))
+    rows = []
+    for s in subjects:
+        G = np.concatenate([g[np.asarray(r.valid, bool)] for g, r in zip(gates, records) if r.subject == s])
+        rows.append(G.mean(0))
+    return np.array(rows), subjects
+
+
+def match_modes(corr: np.ndarray) -> np.ndarray:
+    """One distinct expert per true mode, maximising the summed correlation (Hungarian matching).
+
+    Parameters
+    ----------
+    corr : ndarray of shape (M, E), M <= E
+        ``corr[m, e]`` = r(true mode m's gate, expert e's weight) (:func:`match_experts`); NaN counts as -1.
+
+    Returns
+    -------
+    expert : ndarray of shape (M,), int
+        The expert matched to each true mode (``scipy.optimize.linear_sum_assignment``).
+    """
+    from scipy.optimize import linear_sum_assignment
+
+    M, E = corr.shape
+    if M > E:
+        raise ValueError(f"match_modes: {M} true modes but only {E} experts; one expert per mode is needed")
+    rows, cols = linear_sum_assignment(np.nan_to_num(corr, nan=-1.0), maximize=True)
+    return cols[np.argsort(rows)]
+
+
+def within_run_correlation(learned: Sequence[np.ndarray], true: Sequence[np.ndarray],
+                           valid: Sequence[np.ndarray]) -> np.ndarray:
+    """r(true mode gate, learned expert weight) over time, each run centred first, ``(M, E)``.
+
+    Centring every run removes each subject's (and run's) mean routing, so matching experts to modes with
+    this matrix does not look at the subject structure the match is then used to score.
+    """
+    def centred(arrays):
+        return np.concatenate([a[np.asarray(v, bool)] - a[np.asarray(v, bool)].mean(0) for a, v in zip(arrays, valid)])
+
+    corr, _ = match_experts(centred(learned), centred(true))
+    return corr
+
+
+def subject_structure(learned: np.ndarray, true: np.ndarray, expert: np.ndarray) -> np.ndarray:
+    """How well a learned per-subject quantity follows the true one across matched modes, one r per subject.
+
+    Both are centred over subjects (each mode's population mean removed: what is left is how subjects
+    differ), the learned one read at the expert matched to each mode; the score of subject s is the Pearson
+    r over the M modes between its learned and true deviations.
+
+    Parameters
+    ----------
+    learned : ndarray of shape (S, E)
+        E.g. :func:`subject_logits`, or the log of :func:`mean_routing`.
+    true : ndarray of shape (S, M)
+        E.g. the synthetic truth's ``mode_bias`` of each subject (same subject order).
+    expert : ndarray of shape (M,), int
+        :func:`match_modes`.
+
+    Returns
+    -------
+    r : ndarray of shape (S,)
+        NaN for a subject whose deviations are constant.
+    """
+    if learned.shape[0] != true.shape[0] or len(expert) != true.shape[1]:
+        raise ValueError(f"subject_structure: learned {learned.shape}, true {true.shape}, {len(expert)} matched experts")
+    a = learned[:, expert]
+    a = a - a.mean(0)
+    b = true - true.mean(0)
+    return metrics.pearson_r(a.T, b.T)
+
+
+def subject_routing(model: torch.nn.Module, root, records: Sequence, window: int = 100) -> dict:
+    """A trained MIND's subject structure, scored against the synthetic truth after matching experts to modes.
+
+    1. gates over whole ``records`` (:func:`gate_runs`); experts matched one-to-one to the true response
+       modes by :func:`match_modes` on the within-run correlation of gate weights over time
+       (:func:`within_run_correlation`, blind to subject offsets);
+    2. each subject's effective prior (:func:`subject_logits`) against its true ``mode_bias`` and its log mean
+       routing (:func:`mean_routing`) against the log of its true mean gate, both by :func:`subject_structure`.
+
+    Parameters
+    ----------
+    model : MIND
+    root : path
+        A synthetic study (its ``ground_truth/``).
+    records : list of RunRecord
+        Runs of every subject the model has a slot for (``subject_index`` = its slot), e.g. the val split.
+    window : int
+        Prediction window (as in training).
+
+    Returns
+    -------
+    dict
+        ``subjects`` (S,), ``expert_of_mode`` (M,), ``mode_names``, ``corr`` (M, E) within-run r,
+        ``logits`` (S, E) effective priors, ``usage`` (S, E) mean routing, ``true_bias`` (S, M),
+        ``true_usage`` (S, M), ``prior_r`` / ``usage_r``: {subject: r}, their means ``prior_r_mean`` and
+        ``usage_r_mean``, and ``logit_spread``: std over subjects of the centred effective prior, mean over
+        experts (how far subjects are apart), with its parts ``bias_spread`` (``B_s``) and
+        ``embedding_spread`` (``W_r e_s``).
+    """
+    from mindlib import synthetic
+
+    records = list(records)
+    gates = gate_runs(model, records, window=window)
+    usage, subjects = mean_routing(gates, records)
+    slot = {r.subject: int(r.subject_index) for r in records}
+    truth = synthetic.load_ground_truth(root, subjects=subjects)
+    true_gates = [truth["subjects"][r.subject]["gates_tr"][r.run] for r in records]
+    corr = within_run_correlation(gates, true_gates, [r.valid for r in records])
+    expert = match_modes(corr)
+    true_usage, _ = mean_routing(true_gates, records)
+    true_bias = np.array([truth["subjects"][s]["mode_bias"] for s in subjects])
+    logits = subject_logits(model)[[slot[s] for s in subjects]]
+    prior_r = subject_structure(logits, true_bias, expert)
+    usage_r = subject_structure(np.log(np.clip(usage, 1e-6, None)), np.log(true_usage), expert)
+    gate = model.gate
+    with torch.no_grad():
+        idx = torch.tensor([slot[s] for s in subjects])
+        bias = gate.subject_bias[idx].cpu().numpy()
+        emb = (gate.subject_embedding.weight[idx] @ gate.router.weight.T).cpu().numpy()
+    if not gate.config.router_subject:
+        emb = np.zeros_like(emb)
+
+    def spread(a):
+        a = a - a.mean(1, keepdims=True)
+        return float(a.std(0).mean())
+
+    with np.errstate(all="ignore"):
+        return {
+            "subjects": subjects, "expert_of_mode": expert, "mode_names": list(truth["mode_names"]), "corr": corr,
+            "logits": logits, "usage": usage, "true_bias": true_bias, "true_usage": true_usage,
+            "prior_r": dict(zip(subjects, map(float, prior_r))), "usage_r": dict(zip(subjects, map(float, usage_r))),
+            "prior_r_mean": float(np.nanmean(prior_r)), "usage_r_mean": float(np.nanmean(usage_r)),
+            "logit_spread": spread(logits), "bias_spread": spread(bias), "embedding_spread": spread(emb),
+        }
+
+
 def speech_labels(root, record, tr_s: float = align.TR_S, lag_trs: float = align.DEFAULT_LAG_TRS) -> np.ndarray:
     """1 where the stimulus window read by a TR (at the lag) contains a spoken word, else 0: ``(T,)`` ints.
 

@@ -340,7 +340,7 @@ def calibrate_subject(
     Returns
     -------
     nn.Module
-        The same model object.
+        The same model object, in eval mode.
     """
     config = CALIBRATION_CONFIG if config is None else config
     if not minutes >= 0 or math.isinf(minutes):
@@ -385,7 +385,6 @@ def calibrate_subject(
     model.to(device)
     subject_params = list(model.subject_parameters())  # .to() keeps Parameter objects, but be safe
     requires_grad = {name: p.requires_grad for name, p in model.named_parameters()}
-    was_training = model.training
     for p in model.parameters():
         p.requires_grad_(False)
     hooks, frozen = [], []
@@ -422,8 +421,7 @@ def calibrate_subject(
             handle.remove()
         for name, p in model.named_parameters():
             p.requires_grad_(requires_grad.get(name, True))
-        model.train(was_training)
-    return model
+    return model.eval()  # a fitted model is handed back ready for inference, as train.fit does
 
 
 def few_shot_curve(

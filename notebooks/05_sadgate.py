@@ -51,13 +51,15 @@ torch.manual_seed(seed)
 
 # %% [markdown]
 # ## 1–3. One token, by hand
-# A gate for 2 subjects and 4 experts; we give subject 1 a strong preference for expert 3 and compare
-# the gate's decision with the formula computed in numpy.
+# A gate for 2 subjects and 4 experts; we give the population a mild preference (global logits $g$, which
+# start at 0 in a fresh gate, so we set them here for the check to cover them), subject 1 a strong
+# preference for expert 3, and compare the gate's decision with the formula computed in numpy.
 
 # %%
 cfg = sadgate.SADGateConfig(d_model=6, n_subjects=2, n_experts=4, top_k=2)
 gate = sadgate.SADGate(cfg)
 with torch.no_grad():
+    gate.global_logits.copy_(torch.tensor([0.5, -0.3, 0.0, 0.2]))
     gate.subject_bias[1, 3] = 2.0
 x = torch.randn(1, 1, 6)  # (B, T, d): one token
 for s in (0, 1):
@@ -67,7 +69,7 @@ for s in (0, 1):
     logits = W_r @ (x[0, 0].numpy() + e_s) + b_r
     p = np.exp(logits - logits.max())
     p /= p.sum()
-    prior = np.exp(gate.subject_bias[s].detach().numpy())
+    prior = np.exp(gate.global_logits.detach().numpy() + gate.subject_bias[s].detach().numpy())  # softmax(g + B_s)
     prior /= prior.sum()
     m = p * prior
     keep = np.argsort(m)[-cfg.top_k:]
@@ -143,10 +145,12 @@ plotting.save_figure(fig, "05_priors_usage", fig_dir)
 # the balance loss keeps experts in use. Notebook 09 compares learned experts with the true response modes.
 
 # %%
+model.eval()  # train.fit hands the model back in eval mode; said here too: the balance of the gate as used, no dropout
 with torch.no_grad():
     sample = next(iter(torch.utils.data.DataLoader(data.WindowDataset(val), batch_size=4, collate_fn=data.collate_windows)))
-    bal = float(sadgate.balance_loss(model(sample["features"], sample["subject"]).gate).item())
-results = {"active_experts_per_token": active, "balance_loss": bal, "val_r": result.summary()["val_r"],
-           "prior_spread": float(priors.std(0).mean())}
+    sample_gate = model(sample["features"], sample["subject"]).gate
+    bal = {kind: float(sadgate.balance_loss(sample_gate, kind=kind).item()) for kind in sadgate.BALANCES}
+results = {"active_experts_per_token": active, "balance_loss": bal[model.config.balance], "balance_loss_by_kind": bal,
+           "val_r": result.summary()["val_r"], "prior_spread": float(priors.std(0).mean())}
 project.write_results("05_sadgate", results, results_dir)
 results

@@ -60,6 +60,7 @@ def test_save_and_load_reproduce_predictions(study, tmp_path):
     experiment.save(res, tmp_path / "m.pt")
     model, cfg = experiment.load(tmp_path / "m.pt", study)
     assert cfg == res.config
+    assert not res.model.training and not model.training  # both handed back in eval mode
     val = study.select("val")[:1]
     np.testing.assert_allclose(train.predict_runs(model, val)[0], train.predict_runs(res.model, val)[0], atol=1e-6)
     with pytest.raises(ValueError, match="holds a 'qwen' model"):

@@ -53,6 +53,7 @@ def test_loso_end_to_end(splits):
     assert result.scores["pearson"]["mean"] > 0.5  # shared W: the population slot generalises
     assert set(result.trained_scores["pearson"]["per_subject"]) == {"sub-01", "sub-03"}
     assert len(result.train_result.history) == CFG.epochs
+    assert not any(m.training for m in result.model.modules())  # handed back in eval mode
     with pytest.raises(ValueError, match="sub-09"):
         isg.loso(lambda n: TinyDecoder(n_subjects=n), splits, held_out="sub-09", config=CFG)
 
@@ -97,6 +98,7 @@ def test_calibrate_subject_changes_only_the_new_rows(splits):
     loss_before = _calib_loss(model, calib, new)
     out = isg.calibrate_subject(model, new, calib, minutes=1.0, config=CALIB)
     assert out is model
+    assert not any(m.training for m in model.modules())  # handed back in eval mode
     _check_only_row_changed(model, before, {"subject_gain", "subject_bias"}, new)
     assert {name: p.requires_grad for name, p in model.named_parameters()} == grads_before
     assert _calib_loss(model, calib, new) < loss_before
@@ -145,7 +147,9 @@ def test_calibrate_mind_touches_only_the_new_subject():
     model = models.build_model(
         "mind", AFIREConfig(modalities=MODALITIES, d_model=8), n_subjects=2, n_parcels=V, n_experts=4
     )
+    model.eval()
     new = model.add_subject()
+    assert not any(m.training for m in model.modules())  # the new embedding keeps the model's mode
     subject_ids = {id(p) for p in model.subject_parameters()}
     names = {name for name, p in model.named_parameters() if id(p) in subject_ids}
     assert names, "MIND exposes its subject parameters"
