@@ -128,6 +128,14 @@ class ExperimentResult:
         with np.errstate(all="ignore"):
             return np.nanmean([np.nanmean(v, axis=0) for v in by_subject.values()], axis=0)
 
+    def per_run_r(self, split: Literal["val", "test"] = "test") -> dict[str, float]:
+        """Pearson r of each scored run (mean over parcels), ``{"subject/run": r}``: the paired units of
+        :func:`mindlib.stats.compare` ({} when the split was not scored)."""
+        scores = self.test if split == "test" else self.val
+        if scores is None:
+            return {}
+        return {f"{subject}/{run}": float(r) for (subject, run), r in scores["pearson"]["per_run"].items()}
+
     def summary(self) -> dict:
         """Key numbers for results files and tables."""
         out = {

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from mindlib import stats
 from mindlib.project import repo_root
 
 # Paper Table 1 (validation r / ISG), quoted for comparison; the paper's split is not ours.
@@ -59,9 +60,39 @@ def read_cells(results: Path) -> pd.DataFrame:
     return pd.read_csv(path) if path.exists() else pd.DataFrame()
 
 
-def table1_markdown(cells: pd.DataFrame) -> str | None:
+def read_per_run(results: Path, cells: pd.DataFrame, metric: str = "test_r") -> dict[tuple[str, str], dict]:
+    """Per-run scores of every Table 1 cell, ``{(backbone, decoder): {seed: {"subject/run": r}}}``.
+
+    Read from the results file notebook 06 wrote for the cell (``runs/<backbone>-<decoder>-<mode>-s<seed>.json``,
+    key ``<split>_per_run_r``); cells without one (results of an older run) are left out.
+    """
+    key = f"{metric.removesuffix('_r')}_per_run_r"
+    out: dict[tuple[str, str], dict] = {}
+    if cells.empty:
+        return out
+    for row in cells.itertuples(index=False):
+        mode = getattr(row, "mode", "both")
+        mode = "both" if mode != mode else mode  # NaN for decoders without a router
+        run = _read(results / "runs", f"{row.backbone}-{row.decoder}-{mode}-s{int(row.seed)}")
+        if run and run.get(key):
+            out.setdefault((row.backbone, row.decoder), {})[int(row.seed)] = run[key]
+    return out
+
+
+def mind_difference(per_run: dict, over: str) -> dict[str, stats.PairedDifference]:
+    """MIND minus ``over`` per backbone, paired over runs × subjects and seeds (:func:`mindlib.stats.compare`),
+    from :func:`read_per_run`'s scores; backbones lacking either decoder's per-run scores are left out."""
+    out = {}
+    for b in dict.fromkeys(k[0] for k in per_run):
+        if (b, "mind") in per_run and (b, over) in per_run:
+            out[b] = stats.compare(per_run[(b, "mind")], per_run[(b, over)])
+    return out
+
+
+def table1_markdown(cells: pd.DataFrame, per_run: dict | None = None) -> str | None:
     """Table 1 with the paper's r and ISG beside ours (means over seeds) from :func:`read_cells`'s cells;
-    None when there are none."""
+    None when there are none. With ``per_run`` (:func:`read_per_run` of test r) a last column gives MIND minus
+    the row's decoder on test r, paired over runs and seeds, with its 95 % bootstrap interval."""
     if cells.empty:
         return None
     cols = [c for c in ("val_r", "val_spearman", "val_r2", "test_r", "isg_r") if c in cells]
@@ -74,12 +105,23 @@ def table1_markdown(cells: pd.DataFrame) -> str | None:
         m, sd = mean.loc[key, col], std.loc[key, col]
         return _fmt(m) if sd != sd or _fmt(m) == "–" else f"{_fmt(m)} ± {sd:.3f}"
 
-    lines = ["| backbone | decoder | paper r | paper ISG | our val r | our val ρ | our val R² | our test r | our ISG | seeds |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+    diffs = {over: mind_difference(per_run, over) for over in dict.fromkeys(k[1] for k in per_run)} if per_run else {}
+
+    def diff(key):  # MIND minus this row's decoder, test r, with its interval
+        d = diffs.get(key[1], {}).get(key[0])
+        return "–" if d is None or key[1] == "mind" else d.interval() + (" *" if d.excludes_zero else "")
+
+    lines = ["| backbone | decoder | paper r | paper ISG | our val r | our val ρ | our val R² | our test r | our ISG | seeds |"
+             + (" MIND − this, test r |" if diffs else ""),
+             "|---|---|---|---|---|---|---|---|---|---|" + ("---|" if diffs else "")]
     for key in mean.index:
         pr, pi = PAPER_TABLE1.get(key, (None, None))
         ours = " | ".join(cell(key, c) for c in ("val_r", "val_spearman", "val_r2", "test_r", "isg_r"))
-        lines.append(f"| {key[0]} | {key[1]} | {_fmt(pr)} | {_fmt(pi)} | {ours} | {n[key]} |")
+        lines.append(f"| {key[0]} | {key[1]} | {_fmt(pr)} | {_fmt(pi)} | {ours} | {n[key]} |" + (f" {diff(key)} |" if diffs else ""))
+    if diffs:
+        lines += ["", "MIND − this: mean paired difference in test r over the scored runs × subjects (and seeds), "
+                  "95 % percentile bootstrap interval resampling runs and seeds (`mindlib.stats`); * = the interval "
+                  "excludes 0."]
     return "\n".join(lines)
 
 
@@ -102,7 +144,7 @@ def build_report(results_dir: str | Path | None = None) -> str:
            f"(`{results.name}/`; synthetic study size: {', '.join(sorted(s for s in sizes if s)) or 'unknown'}). "
            "The paper's numbers are on real Algonauts 2025 data with its own split; ours are on the data the "
            "notebooks were pointed at. Compare orderings and gaps, not absolute values.", ""]
-    t1 = table1_markdown(cells)
+    t1 = table1_markdown(cells, read_per_run(results, cells, "test_r"))
     out += ["## Table 1: decoders × backbones", "",
             t1 or "_not run yet: execute notebook 08 (make demo)_", ""]
     if "fir_lags_trs" in cells:
@@ -117,7 +159,9 @@ def build_report(results_dir: str | Path | None = None) -> str:
         ("ridge", "test_r", "(beyond the paper) MIND against FIR ridge, the classical encoding model (test r)"),
     ):
         if gains := mind_gain(cells, over, metric):
-            claims.append((claim, ", ".join(f"{b}: {g:+.3f}" for b, g in gains.items())))
+            paired = mind_difference(read_per_run(results, cells, metric), over)
+            claims.append((claim, ", ".join(f"{b}: {g:+.3f}" + (f"; paired over runs {paired[b].claim('MIND', over)}"
+                                                                  if b in paired else "") for b, g in gains.items())))
     isg = _read(results, "07_isg")
     if isg:
         claims.append(("MIND generalises better to an unseen subject (paper ISG +0.054 to +0.065)",
@@ -195,7 +239,8 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.output) if args.output else repo_root() / "papers" / "reproduction.md"
     out.write_text(text)
     results = Path(args.results_dir) if args.results_dir else repo_root() / "results"
-    t1 = table1_markdown(read_cells(results))
+    cells = read_cells(results)
+    t1 = table1_markdown(cells, read_per_run(results, cells, "test_r"))
     readme = repo_root() / "README.md"
     if t1:
         update_readme_block(readme, "results", t1 + "\n\nFull report: `papers/reproduction.md`.")
