@@ -256,6 +256,74 @@ def subject_routing(model: torch.nn.Module, root, records: Sequence, window: int
         }
 
 
+PARAMETRISATIONS = {  # MIND variants notebook 05 compares (ExperimentConfig overrides)
+    "e_s on router, ‖B‖² penalised (default)": {},
+    "no e_s on router (B_s only)": {"router_subject": False},
+    "B_s unpenalised (λ2 = 0)": {"lambda_bias": 0.0},
+    "balance = importance": {"balance": "importance"},
+}
+
+
+def compare_parametrisations(study, root, config, variants: dict | None = None, seeds=(0,)):
+    """Train MIND once per variant and seed; accuracy and subject-structure recovery side by side.
+
+    Parameters
+    ----------
+    study : Study
+        A synthetic study (scored against its ground truth).
+    root : path
+        Its root.
+    config : ExperimentConfig
+        The MIND run every variant starts from (epochs, grid, sizes).
+    variants : dict name -> dict of ExperimentConfig overrides
+        Default :data:`PARAMETRISATIONS`.
+    seeds : sequence of int
+
+    Returns
+    -------
+    DataFrame
+        One row per (variant, seed): ``val_r``, ``test_r``, ``prior_r_mean``, ``usage_r_mean``, ``logit_spread``,
+        ``bias_spread``, ``embedding_spread`` (:func:`subject_routing` on the validation runs), ``balance_switch``
+        and ``balance_importance`` (both balance losses of the trained gate over the validation runs).
+    """
+    from dataclasses import replace
+
+    import pandas as pd
+
+    from mindlib import experiment, sadgate
+
+    rows = []
+    val = study.select("val")
+    for name, overrides in (variants or PARAMETRISATIONS).items():
+        for seed in seeds:
+            res = experiment.run(study, replace(config, decoder="mind", seed=seed, **overrides))
+            rr = subject_routing(res.model, root, val, window=config.window)
+            bal = balance_over_runs(res.model, val, window=config.window)
+            rows.append({"variant": name, "seed": seed, "val_r": res.summary()["val_r"], "test_r": res.summary().get("test_r"),
+                         **{k: rr[k] for k in ("prior_r_mean", "usage_r_mean", "logit_spread", "bias_spread", "embedding_spread")},
+                         **{f"balance_{k}": bal[k] for k in sadgate.BALANCES}})
+    return pd.DataFrame(rows)
+
+
+@torch.no_grad()
+def balance_over_runs(model: torch.nn.Module, records: Sequence, window: int = 100) -> dict[str, float]:
+    """Both balance losses (:func:`mindlib.sadgate.balance_loss`) of a gate over every TR of whole runs, in eval mode.
+
+    Reads the router probabilities over the covering windows of :func:`gate_runs` (overlaps averaged) and
+    takes the load from the K largest window-averaged gate weights of each TR.
+    """
+    from mindlib import sadgate
+
+    probs = train.predict_runs(model, records, window=window, output=lambda out: out.gate.router_probs)
+    weights = gate_runs(model, records, window=window)
+    P = torch.as_tensor(np.concatenate([p[np.asarray(r.valid, bool)] for p, r in zip(probs, records)]))[None]
+    W = torch.as_tensor(np.concatenate([w[np.asarray(r.valid, bool)] for w, r in zip(weights, records)]))[None]
+    K = model.gate.config.top_k
+    idx = W.topk(K, dim=-1).indices
+    gate = sadgate.GateOutput(W, P, P[:, 0], idx, W.gather(-1, idx))
+    return {kind: float(sadgate.balance_loss(gate, kind=kind)) for kind in sadgate.BALANCES}
+
+
 def speech_labels(root, record, tr_s: float = align.TR_S, lag_trs: float = align.DEFAULT_LAG_TRS) -> np.ndarray:
     """1 where the stimulus window read by a TR (at the lag) contains a spoken word, else 0: ``(T,)`` ints.
 

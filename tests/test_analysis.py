@@ -89,3 +89,83 @@ def test_without_modalities_equals_an_explicit_mask():
         analysis.WithoutModalities(model, ["c"])
     with pytest.raises(ValueError, match="at least one modality"):
         analysis.WithoutModalities(model, ["a", "b"])
+
+
+def _softmax(z):
+    e = np.exp(z - z.max(-1, keepdims=True))
+    return e / e.sum(-1, keepdims=True)
+
+
+@pytest.mark.parametrize("mode", ["both", "token", "prior"])
+def test_subject_logits_are_the_offset_that_routes(mode):
+    """Renorm(TopK(softmax(W_r(x + e_s) + b_r) ⊙ softmax(g + B_s))) = Renorm(TopK(softmax(W_r x + o_s))) in numpy."""
+    from mindlib.sadgate import SADGate, SADGateConfig
+
+    torch.manual_seed(1)
+    gate = SADGate(SADGateConfig(d_model=6, n_subjects=3, n_experts=5, top_k=2, mode=mode, prior_top_k=True))
+    with torch.no_grad():
+        gate.global_logits.normal_()
+        gate.subject_bias.normal_()
+        gate.subject_embedding.weight.normal_()
+    o = analysis.subject_logits(SimpleModel(gate))  # (S, E)
+    x = torch.randn(3, 4, 6)
+    subject = torch.tensor([0, 1, 2])
+    out = gate(x, subject)
+    W = gate.router.weight.detach().numpy()
+    token = np.zeros((3, 4, 5)) if mode == "prior" else x.numpy() @ W.T  # (B, T, E): the router's own part
+    scores = _softmax(token + o[subject.numpy()][:, None, :])
+    keep = np.argsort(-scores, -1)[..., :2]
+    w = np.zeros_like(scores)
+    np.put_along_axis(w, keep, np.take_along_axis(scores, keep, -1), -1)
+    np.testing.assert_allclose(out.weights.detach().numpy(), w / w.sum(-1, keepdims=True), rtol=1e-5, atol=1e-6)
+
+
+class SimpleModel(torch.nn.Module):
+    def __init__(self, gate):
+        super().__init__()
+        self.gate = gate
+
+
+def test_router_subject_false_routes_without_the_embedding():
+    from mindlib.sadgate import SADGate, SADGateConfig
+
+    gate = SADGate(SADGateConfig(d_model=6, n_subjects=2, n_experts=4, router_subject=False))
+    x, s = torch.randn(2, 3, 6), torch.tensor([0, 1])
+    before = gate(x, s).weights
+    with torch.no_grad():
+        gate.subject_embedding.weight.normal_(std=5.0)
+    torch.testing.assert_close(gate(x, s).weights, before)
+    assert gate.subject_parameters() == [gate.subject_bias]
+    np.testing.assert_allclose(analysis.subject_logits(SimpleModel(gate)),
+                               (gate.global_logits + gate.subject_bias + gate.router.bias).detach().numpy())
+
+
+def test_match_modes_is_the_best_one_to_one_assignment():
+    import itertools
+
+    rng = np.random.default_rng(0)
+    corr = rng.uniform(-1, 1, (3, 5))
+    corr[1, 2] = np.nan
+    best = max(itertools.permutations(range(5), 3), key=lambda p: sum(np.nan_to_num(corr, nan=-1)[m, e] for m, e in enumerate(p)))
+    assert analysis.match_modes(corr).tolist() == list(best)
+    with pytest.raises(ValueError, match="one expert per mode"):
+        analysis.match_modes(corr.T)
+
+
+def test_subject_structure_and_within_run_matching_ignore_offsets():
+    rng = np.random.default_rng(0)
+    true = rng.normal(size=(4, 3))  # (S, M) true subject biases
+    expert = np.array([4, 0, 2])
+    learned = rng.normal(size=(4, 5))
+    learned[:, expert] = 2.0 * true + 7.0  # same structure, another scale and a population offset
+    learned[0] += 3.0  # a constant over experts (softmax ignores it)
+    np.testing.assert_allclose(analysis.subject_structure(learned, true, expert), 1.0)
+    assert np.all(analysis.subject_structure(learned, true, np.array([1, 3, 0])) < 0.999)
+    # matching over time: a per-run constant added to the learned weights changes nothing
+    gates = [rng.uniform(size=(50, 3)) for _ in range(2)]
+    learned_t = [np.concatenate([g, rng.uniform(size=(50, 2))], 1)[:, [3, 0, 4, 1, 2]] for g in gates]
+    valid = [np.ones(50, bool)] * 2
+    shifted = [lt + c for lt, c in zip(learned_t, (0.0, 5.0))]
+    corr = analysis.within_run_correlation(shifted, gates, valid)
+    np.testing.assert_allclose(corr, analysis.within_run_correlation(learned_t, gates, valid))
+    assert analysis.match_modes(corr).tolist() == [1, 3, 4]
