@@ -264,7 +264,7 @@ PARAMETRISATIONS = {  # MIND variants notebook 05 compares (ExperimentConfig ove
 }
 
 
-def compare_parametrisations(study, root, config, variants: dict | None = None, seeds=(0,)):
+def compare_parametrisations(study, root, config, variants: dict | None = None, seeds=(0,), reuse=None):
     """Train MIND once per variant and seed; accuracy and subject-structure recovery side by side.
 
     Parameters
@@ -278,6 +278,8 @@ def compare_parametrisations(study, root, config, variants: dict | None = None, 
     variants : dict name -> dict of ExperimentConfig overrides
         Default :data:`PARAMETRISATIONS`.
     seeds : sequence of int
+    reuse : ExperimentResult, optional
+        An already trained run of ``config`` itself: used for the variant without overrides at its seed.
 
     Returns
     -------
@@ -296,7 +298,8 @@ def compare_parametrisations(study, root, config, variants: dict | None = None, 
     val = study.select("val")
     for name, overrides in (variants or PARAMETRISATIONS).items():
         for seed in seeds:
-            res = experiment.run(study, replace(config, decoder="mind", seed=seed, **overrides))
+            cfg = replace(config, decoder="mind", seed=seed, **overrides)
+            res = reuse if reuse is not None and reuse.config == cfg else experiment.run(study, cfg)
             rr = subject_routing(res.model, root, val, window=config.window)
             bal = balance_over_runs(res.model, val, window=config.window)
             rows.append({"variant": name, "seed": seed, "val_r": res.summary()["val_r"], "test_r": res.summary().get("test_r"),
