@@ -327,6 +327,55 @@ def balance_over_runs(model: torch.nn.Module, records: Sequence, window: int = 1
     return {kind: float(sadgate.balance_loss(gate, kind=kind)) for kind in sadgate.BALANCES}
 
 
+def repeat_ceilings(records: Sequence) -> dict[str, np.ndarray]:
+    """Per subject, the repeat-to-repeat r per parcel (:func:`mindlib.metrics.repeat_ceiling`), averaged over the
+    stimuli it saw twice (``life01_run-1`` / ``run-2``: the first two repeats of each), ``{subject: (V,)}``.
+
+    The raw correlation of two noisy repeats; a model scored against one repeat can reach at most about its
+    square root (:func:`ceiling_fraction_by_network`). Subjects without a repeated stimulus are absent.
+    """
+    by_stimulus: dict[tuple[str, str], list] = {}
+    for rec in records:
+        by_stimulus.setdefault((rec.subject, layout.stimulus_of(rec.run)), []).append(rec)
+    out: dict[str, list] = {}
+    for (subject, _stimulus), recs in sorted(by_stimulus.items()):
+        if len(recs) >= 2:
+            a, b = sorted(recs, key=lambda r: r.run)[:2]
+            both = np.asarray(a.valid) & np.asarray(b.valid) if a.n_trs == b.n_trs else None  # unequal: metrics decides
+            out.setdefault(subject, []).append(metrics.repeat_ceiling(a.fmri, b.fmri, mask=both))
+    with np.errstate(all="ignore"):
+        return {s: np.nanmean(v, axis=0) for s, v in out.items()}
+
+
+def ceiling_fraction_by_network(parcel_r: np.ndarray, ceiling: np.ndarray, networks: Sequence[str]) -> dict[str, float]:
+    """A score as a fraction of the noise ceiling per network: mean r over the network's parcels divided by
+    the mean ceiling over them (a ratio of means, steadier than the mean of per-parcel ratios).
+
+    Parameters
+    ----------
+    parcel_r : ndarray of shape (V,)
+        E.g. test r per parcel, mean over subjects.
+    ceiling : ndarray of shape (V,)
+        The best r a model can reach per parcel: the synthetic truth's ``noise_ceiling`` (r of clean vs measured
+        signal), or on real data ``sqrt(repeat r)`` (:func:`repeat_ceilings`), negative repeat r counted as 0.
+    networks : sequence of str, length V
+        Network of each parcel (``mindlib.synthetic.parcel_networks()[1]`` or the atlas).
+
+    Returns
+    -------
+    dict network -> fraction, in the order networks first appear; NaN where the ceiling is not positive.
+    """
+    parcel_r, ceiling, networks = np.asarray(parcel_r, float), np.asarray(ceiling, float), np.asarray(networks)
+    if not parcel_r.shape == ceiling.shape == networks.shape:
+        raise ValueError(f"ceiling_fraction_by_network: shapes {parcel_r.shape}, {ceiling.shape}, {networks.shape} differ")
+    out = {}
+    for net in dict.fromkeys(networks.tolist()):
+        sel = networks == net
+        c = np.nanmean(ceiling[sel])
+        out[net] = float(np.nanmean(parcel_r[sel]) / c) if c > 0 else float("nan")
+    return out
+
+
 def speech_labels(root, record, tr_s: float = align.TR_S, lag_trs: float = align.DEFAULT_LAG_TRS) -> np.ndarray:
     """1 where the stimulus window read by a TR (at the lag) contains a spoken word, else 0: ``(T,)`` ints.
 

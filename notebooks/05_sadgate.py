@@ -165,7 +165,7 @@ if synthetic.study_json_path(root).exists():
           f"(B_s part {routing['bias_spread']:.3f}, W_r e_s part {routing['embedding_spread']:.3f})")
     print("r(effective prior, true bias) per subject:", {k: round(v, 2) for k, v in routing["prior_r"].items()})
     print("r(log mean routing, log true mean gate) per subject:", {k: round(v, 2) for k, v in routing["usage_r"].items()})
-    fig, axes = plt.subplots(1, 3, figsize=(13, 3))
+    fig, axes = plt.subplots(1, 3, figsize=(14, 3.4), layout="constrained")
     modes = [f"{m} (e{x})" for m, x in zip(routing["mode_names"], e)]
     plotting.plot_matrix(o, ax=axes[0], xticklabels=modes, yticklabels=routing["subjects"], cmap="RdBu_r",
                          vmin=-abs(o).max(), vmax=abs(o).max(), title="learned effective prior o_s (centred)")

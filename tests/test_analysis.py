@@ -169,3 +169,33 @@ def test_subject_structure_and_within_run_matching_ignore_offsets():
     corr = analysis.within_run_correlation(shifted, gates, valid)
     np.testing.assert_allclose(corr, analysis.within_run_correlation(learned_t, gates, valid))
     assert analysis.match_modes(corr).tolist() == [1, 3, 4]
+
+
+def test_ceiling_fraction_by_network_is_a_ratio_of_network_means():
+    r = np.array([0.1, 0.3, 0.2, 0.4, 0.0])
+    ceiling = np.array([0.4, 0.4, 0.5, 0.3, 0.0])
+    nets = np.array(["Vis", "Vis", "Limbic", "Limbic", "Cont"])
+    out = analysis.ceiling_fraction_by_network(r, ceiling, nets)
+    assert list(out) == ["Vis", "Limbic", "Cont"]
+    assert out["Vis"] == pytest.approx(0.2 / 0.4) and out["Limbic"] == pytest.approx(0.3 / 0.4)
+    assert np.isnan(out["Cont"])
+    with pytest.raises(ValueError, match="shapes"):
+        analysis.ceiling_fraction_by_network(r[:4], ceiling, nets)
+
+
+def test_repeat_ceilings_correlate_the_two_repeats_of_a_clip():
+    rng = np.random.default_rng(0)
+    T, V = 60, 3
+    clean = rng.standard_normal((T, V))
+    recs = []
+    for s in range(2):
+        for run in ("life01_run-1", "life01_run-2", "s01e01a"):
+            fmri = (clean + rng.standard_normal((T, V))).astype(np.float32)
+            valid = np.ones(T, bool)
+            valid[:3] = False
+            recs.append(data.RunRecord(f"sub-0{s + 1}", s, run, fmri, {"a": np.zeros((T, 1), np.float32)}, valid))
+    out = analysis.repeat_ceilings(recs)
+    assert sorted(out) == ["sub-01", "sub-02"]
+    a, b = recs[0], recs[1]
+    ref = [np.corrcoef(a.fmri[3:, v], b.fmri[3:, v])[0, 1] for v in range(V)]
+    np.testing.assert_allclose(out["sub-01"], ref, rtol=1e-6)
