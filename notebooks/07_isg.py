@@ -64,13 +64,15 @@ print(study)
 # ## 1. Leave one subject out
 
 # %%
-loso_rows, curves, swaps = [], [], []
+loso_rows, curves, swaps, loso_per_run = [], [], [], {}
 for decoder in decoders:
     cfg = experiment.ExperimentConfig(decoder=decoder, d_model=d_model, epochs=epochs, lrs=(lr,), seed=seed)
     for subject in held_out:
         res = experiment.loso_run(study, cfg, subject)
         r = res.scores["pearson"]["mean"]
         loso_rows.append({"decoder": decoder, "held_out": subject, "isg_r": r})
+        loso_per_run.setdefault(decoder, {}).update(
+            {f"{subj}/{run}": float(v) for (subj, run), v in res.scores["pearson"]["per_run"].items()})
         print(f"{decoder:>8}, {subject} unseen: r = {r:.3f}")
         # 3. few-shot calibration of the unseen subject, on its own training runs, scored on its test runs
         calib = [replace(rec, subject_index=res.subject_index) for rec in study.select("train") if rec.subject == subject]
@@ -153,6 +155,7 @@ else:
 # %%
 results = {
     "loso_r": {d: float(v) for d, v in loso.groupby("decoder").isg_r.mean().items()},
+    "loso_per_run_r": loso_per_run,  # {decoder: {"subject/run": r}}: paired units for mindlib.stats
     "swap_isg": {d: float(v) for d, v in swaps.groupby("decoder").swap_isg.mean().items()},
     "few_shot": {d: {str(k): float(v) for k, v in df.groupby("minutes").r.mean().items()} for d, df in curves.groupby("decoder")},
     "few_shot_std": {d: {str(k): float(v) for k, v in df.groupby("minutes").r.std().fillna(0.0).items()} for d, df in curves.groupby("decoder")},

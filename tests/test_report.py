@@ -76,3 +76,22 @@ def test_mind_minus_rows_carry_a_paired_interval_and_a_worded_claim(tmp_path):
     ridge_line = next(line for line in text.splitlines() if "FIR ridge" in line)
     assert "no difference resolved (the interval includes 0; 12 runs × 2 seeds)" in ridge_line
     assert "* = the interval excludes 0" in text
+
+
+def test_report_quotes_subject_routing_few_shot_spread_and_unseen_subject_intervals(tmp_path):
+    units = [f"sub-01/r{i}" for i in range(8)]
+    (tmp_path / "07_isg.json").write_text(json.dumps({
+        "loso_r": {"mind": 0.31, "baseline": 0.30}, "swap_isg": {"mind": 0.3, "baseline": 0.3},
+        "loso_per_run_r": {"mind": {u: 0.31 + 0.01 * (i % 2) for i, u in enumerate(units)},
+                           "baseline": {u: 0.30 - 0.01 * (i % 3) for i, u in enumerate(units)}},
+        "few_shot": {"mind": {"0.0": 0.30, "2.0": 0.32}}, "few_shot_std": {"mind": {"0.0": 0.0, "2.0": 0.004}},
+        "few_shot_draws": 3, "repeat_ceiling": {"sub-01": 0.25}}))
+    (tmp_path / "05_sadgate.json").write_text(json.dumps({"subject_routing": {
+        "prior_r": {"sub-01": 0.8, "sub-02": 0.5}, "usage_r": {"sub-01": 0.7, "sub-02": 0.4},
+        "logit_spread": 0.3, "bias_spread": 0.01, "embedding_spread": 0.29}}))
+    text = report.build_report(tmp_path)
+    assert "MIND minus baseline over the unseen subjects' test runs +0.024 [95 % CI" in text
+    assert "MIND higher than baseline (the interval excludes 0; 8 runs × 1 seed)" in text
+    assert "mind: 0 min 0.300, 2 min 0.320 ± 0.004" in text and "± std over 3 draws" in text
+    assert "sub-01: 0.800, sub-02: 0.500; mean routing: sub-01: 0.700" in text
+    assert "(B_s 0.010, W_r e_s 0.290)" in text and "sub-01: 0.250" in text
