@@ -92,6 +92,6 @@ def test_report_quotes_subject_routing_few_shot_spread_and_unseen_subject_interv
     text = report.build_report(tmp_path)
     assert "MIND minus baseline over the unseen subjects' test runs +0.024 [95 % CI" in text
     assert "MIND higher than baseline (the interval excludes 0; 8 runs × 1 seed)" in text
-    assert "mind: 0 min 0.300, 2 min 0.320 ± 0.004" in text and "± std over 3 draws" in text
+    assert "mind: 0.0 min 0.300, 2.0 min 0.320 ± 0.004" in text and "± std over 3 draws" in text
     assert "sub-01: 0.800, sub-02: 0.500; mean routing: sub-01: 0.700" in text
     assert "(B_s 0.010, W_r e_s 0.290)" in text and "sub-01: 0.250" in text
