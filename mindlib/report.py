@@ -33,7 +33,12 @@ DISCREPANCIES = [
      "exact overlap weights on explicit time grids (`mindlib.align`); notebook 01 measures the drift"),
     ("HRF lag", "not stated in the paper", "3 TRs (4.47 s) by default, FIR delays optional; notebook 01 finds the lag in the data"),
     ("Subject bias B init", "the authors' code draws N(0, 1)", "zeros: every subject starts at the population prior (N(0, 1) kept as an option)"),
-    ("Balance loss", "paper: importance × load; code: E·ΣImp² for K ≥ 2", "Switch-style importance × load by default, importance² as an option"),
+    ("Balance loss", "paper: importance × load; code: E·ΣImp² for K ≥ 2",
+     "Switch-style importance × load by default, importance² as an option: measured on the demo study (notebook 05, "
+     "`mindlib.sadgate` docstring), importance² gave no better validation r or subject recovery"),
+    ("Subject routing", "paper: subject embedding e_s on the router and a penalised bias B_s",
+     "the same by default; in mode both they are one offset g + B_s + W_r e_s + b_r, which is what notebooks 05 and 09 "
+     "read and score; `router_subject=False` (no e_s on the router) recovered subjects worse on the demo study"),
     ("Model selection", "the authors select the best epoch on the set they report",
      "grid search and epoch selection on validation only; the held-out test runs are scored once"),
     ("Uncovered tail TRs", "the authors' code leaves them at 0 and scores them",
