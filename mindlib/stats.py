@@ -33,6 +33,7 @@ __all__ = ["PairedDifference", "difference_matrix", "paired_bootstrap", "paired_
 
 N_BOOT = 10_000  # bootstrap resamples
 CONFIDENCE = 0.95  # two-sided confidence level of every interval
+MIN_UNITS = 5  # fewer paired runs than this: no claim is made (a bootstrap of 2-4 values is no interval)
 
 
 @dataclass(frozen=True)
@@ -65,8 +66,9 @@ class PairedDifference:
 
     @property
     def excludes_zero(self) -> bool:
-        """True when the bootstrap interval lies entirely above or entirely below 0."""
-        return self.low > 0 or self.high < 0
+        """True when the bootstrap interval lies entirely above or entirely below 0 (and rests on at least
+        :data:`MIN_UNITS` paired runs)."""
+        return self.n_units >= MIN_UNITS and (self.low > 0 or self.high < 0)
 
     def interval(self) -> str:
         """``"+0.012 [95 % CI +0.004, +0.020]"``."""
@@ -75,7 +77,9 @@ class PairedDifference:
     def claim(self, a: str = "MIND", b: str = "the other decoder") -> str:
         """The comparison in words, decided by whether the interval excludes zero."""
         spread = f"{self.n_units} runs × {self.n_seeds} seed{'s' if self.n_seeds != 1 else ''}"
-        if not self.excludes_zero:
+        if self.n_units < MIN_UNITS:
+            verdict = f"too few paired runs for a claim ({spread}; at least {MIN_UNITS} needed)"
+        elif not self.excludes_zero:
             verdict = f"no difference resolved (the interval includes 0; {spread})"
         else:
             verdict = f"{a} {'higher' if self.mean > 0 else 'lower'} than {b} (the interval excludes 0; {spread})"

@@ -133,7 +133,7 @@ plotting.save_figure(fig, "05_gate_run", fig_dir)
 priors = analysis.subject_priors(model)
 fig, axes = plt.subplots(1, 2, figsize=(10, 3))
 plotting.plot_matrix(priors, ax=axes[0], xlabel="expert", ylabel="subject", yticklabels=list(study.subjects),
-                     title="subject prior softmax(g + B_s)")
+                     title="subject prior softmax(g + B_s) (the B_s part only, see section 6)")
 labels, names = analysis.content_labels(root, val)  # true content types, or speech vs none on real data
 usage = analysis.usage_by_label(gates, labels, len(names), valid=[r.valid for r in val])
 plotting.plot_matrix(usage, ax=axes[1], xlabel="expert", yticklabels=names, title="mean gate weight per content")

@@ -65,7 +65,9 @@ plotting.save_figure(fig, "09_networks", fig_dir)
 
 # %% [markdown]
 # ## 2–3. Experts against content, and subject priors
-# We reload the first backbone's MIND from notebook 08 and read its gates over the test runs.
+# We reload the first backbone's MIND from notebook 08 and read its gates over the test runs. The subject panel
+# shows the effective prior (the logit offset that routes, centred over subjects), not $\mathrm{softmax}(g + B_s)$
+# alone: the model carries most of the subject effect in $W_r e_s$ (notebook 05, section 6).
 
 # %%
 first = names[0]
@@ -76,10 +78,13 @@ gates = analysis.gate_runs(model, recs)
 is_synthetic = synthetic.study_json_path(root).exists()
 labels, label_names = analysis.content_labels(root, recs)  # true content types, or speech vs none on real data
 usage = analysis.usage_by_label(gates, labels, len(label_names), valid=[r.valid for r in recs])
-priors = analysis.subject_priors(model)
-fig, axes = plt.subplots(1, 2, figsize=(11, 3))
+offset = analysis.subject_logits(model)  # (S, E) effective prior g + B_s + W_r e_s + b_r (notebook 05, section 6)
+offset = offset - offset.mean(0)  # how each subject differs from the population
+fig, axes = plt.subplots(1, 2, figsize=(11, 3), layout="constrained")
 plotting.plot_matrix(usage, ax=axes[0], xlabel="expert", yticklabels=label_names, title="mean gate weight per content type")
-plotting.plot_matrix(priors, ax=axes[1], xlabel="expert", yticklabels=list(study.subjects), title="subject prior softmax(g + B_s)")
+plotting.plot_matrix(offset, ax=axes[1], xlabel="expert", yticklabels=list(study.subjects), cmap="RdBu_r",
+                     vmin=-np.abs(offset).max(), vmax=np.abs(offset).max(),
+                     title="effective subject prior g + B_s + W_r e_s + b_r (centred)")
 plotting.save_figure(fig, "09_experts", fig_dir)
 with np.errstate(all="ignore"):
     selectivity = float(np.nanmean(np.nanstd(usage, axis=0) / np.nanmean(usage, axis=0)))

@@ -64,3 +64,10 @@ def test_compare_pairs_seeds_reuses_a_single_seed_and_words_the_claim():
         stats.compare(mind, {0: dict.fromkeys(units[:-1], 0.2)})
     with pytest.raises(ValueError, match="no common seed"):
         stats.compare(mind, {2: dict.fromkeys(units, 0.2), 3: dict.fromkeys(units, 0.2)})
+
+
+def test_too_few_runs_make_no_claim():
+    units = ["sub-01/a", "sub-01/b", "sub-02/a"]
+    res = stats.compare({0: dict.fromkeys(units, 0.3)}, {0: {"sub-01/a": 0.1, "sub-01/b": 0.2, "sub-02/a": 0.15}}, n_boot=500)
+    assert res.low > 0 and not res.excludes_zero
+    assert "too few paired runs for a claim (3 runs × 1 seed; at least 5 needed)" in res.claim()
