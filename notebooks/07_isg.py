@@ -44,6 +44,7 @@ epochs: int = 15  # training epochs
 lr: float = 3e-3  # learning rate (notebook 06's grid picks it for the tables)
 minutes: list = [0, 2, 5, 10]  # few-shot calibration budgets (minutes of the new subject's data)
 n_draws: int = 3  # random draws of the minutes per budget (the curve's spread)
+calibration_epochs: list = [0, 1, 2, 5, 10, 20, 30]  # calibration strengths tried, chosen on held-out minutes
 results_dir: str = "../results"  # where the results file goes
 fig_dir: str = "../figures"  # empty string: show figures, save none
 
@@ -78,7 +79,8 @@ for decoder in decoders:
         calib = [replace(rec, subject_index=res.subject_index) for rec in study.select("train") if rec.subject == subject]
         scored = [replace(rec, subject_index=res.subject_index)
                   for rec in study.select("test" if study.select("test") else "val") if rec.subject == subject]
-        curve = isg.few_shot_protocol(res.model, res.subject_index, calib, scored, minutes, n_draws=n_draws, seed=seed)
+        curve = isg.few_shot_protocol(res.model, res.subject_index, calib, scored, minutes, n_draws=n_draws,
+                                      epochs_grid=calibration_epochs, seed=seed)
         curves.append(curve.assign(decoder=decoder, held_out=subject))
         # 2. swap ISG on the trained subjects of this model
         trained = [s for s in study.subjects if s != subject]
@@ -100,7 +102,7 @@ print(swaps.round(3))
 # ## 3. Few-shot calibration curves
 # Every decoder gets the same N minutes of the new subject (the same random draws), calibrates its own subject
 # parameters (constant learning rate, `mindlib.isg.CALIBRATION_CONFIG`) on three quarters of them and keeps
-# the epoch count (0, 1, 2, 5, 10, 20 or 30) that scores best on the held-out quarter. A decoder whose
+# the epoch count (`calibration_epochs`, 0 = the population) that scores best on the held-out quarter. A decoder whose
 # calibration overfits a few minutes (the baseline refits a whole `d × V` head, MIND only `d + E` numbers) is
 # then held back by its own held-out minutes instead of falling below its zero-shot score. The band is ± one
 # standard deviation over draws (and held-out subjects).
