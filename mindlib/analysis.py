@@ -191,7 +191,8 @@ def subject_structure(learned: np.ndarray, true: np.ndarray, expert: np.ndarray)
 
 
 def subject_routing(model: torch.nn.Module, root, records: Sequence, window: int = 100) -> dict:
-    """A trained MIND's subject structure, scored against the synthetic truth after matching experts to modes.
+    """A trained MIND's subject structure, scored against the synthetic truth after matching experts to modes
+    (docs/method.md §5, §10).
 
     1. gates over whole ``records`` (:func:`gate_runs`); experts matched one-to-one to the true response
        modes by :func:`match_modes` on the within-run correlation of gate weights over time

@@ -73,7 +73,7 @@ def read_per_run(results: Path, cells: pd.DataFrame, metric: str = "test_r") -> 
     """
     key = f"{metric.removesuffix('_r')}_per_run_r"
     out: dict[tuple[str, str], dict] = {}
-    if cells.empty:
+    if cells.empty or not {"backbone", "decoder", "seed"} <= set(cells):
         return out
     for row in cells.itertuples(index=False):
         mode = getattr(row, "mode", "both")
