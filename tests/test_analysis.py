@@ -199,3 +199,16 @@ def test_repeat_ceilings_correlate_the_two_repeats_of_a_clip():
     a, b = recs[0], recs[1]
     ref = [np.corrcoef(a.fmri[3:, v], b.fmri[3:, v])[0, 1] for v in range(V)]
     np.testing.assert_allclose(out["sub-01"], ref, rtol=1e-6)
+
+
+def test_balance_over_runs_equals_the_loss_of_one_covering_window():
+    """A run shorter than the window is one window: the read-out equals balance_loss on the gate directly."""
+    from mindlib import sadgate
+
+    model = _mind()
+    recs = _records(n_runs=1, T=40, S=1)
+    out = analysis.balance_over_runs(model, recs, window=100)
+    with torch.no_grad():
+        gate = model({m: torch.as_tensor(x)[None] for m, x in recs[0].features.items()}, torch.tensor([0])).gate
+    for kind in sadgate.BALANCES:
+        assert out[kind] == pytest.approx(float(sadgate.balance_loss(gate, kind=kind)), rel=1e-5)
