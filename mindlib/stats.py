@@ -83,7 +83,9 @@ class PairedDifference:
             verdict = f"no difference resolved (the interval includes 0; {spread})"
         else:
             verdict = f"{a} {'higher' if self.mean > 0 else 'lower'} than {b} (the interval excludes 0; {spread})"
-        return f"{self.interval()}: {verdict}"
+        seeds = (f"; across the {self.n_seeds} seeds alone {self.seed_low:+.3f} to {self.seed_high:+.3f}"
+                 if self.n_seeds >= 2 else "")
+        return f"{self.interval()}: {verdict}{seeds}"
 
 
 def difference_matrix(

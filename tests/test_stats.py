@@ -58,6 +58,8 @@ def test_compare_pairs_seeds_reuses_a_single_seed_and_words_the_claim():
     assert res.excludes_zero and res.low > 0.05
     assert "MIND higher than ridge (the interval excludes 0; 10 runs × 2 seeds)" in res.claim("MIND", "ridge")
     assert res.interval().startswith("+0.059 [95 % CI +0.05")
+    ci = sps.ttest_rel([0.3045, 0.3145], [0.25, 0.25]).confidence_interval()  # per-seed means of MIND vs ridge
+    assert f"across the 2 seeds alone {ci.low:+.3f} to {ci.high:+.3f}" in res.claim()
     same = stats.compare({0: dict(zip(units, np.linspace(-1, 1, 10)))}, {0: dict.fromkeys(units, 0.0)}, n_boot=2000)
     assert not same.excludes_zero and "no difference resolved" in same.claim()
     with pytest.raises(ValueError, match="other runs"):
