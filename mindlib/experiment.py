@@ -54,6 +54,8 @@ class ExperimentConfig:
     weight_decays: tuple[float, ...] = (1e-2,)  # weight-decay grid (validation only)
     lambda_balance: float = 0.01  # λ1, load balance (MIND)
     lambda_bias: float = 1e-3  # λ2, ‖B‖² (MIND)
+    balance: Literal["switch", "importance"] = "switch"  # balance-loss kind (MIND; see mindlib.sadgate)
+    router_subject: bool = True  # e_s on MIND's token router (see mindlib.sadgate.SADGateConfig)
     seed: int = 0  # model initialisation, shuffling, dropout
     isg_subjects: tuple[str, ...] = ()  # leave-one-subject-out for each (ISG column of Table 1); () = skip
     fir_lags_trs: tuple[float, ...] = (2, 3, 4)  # ridge: FIR delays in TRs (neural decoders use the study's lag)
@@ -85,6 +87,7 @@ class ExperimentConfig:
             "n_experts": self.n_experts, "top_k": self.top_k, "mode": self.mode, "expert": self.expert,
             "expert_hidden": self.hidden, "hidden": self.hidden,
             "lambda_balance": self.lambda_balance, "lambda_bias": self.lambda_bias,
+            "balance": self.balance, "router_subject": self.router_subject,
         }
         valid = models.decoder_options(self.decoder)
         return {k: v for k, v in wanted.items() if k in valid}
@@ -126,6 +129,14 @@ class ExperimentResult:
             by_subject.setdefault(subject, []).append(r)
         with np.errstate(all="ignore"):
             return np.nanmean([np.nanmean(v, axis=0) for v in by_subject.values()], axis=0)
+
+    def per_run_r(self, split: Literal["val", "test"] = "test") -> dict[str, float]:
+        """Pearson r of each scored run (mean over parcels), ``{"subject/run": r}``: the paired units of
+        :func:`mindlib.stats.compare` ({} when the split was not scored)."""
+        scores = self.test if split == "test" else self.val
+        if scores is None:
+            return {}
+        return {f"{subject}/{run}": float(r) for (subject, run), r in scores["pearson"]["per_run"].items()}
 
     def summary(self) -> dict:
         """Key numbers for results files and tables."""

@@ -10,7 +10,12 @@ Both are here, under their own names:
 - :func:`cross_subject_swap` ("swap ISG", the authors' code): every trained subject scored under
   every other trained subject's id.
 - :func:`calibrate_subject` and :func:`few_shot_curve`: fit only the new subject's rows of
-  ``model.subject_parameters()`` on its first N minutes of data, everything else frozen.
+  ``model.subject_parameters()`` on its first N minutes of data, everything else frozen, for a fixed
+  number of epochs.
+- :func:`few_shot_protocol` (what notebook 07 reports): the same budget of N minutes for every decoder,
+  drawn at random several times; the calibration strength (epochs, 0 = stay at the population) is chosen
+  on held-out minutes of that budget, so a decoder whose calibration overfits a few minutes is held back
+  by the subject's own data instead of being compared after a fixed schedule that suits another decoder.
 """
 
 from __future__ import annotations
@@ -51,8 +56,11 @@ __all__ = [
     "cross_subject_swap",
     "calibrate_subject",
     "few_shot_curve",
+    "few_shot_protocol",
+    "FEW_SHOT_EPOCHS",
 ]
 
+FEW_SHOT_EPOCHS = (0, 1, 2, 5, 10, 20, 30)  # calibration strengths tried by few_shot_protocol (0 = population)
 CALIBRATION_CONFIG = TrainConfig(epochs=30, batch_size=4, lr=1e-2, progress=False)  # few-shot defaults: few parameters, so a higher constant lr and small batches
 
 
@@ -313,6 +321,7 @@ def calibrate_subject(
     minutes: float,
     config: TrainConfig | None = None,
     tr_s: float = TR_S,
+    after_epoch: Callable[[int], None] | None = None,
 ) -> nn.Module:
     """Few-shot calibration: fit only one subject's rows of ``model.subject_parameters()``.
 
@@ -338,11 +347,13 @@ def calibrate_subject(
         OneCycle: a few minutes give only a few steps). Checkpoint options are ignored.
     tr_s : float
         Repetition time in seconds.
+    after_epoch : callable (epochs done) -> None, optional
+        Called after each epoch (with 1, 2, ...), e.g. to score held-out minutes (:func:`few_shot_protocol`).
 
     Returns
     -------
     nn.Module
-        The same model object.
+        The same model object, in eval mode.
     """
     config = CALIBRATION_CONFIG if config is None else config
     if not minutes >= 0 or math.isinf(minutes):
@@ -387,7 +398,6 @@ def calibrate_subject(
     model.to(device)
     subject_params = list(model.subject_parameters())  # .to() keeps Parameter objects, but be safe
     requires_grad = {name: p.requires_grad for name, p in model.named_parameters()}
-    was_training = model.training
     for p in model.parameters():
         p.requires_grad_(False)
     hooks, frozen = [], []
@@ -419,13 +429,14 @@ def calibrate_subject(
                 subject_params,
                 after_step=restore_other_rows,
             )
+            if after_epoch is not None:
+                after_epoch(epoch + 1)
     finally:
         for handle in hooks:
             handle.remove()
         for name, p in model.named_parameters():
             p.requires_grad_(requires_grad.get(name, True))
-        model.train(was_training)
-    return model
+    return model.eval()  # a fitted model is handed back ready for inference, as train.fit does
 
 
 def few_shot_curve(
@@ -491,5 +502,158 @@ def few_shot_curve(
             }
         )
         bar.update(1)
+    bar.close()
+    return pd.DataFrame(rows)
+
+
+def _draw_minutes(records: Sequence, n_trs: int, rng: np.random.Generator) -> list:
+    """``n_trs`` TRs of the runs from a random start: runs in a random order, the first one entered at a random
+    TR, consecutive TRs after it (across runs in that order), each piece a record of its own."""
+    order = list(rng.permutation(len(records)))
+    first = records[order[0]]
+    start = int(rng.integers(0, max(first.fmri.shape[0] - min(n_trs, first.fmri.shape[0]), 0) + 1))
+    pieces, left = [], n_trs
+    for i, j in enumerate(order):
+        rec = records[j]
+        lo = start if i == 0 else 0
+        k = min(left, rec.fmri.shape[0] - lo)
+        if k <= 0:
+            continue
+        pieces.append(replace(rec, fmri=rec.fmri[lo : lo + k], features={m: x[lo : lo + k] for m, x in rec.features.items()},
+                              valid=np.asarray(rec.valid)[lo : lo + k]))
+        left -= k
+        if left == 0:
+            break
+    return pieces
+
+
+def _split_tail(pieces: Sequence, n_tail: int) -> tuple[list, list]:
+    """Cut the last ``n_tail`` TRs of consecutive ``pieces`` off: (head pieces, tail pieces)."""
+    total = sum(p.fmri.shape[0] for p in pieces)
+    cut, head, tail, seen = total - n_tail, [], [], 0
+    for p in pieces:
+        n = p.fmri.shape[0]
+        lo, hi = seen, seen + n
+        seen = hi
+        for part, a, b in ((head, lo, min(hi, cut)), (tail, max(lo, cut), hi)):
+            if b > a:
+                part.append(replace(p, fmri=p.fmri[a - lo : b - lo], features={m: x[a - lo : b - lo] for m, x in p.features.items()},
+                                    valid=np.asarray(p.valid)[a - lo : b - lo]))
+    return head, tail
+
+
+def few_shot_protocol(
+    model: nn.Module,
+    new_index: int,
+    calib_records: Sequence,
+    eval_records: Sequence,
+    minutes_list: Sequence[float],
+    n_draws: int = 3,
+    holdout_frac: float = 0.25,
+    epochs_grid: Sequence[int] = FEW_SHOT_EPOCHS,
+    config: TrainConfig | None = None,
+    seed: int = 0,
+    exclude_trs: int = 5,
+    tr_s: float = TR_S,
+    progress: bool = False,
+) -> pd.DataFrame:
+    """A few-shot protocol that is the same for every decoder: one data budget, strength chosen on held-out minutes.
+
+    For each budget of N minutes and each of ``n_draws`` random draws (:func:`_draw_minutes`: random run order
+    and start, the same draws for every decoder given the same ``seed``), the drawn N minutes of the new subject
+    are split into fitting minutes (the first ``1 - holdout_frac``) and held-out minutes (the rest). The subject
+    parameters are calibrated (:func:`calibrate_subject`) on the fitting minutes, and after each epoch count in
+    ``epochs_grid`` the held-out minutes are scored; the strength (epoch count, 0 = the population
+    initialisation) with the best held-out r is kept, and that model is scored on ``eval_records``. Since 0
+    epochs is a candidate, a calibration that hurts on the subject's own held-out data is not taken. No data
+    beyond the N minutes is used, for any decoder.
+
+    Parameters
+    ----------
+    model : nn.Module
+        A trained decoder with the new subject's slot ``new_index`` (after ``add_subject()``); not modified.
+    new_index : int
+    calib_records, eval_records : list of RunRecord
+        The new subject's runs to draw minutes from (e.g. its training split) and its scored runs (test split).
+    minutes_list : sequence of float
+        Budgets N, e.g. ``(0, 2, 5, 10)``.
+    n_draws : int
+        Random draws of the minutes per budget (their spread is the protocol's uncertainty).
+    holdout_frac : float
+        Share of each budget held out to choose the strength.
+    epochs_grid : sequence of int
+        Candidate epoch counts (the strength), including 0.
+    config : TrainConfig, optional
+        Calibration settings (default :data:`CALIBRATION_CONFIG`); its ``epochs`` is replaced by ``max(epochs_grid)``.
+    seed : int
+        Seed of the draws.
+    exclude_trs, tr_s
+        Passed to the official metric, and the repetition time.
+    progress : bool
+        One bar over the (budget, draw) pairs (``mindlib.train.progress_bar``).
+
+    Returns
+    -------
+    DataFrame
+        One row per (minutes, draw): ``minutes``, ``draw``, ``n_trs`` (fitting TRs), ``n_holdout_trs``,
+        ``epochs`` (chosen), ``holdout_r`` (at the chosen strength; NaN for 0 minutes), ``r`` and
+        ``algonauts`` on ``eval_records``.
+    """
+    config = CALIBRATION_CONFIG if config is None else config
+    grid = sorted({int(e) for e in epochs_grid})
+    if not grid or grid[0] < 0:
+        raise ValueError(f"epochs_grid must hold epoch counts >= 0, got {epochs_grid}")
+    if not 0 < holdout_frac < 1:
+        raise ValueError(f"holdout_frac must be in (0, 1), got {holdout_frac}")
+    if 0 not in grid:
+        grid = [0, *grid]
+    config = replace(config, epochs=max(grid[-1], 1))
+    calib_records = [replace(r, subject_index=new_index) for r in calib_records]
+    eval_records = [replace(r, subject_index=new_index) for r in eval_records]
+    predict_kwargs = {"window": config.window, "stride": config.stride, "batch_size": config.batch_size, "amp": config.amp}
+
+    def score(m, records) -> dict:
+        return evaluate(m, records, exclude_trs=exclude_trs, **predict_kwargs)
+
+    zero_shot = score(model, eval_records)
+    rows = []
+    available = sum(r.fmri.shape[0] for r in calib_records)
+    bar = progress_bar(len(minutes_list) * n_draws, "few-shot protocol", disable=not progress, unit="draw")
+    for minutes in minutes_list:
+        bar.set_postfix(minutes=minutes, refresh=False)
+        n_trs = round(float(minutes) * 60.0 / tr_s)
+        if n_trs == 0:
+            bar.update(n_draws)
+            rows += [{"minutes": float(minutes), "draw": d, "n_trs": 0, "n_holdout_trs": 0, "epochs": 0, "holdout_r": math.nan,
+                      "r": zero_shot["pearson"]["mean"], "algonauts": zero_shot["algonauts"]["mean"]} for d in range(n_draws)]
+            continue
+        if n_trs > available:
+            raise ValueError(f"{minutes} min ({n_trs} TRs) asked for but the calibration runs hold {available} TRs")
+        n_hold = max(1, round(holdout_frac * n_trs))
+        for draw in range(n_draws):
+            rng = np.random.default_rng([seed, draw, n_trs])
+            fit_part, held = _split_tail(_draw_minutes(calib_records, n_trs, rng), n_hold)
+            candidate = copy.deepcopy(model)
+            best = {"epochs": 0, "r": _mean_r(held, predict_runs(candidate, held, **predict_kwargs)), "state": None}
+            params = candidate.subject_parameters
+
+            def after_epoch(done: int, candidate=candidate, held=held, best=best, params=params) -> None:
+                if done in grid:
+                    r = _mean_r(held, predict_runs(candidate, held, **predict_kwargs))
+                    if r > best["r"]:
+                        best.update(epochs=done, r=r, state=[p.detach().clone() for p in params()])
+
+            calibrate_subject(candidate, new_index, fit_part, minutes=sum(p.fmri.shape[0] for p in fit_part) * tr_s / 60.0,
+                              config=config, tr_s=tr_s, after_epoch=after_epoch)
+            chosen = copy.deepcopy(model)
+            if best["state"] is not None:
+                with torch.no_grad():
+                    for p, value in zip(chosen.subject_parameters(), best["state"]):
+                        p.copy_(value)
+            scores = score(chosen, eval_records)
+            rows.append({"minutes": float(minutes), "draw": draw, "n_trs": n_trs - n_hold, "n_holdout_trs": n_hold,
+                         "epochs": best["epochs"], "holdout_r": best["r"], "r": scores["pearson"]["mean"],
+                         "algonauts": scores["algonauts"]["mean"]})
+            bar.update(1)
     bar.close()
     return pd.DataFrame(rows)

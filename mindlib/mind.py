@@ -77,6 +77,7 @@ class MINDConfig:
     balance: Literal["switch", "importance"] = "switch"  # balance loss kind
     bias_init: Literal["zeros", "normal"] = "zeros"  # subject-bias init
     prior_top_k: bool = False  # mode="prior": Top-K of the prior (extension of the contract)
+    router_subject: bool = True  # e_s on the token router's input (paper Eq. 1); see SADGateConfig
 
     def __post_init__(self) -> None:
         if not isinstance(self.afire, AFIREConfig):
@@ -113,6 +114,7 @@ class MINDConfig:
             prior_top_k=self.prior_top_k,
             balance=self.balance,
             bias_init=self.bias_init,
+            router_subject=self.router_subject,
         )
 
 
@@ -421,7 +423,7 @@ class MIND(nn.Module):
         return index
 
     def subject_parameters(self) -> list[nn.Parameter]:
-        """``[gate.subject_embedding.weight, gate.subject_bias]`` (leading axis S)."""
+        """The gate's subject parameters (leading axis S; :meth:`SADGate.subject_parameters`)."""
         return self.gate.subject_parameters()
 
 

@@ -98,7 +98,9 @@ NOTEBOOKS: tuple[NotebookSpec, ...] = (
     ),
     NotebookSpec(
         "07_isg", "Inter-subject generalisation", "leave-one-subject-out and few-shot calibration curves",
-        {"smoke": {**_SMOKE, "epochs": 2, "d_model": 32}, "demo": {}, "full": {**_FULL_TRAIN, "held_out": _ALL_SUBJECTS}},
+        {"smoke": {**_SMOKE, "epochs": 2, "d_model": 32, "decoders": ["mind", "baseline"], "n_draws": 2,
+                   "calibration_epochs": [0, 1, 2]},
+         "demo": {}, "full": {**_FULL_TRAIN, "held_out": _ALL_SUBJECTS}},
         ("loso_r", "few_shot"),
     ),
     NotebookSpec(

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from mindlib import stats
 from mindlib.project import repo_root
 
 # Paper Table 1 (validation r / ISG), quoted for comparison; the paper's split is not ours.
@@ -32,7 +33,12 @@ DISCREPANCIES = [
      "exact overlap weights on explicit time grids (`mindlib.align`); notebook 01 measures the drift"),
     ("HRF lag", "not stated in the paper", "3 TRs (4.47 s) by default, FIR delays optional; notebook 01 finds the lag in the data"),
     ("Subject bias B init", "the authors' code draws N(0, 1)", "zeros: every subject starts at the population prior (N(0, 1) kept as an option)"),
-    ("Balance loss", "paper: importance × load; code: E·ΣImp² for K ≥ 2", "Switch-style importance × load by default, importance² as an option"),
+    ("Balance loss", "paper: importance × load; code: E·ΣImp² for K ≥ 2",
+     "Switch-style importance × load by default, importance² as an option: measured on the demo study (notebook 05, "
+     "`mindlib.sadgate` docstring), importance² gave no better validation r or subject recovery"),
+    ("Subject routing", "paper: subject embedding e_s on the router and a penalised bias B_s",
+     "the same by default; in mode both they are one offset g + B_s + W_r e_s + b_r, which is what notebooks 05 and 09 "
+     "read and score; `router_subject=False` (no e_s on the router) recovered subjects worse on the demo study"),
     ("Model selection", "the authors select the best epoch on the set they report",
      "grid search and epoch selection on validation only; the held-out test runs are scored once"),
     ("Uncovered tail TRs", "the authors' code leaves them at 0 and scores them",
@@ -59,9 +65,39 @@ def read_cells(results: Path) -> pd.DataFrame:
     return pd.read_csv(path) if path.exists() else pd.DataFrame()
 
 
-def table1_markdown(cells: pd.DataFrame) -> str | None:
+def read_per_run(results: Path, cells: pd.DataFrame, metric: str = "test_r") -> dict[tuple[str, str], dict]:
+    """Per-run scores of every Table 1 cell, ``{(backbone, decoder): {seed: {"subject/run": r}}}``.
+
+    Read from the results file notebook 06 wrote for the cell (``runs/<backbone>-<decoder>-<mode>-s<seed>.json``,
+    key ``<split>_per_run_r``); cells without one (results of an older run) are left out.
+    """
+    key = f"{metric.removesuffix('_r')}_per_run_r"
+    out: dict[tuple[str, str], dict] = {}
+    if cells.empty or not {"backbone", "decoder", "seed"} <= set(cells):
+        return out
+    for row in cells.itertuples(index=False):
+        mode = getattr(row, "mode", "both")
+        mode = "both" if mode != mode else mode  # NaN for decoders without a router
+        run = _read(results / "runs", f"{row.backbone}-{row.decoder}-{mode}-s{int(row.seed)}")
+        if run and run.get(key):
+            out.setdefault((row.backbone, row.decoder), {})[int(row.seed)] = run[key]
+    return out
+
+
+def mind_difference(per_run: dict, over: str) -> dict[str, stats.PairedDifference]:
+    """MIND minus ``over`` per backbone, paired over runs × subjects and seeds (:func:`mindlib.stats.compare`),
+    from :func:`read_per_run`'s scores; backbones lacking either decoder's per-run scores are left out."""
+    out = {}
+    for b in dict.fromkeys(k[0] for k in per_run):
+        if (b, "mind") in per_run and (b, over) in per_run:
+            out[b] = stats.compare(per_run[(b, "mind")], per_run[(b, over)])
+    return out
+
+
+def table1_markdown(cells: pd.DataFrame, per_run: dict | None = None) -> str | None:
     """Table 1 with the paper's r and ISG beside ours (means over seeds) from :func:`read_cells`'s cells;
-    None when there are none."""
+    None when there are none. With ``per_run`` (:func:`read_per_run` of test r) a last column gives MIND minus
+    the row's decoder on test r, paired over runs and seeds, with its 95 % bootstrap interval."""
     if cells.empty:
         return None
     cols = [c for c in ("val_r", "val_spearman", "val_r2", "test_r", "isg_r") if c in cells]
@@ -74,12 +110,23 @@ def table1_markdown(cells: pd.DataFrame) -> str | None:
         m, sd = mean.loc[key, col], std.loc[key, col]
         return _fmt(m) if sd != sd or _fmt(m) == "–" else f"{_fmt(m)} ± {sd:.3f}"
 
-    lines = ["| backbone | decoder | paper r | paper ISG | our val r | our val ρ | our val R² | our test r | our ISG | seeds |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+    diffs = {over: mind_difference(per_run, over) for over in dict.fromkeys(k[1] for k in per_run)} if per_run else {}
+
+    def diff(key):  # MIND minus this row's decoder, test r, with its interval
+        d = diffs.get(key[1], {}).get(key[0])
+        return "–" if d is None or key[1] == "mind" else d.interval() + (" *" if d.excludes_zero else "")
+
+    lines = ["| backbone | decoder | paper r | paper ISG | our val r | our val ρ | our val R² | our test r | our ISG | seeds |"
+             + (" MIND − this, test r |" if diffs else ""),
+             "|---|---|---|---|---|---|---|---|---|---|" + ("---|" if diffs else "")]
     for key in mean.index:
         pr, pi = PAPER_TABLE1.get(key, (None, None))
         ours = " | ".join(cell(key, c) for c in ("val_r", "val_spearman", "val_r2", "test_r", "isg_r"))
-        lines.append(f"| {key[0]} | {key[1]} | {_fmt(pr)} | {_fmt(pi)} | {ours} | {n[key]} |")
+        lines.append(f"| {key[0]} | {key[1]} | {_fmt(pr)} | {_fmt(pi)} | {ours} | {n[key]} |" + (f" {diff(key)} |" if diffs else ""))
+    if diffs:
+        lines += ["", "MIND − this: mean paired difference in test r over the scored runs × subjects (and seeds), "
+                  "95 % percentile bootstrap interval resampling runs and seeds (`mindlib.stats`); * = the interval "
+                  "excludes 0."]
     return "\n".join(lines)
 
 
@@ -102,7 +149,7 @@ def build_report(results_dir: str | Path | None = None) -> str:
            f"(`{results.name}/`; synthetic study size: {', '.join(sorted(s for s in sizes if s)) or 'unknown'}). "
            "The paper's numbers are on real Algonauts 2025 data with its own split; ours are on the data the "
            "notebooks were pointed at. Compare orderings and gaps, not absolute values.", ""]
-    t1 = table1_markdown(cells)
+    t1 = table1_markdown(cells, read_per_run(results, cells, "test_r"))
     out += ["## Table 1: decoders × backbones", "",
             t1 or "_not run yet: execute notebook 08 (make demo)_", ""]
     if "fir_lags_trs" in cells:
@@ -117,15 +164,47 @@ def build_report(results_dir: str | Path | None = None) -> str:
         ("ridge", "test_r", "(beyond the paper) MIND against FIR ridge, the classical encoding model (test r)"),
     ):
         if gains := mind_gain(cells, over, metric):
-            claims.append((claim, ", ".join(f"{b}: {g:+.3f}" for b, g in gains.items())))
+            paired = mind_difference(read_per_run(results, cells, metric), over)
+            claims.append((claim, ", ".join(f"{b}: {g:+.3f}" + (f"; paired over runs {paired[b].claim('MIND', over)}"
+                                                                  if b in paired else "") for b, g in gains.items())))
     isg = _read(results, "07_isg")
     if isg:
-        claims.append(("MIND generalises better to an unseen subject (paper ISG +0.054 to +0.065)",
-                       ", ".join(f"{d}: {_fmt(v)}" for d, v in isg["loso_r"].items())))
-        claims.append(("(beyond the paper) few-shot calibration of a new subject, r by minutes",
-                       "; ".join(f"{d}: " + ", ".join(f"{m} min {_fmt(v)}" for m, v in sorted(c.items(), key=lambda kv: float(kv[0])))
+        loso = ", ".join(f"{d}: {_fmt(v)}" for d, v in isg["loso_r"].items())
+        per_run = isg.get("loso_per_run_r") or {}
+        if "mind" in per_run:
+            loso += "".join(f"; MIND minus {d} over the unseen subjects' test runs "
+                            f"{stats.compare({0: per_run['mind']}, {0: runs}).claim('MIND', d)}"
+                            for d, runs in per_run.items() if d != "mind")
+        claims.append(("MIND generalises better to an unseen subject (paper ISG +0.054 to +0.065)", loso))
+        spread = isg.get("few_shot_std", {})
+
+        def few(d, m, v):  # r at m minutes, ± std over draws where the protocol drew several
+            sd = spread.get(d, {}).get(m)
+            return f"{m} min {_fmt(v)}" + (f" ± {sd:.3f}" if sd else "")
+
+        claims.append(("(beyond the paper) few-shot calibration of a new subject, r by minutes"
+                       + (f" (one protocol for every decoder: strength chosen on held-out minutes, ± std over "
+                          f"{isg['few_shot_draws']} draws)" if "few_shot_draws" in isg else ""),
+                       "; ".join(f"{d}: " + ", ".join(few(d, m, v) for m, v in sorted(c.items(), key=lambda kv: float(kv[0])))
                                  for d, c in isg["few_shot"].items())))
+        if isg.get("repeat_ceiling"):
+            claims.append(("(beyond the paper) noise ceiling from repeated clips, raw repeat r per subject",
+                           ", ".join(f"{s}: {_fmt(v)}" for s, v in isg["repeat_ceiling"].items())))
         claims.append(("swap ISG (the authors' code's variant)", ", ".join(f"{d}: {_fmt(v)}" for d, v in isg["swap_isg"].items())))
+    sad = _read(results, "05_sadgate")
+    if sad and sad.get("subject_routing"):
+        sr = sad["subject_routing"]
+        claims.append(("(synthetic only) each subject's effective prior g + B_s + W_r e_s + b_r follows its true bias "
+                       "over response modes (r over modes after matching experts to modes; notebook 05)",
+                       ", ".join(f"{s}: {_fmt(v)}" for s, v in sr["prior_r"].items())
+                       + "; mean routing: " + ", ".join(f"{s}: {_fmt(v)}" for s, v in sr["usage_r"].items())
+                       + f"; spread over subjects {sr['logit_spread']:.3f} (B_s {sr['bias_spread']:.3f}, "
+                         f"W_r e_s {sr['embedding_spread']:.3f})"))
+    if sad and sad.get("parametrisations"):
+        claims.append(("(synthetic only) MIND parametrisations, one seed (notebook 05): val r, subject recovery r, "
+                       "balance (switch / importance)",
+                       "; ".join(f"{p['variant']}: {_fmt(p['val_r'])}, {_fmt(p['prior_r_mean'])}, "
+                                 f"{_fmt(p['balance_switch'])} / {_fmt(p['balance_importance'])}" for p in sad["parametrisations"])))
     vis = _read(results, "09_visualisations")
     if vis:
         sims = ", ".join(f"{k}: {_fmt(v)}" for k, v in vis["map_similarity"].items())
@@ -133,6 +212,12 @@ def build_report(results_dir: str | Path | None = None) -> str:
         if vis.get("gate_recovery") is not None:
             claims.append(("(synthetic only) learned experts follow the true response modes",
                            f"mean best abs(r) per true mode = {_fmt(vis['gate_recovery'])}"))
+        for b, sr in (vis.get("subject_routing") or {}).items():
+            claims.append((f"(synthetic only) {b} MIND: effective subject prior vs true subject bias, r per subject (test runs)",
+                           ", ".join(f"{s}: {_fmt(v)}" for s, v in sr["prior_r"].items())))
+        for d, fr in (vis.get("ceiling_fraction_by_network") or {}).items():
+            claims.append((f"{d}: test r as a fraction of the noise ceiling per network ({vis.get('ceiling_source', '')})",
+                           ", ".join(f"{n} {v:.2f}" for n, v in fr.items())))
     al = _read(results, "01_temporal_alignment")
     if al:
         claims.append(("(beyond the paper) 3-frames-per-TR pooling drifts", f"{al['drift_s_at_tr500']:.2f} s at TR 500; "
@@ -199,7 +284,8 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.output) if args.output else repo_root() / "papers" / "reproduction.md"
     out.write_text(text)
     results = Path(args.results_dir) if args.results_dir else repo_root() / "results"
-    t1 = table1_markdown(read_cells(results))
+    cells = read_cells(results)
+    t1 = table1_markdown(cells, read_per_run(results, cells, "test_r"))
     readme = repo_root() / "README.md" if args.readme is None else Path(args.readme) if args.readme else None
     if readme is not None:
         if t1:

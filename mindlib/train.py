@@ -221,7 +221,8 @@ class TrainResult:
         0-based epoch with the best validation r (-1 if none was validated).
     best_val_r : float
     model : nn.Module
-        The trained model with the best epoch's weights loaded (the same object that was passed in).
+        The trained model with the best epoch's weights loaded (the same object that was passed in),
+        in eval mode (``model.training`` is False).
     checkpoint_path : Path or None
     stopped_early : bool
         True when ``stop_after_epochs`` ended the run before ``epochs``.
@@ -543,7 +544,8 @@ def fit(
     Returns
     -------
     TrainResult
-        History, best epoch and score, the model with the best weights loaded, the checkpoint path.
+        History, best epoch and score, the model with the best weights loaded (in eval mode), the
+        checkpoint path.
 
     Notes
     -----
@@ -666,6 +668,7 @@ def _fit(model: nn.Module, train_records: list, val_records: list, config: Train
         )
     else:
         model.load_state_dict(best_state)
+    model.eval()  # handed back ready for inference: no dropout, no modality dropout
     return TrainResult(
         history=history,
         best_epoch=best_epoch,

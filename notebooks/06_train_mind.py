@@ -141,8 +141,9 @@ name = f"runs/{tag}" if tag else "06_train_mind"
 if config.decoder != "ridge":
     experiment.save(result, Path(results_dir) / "models" / f"{tag or '06_train_mind'}.pt")
 np.save(Path(results_dir) / f"{name}_parcel_r.npy", parcel_r) if tag else None
-results = {**summary, "noise_ceiling_fraction": ceiling_fraction, "split_scored": split, "size": size if dataset == "synthetic" else "real",
-           "dataset": dataset, "history": result.history}
+results = {**summary, "noise_ceiling_fraction": ceiling_fraction, "split_scored": split,
+           "size": size if dataset == "synthetic" else "real", "dataset": dataset, "history": result.history,
+           "val_per_run_r": result.per_run_r("val"), "test_per_run_r": result.per_run_r("test")}
 project.write_results(name, results, results_dir)
 {k: v for k, v in results.items() if k != "history"}
 

@@ -40,6 +40,7 @@ from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
+import pandas as pd
 
 from mindlib import analysis, data, experiment, plotting, project, synthetic
 
@@ -76,7 +77,9 @@ plotting.save_figure(fig, "09_networks", fig_dir)
 
 # %% [markdown]
 # ## 2–3. Experts against content, and subject priors
-# We reload the first backbone's MIND from notebook 08 and read its gates over the test runs.
+# We reload the first backbone's MIND from notebook 08 and read its gates over the test runs. The subject panel
+# shows the effective prior (the logit offset that routes, centred over subjects), not $\mathrm{softmax}(g + B_s)$
+# alone: the model carries most of the subject effect in $W_r e_s$ (notebook 05, section 6).
 
 # %%
 first = names[0]
@@ -87,10 +90,13 @@ gates = analysis.gate_runs(model, recs)
 is_synthetic = synthetic.study_json_path(root).exists()
 labels, label_names = analysis.content_labels(root, recs)  # true content types, or speech vs none on real data
 usage = analysis.usage_by_label(gates, labels, len(label_names), valid=[r.valid for r in recs])
-priors = analysis.subject_priors(model)
-fig, axes = plt.subplots(1, 2, figsize=(11, 3))
+offset = analysis.subject_logits(model)  # (S, E) effective prior g + B_s + W_r e_s + b_r (notebook 05, section 6)
+offset = offset - offset.mean(0)  # how each subject differs from the population
+fig, axes = plt.subplots(1, 2, figsize=(11, 3), layout="constrained")
 plotting.plot_matrix(usage, ax=axes[0], xlabel="expert", yticklabels=label_names, title="mean gate weight per content type")
-plotting.plot_matrix(priors, ax=axes[1], xlabel="expert", yticklabels=list(study.subjects), title="subject prior softmax(g + B_s)")
+plotting.plot_matrix(offset, ax=axes[1], xlabel="expert", yticklabels=list(study.subjects), cmap="RdBu_r",
+                     vmin=-np.abs(offset).max(), vmax=np.abs(offset).max(),
+                     title="effective subject prior g + B_s + W_r e_s + b_r (centred)")
 plotting.save_figure(fig, "09_experts", fig_dir)
 with np.errstate(all="ignore"):
     selectivity = float(np.nanmean(np.nanstd(usage, axis=0) / np.nanmean(usage, axis=0)))
@@ -115,6 +121,64 @@ if is_synthetic:
     print(f"gate recovery (mean best |r| per true mode): {recovery:.3f}")
 
 # %% [markdown]
+# ## 5. Each subject's effective routing, for every trained MIND (synthetic study only)
+# A subject's routing prefers experts through one logit offset $o_s = g + B_s + W_r e_s + b_r$ (notebook 05,
+# section 6). For the MIND of each backbone: experts matched one-to-one to the true modes (Hungarian, on
+# within-run correlations over time), then per subject the r over modes between its learned and its true
+# deviation from the population, for the effective prior and for the mean routing over its test runs.
+
+# %%
+routing = {}
+if is_synthetic:
+    for b, t in tags.items():
+        st = study if b == first else data.load_study(root, b)
+        m, _ = experiment.load(Path(results_dir) / "models" / f"{t}.pt", st)
+        rr = analysis.subject_routing(m, root, st.select("test") or st.select("val"))
+        routing[b] = {k: rr[k] for k in ("prior_r", "usage_r", "prior_r_mean", "usage_r_mean", "logit_spread")}
+        print(f"{b}: effective prior r per subject {({k: round(v, 2) for k, v in rr['prior_r'].items()})}, "
+              f"mean routing r {({k: round(v, 2) for k, v in rr['usage_r'].items()})}")
+    fig, ax = plt.subplots(figsize=(6, 2.8))
+    width = 0.8 / max(len(routing), 1)
+    for i, (b, rr) in enumerate(routing.items()):
+        ax.bar(np.arange(len(rr["prior_r"])) + i * width, list(rr["prior_r"].values()), width, label=b)
+    ax.set_xticks(np.arange(len(study.subjects)) + 0.4 - width / 2, labels=list(routing[first]["prior_r"]))
+    ax.axhline(0, color="k", lw=0.5)
+    ax.set_ylabel("r(learned, true) over modes")
+    ax.set_title("effective subject prior against the true subject bias")
+    ax.legend(fontsize=7)
+    plotting.save_figure(fig, "09_subject_routing", fig_dir)
+
+# %% [markdown]
+# ## 6. Scores as a fraction of the noise ceiling, per network
+# Test r per parcel of every Table 1 decoder on the first backbone, divided network by network by the best r a
+# model can reach: on the synthetic study the true ceiling (r of clean vs measured signal), on real data the
+# square root of the repeat-to-repeat r (`analysis.repeat_ceilings`; about what a perfect model reaches against
+# one noisy repeat). Mean over subjects of both.
+
+# %%
+if is_synthetic:
+    truth_c = synthetic.load_ground_truth(root, subjects=list(study.subjects))
+    ceiling = np.mean([truth_c["subjects"][s]["noise_ceiling"] for s in study.subjects], axis=0)
+    ceiling_source = "synthetic truth"
+else:
+    reps = analysis.repeat_ceilings(study.records)
+    ceiling = np.mean([np.sqrt(np.clip(c, 0, None)) for c in reps.values()], axis=0) if reps else None
+    ceiling_source = "sqrt(repeat r)"
+networks = plotting.schaefer_fsaverage5()["networks"]
+fractions = {}
+if ceiling is not None:
+    for path in sorted(runs.glob(f"{first}-*-both-s{seed}_parcel_r.npy")):
+        decoder = path.name.split("-")[1]
+        fractions[decoder] = analysis.ceiling_fraction_by_network(np.load(path), ceiling, networks)
+    frac_table = pd.DataFrame(fractions).T
+    print(f"fraction of the noise ceiling ({ceiling_source}), {first}:\n", frac_table.round(2))
+    fig, ax = plt.subplots(figsize=(7, 3))
+    frac_table.T.plot.bar(ax=ax, rot=0)
+    ax.set_ylabel("r / noise ceiling")
+    ax.set_title(f"{first}: share of the noise ceiling per network ({ceiling_source})")
+    plotting.save_figure(fig, "09_ceiling_fraction", fig_dir)
+
+# %% [markdown]
 # ## Summary
 # Where prediction works on the cortex, whether experts specialise by content, how far subject priors move
 # from the population, and (synthetic) how closely learned experts follow the true modes — the numbers are in
@@ -126,6 +190,9 @@ results = {
     "map_similarity": {f"{a}~{b}": float(similarity[i, j]) for i, a in enumerate(names) for j, b in enumerate(names) if i < j},
     "content_selectivity": selectivity,
     "mean_parcel_r": {b: float(np.nanmean(m)) for b, m in maps.items()},
+    "subject_routing": routing,
+    "ceiling_fraction_by_network": fractions,
+    "ceiling_source": ceiling_source,
 }
 project.write_results("09_visualisations", results, results_dir)
 results

@@ -62,6 +62,14 @@ def test_save_and_load_reproduce_predictions(study, tmp_path):
     experiment.save(res, tmp_path / "m.pt")
     model, cfg = experiment.load(tmp_path / "m.pt", study)
     assert cfg == res.config
+    assert not res.model.training and not model.training  # both handed back in eval mode
+    per_run = res.per_run_r("test")  # the paired units of mindlib.stats: one r per scored subject/run
+    test = study.select("test")
+    assert sorted(per_run) == sorted(f"{r.subject}/{r.run}" for r in test)
+    rec = test[0]
+    pred = train.predict_runs(model, [rec])[0][rec.valid]
+    ref = np.mean([np.corrcoef(rec.fmri[rec.valid][:, v], pred[:, v])[0, 1] for v in range(pred.shape[1])])
+    assert per_run[f"{rec.subject}/{rec.run}"] == pytest.approx(ref, abs=1e-5)
     val = study.select("val")[:1]
     np.testing.assert_allclose(train.predict_runs(model, val)[0], train.predict_runs(res.model, val)[0], atol=1e-6)
     with pytest.raises(ValueError, match="holds a 'qwen' model"):

@@ -1,5 +1,6 @@
 """mindlib.isg: leave-one-subject-out, swap ISG and few-shot calibration on a tiny planted problem."""
 
+import copy
 from dataclasses import replace
 
 import numpy as np
@@ -53,6 +54,7 @@ def test_loso_end_to_end(splits):
     assert result.scores["pearson"]["mean"] > 0.5  # shared W: the population slot generalises
     assert set(result.trained_scores["pearson"]["per_subject"]) == {"sub-01", "sub-03"}
     assert len(result.train_result.history) == CFG.epochs
+    assert not any(m.training for m in result.model.modules())  # handed back in eval mode
     with pytest.raises(ValueError, match="sub-09"):
         isg.loso(lambda n: TinyDecoder(n_subjects=n), splits, held_out="sub-09", config=CFG)
 
@@ -97,6 +99,7 @@ def test_calibrate_subject_changes_only_the_new_rows(splits):
     loss_before = _calib_loss(model, calib, new)
     out = isg.calibrate_subject(model, new, calib, minutes=1.0, config=CALIB)
     assert out is model
+    assert not any(m.training for m in model.modules())  # handed back in eval mode
     _check_only_row_changed(model, before, {"subject_gain", "subject_bias"}, new)
     assert {name: p.requires_grad for name, p in model.named_parameters()} == grads_before
     assert _calib_loss(model, calib, new) < loss_before
@@ -145,10 +148,59 @@ def test_calibrate_mind_touches_only_the_new_subject():
     model = models.build_model(
         "mind", AFIREConfig(modalities=MODALITIES, d_model=8), n_subjects=2, n_parcels=V, n_experts=4
     )
+    model.eval()
     new = model.add_subject()
+    assert not any(m.training for m in model.modules())  # the new embedding keeps the model's mode
     subject_ids = {id(p) for p in model.subject_parameters()}
     names = {name for name, p in model.named_parameters() if id(p) in subject_ids}
     assert names, "MIND exposes its subject parameters"
     before = _snapshot(model)
     isg.calibrate_subject(model, new, [r for r in recs if r.subject == "sub-03"], minutes=1.0, config=CALIB)
     _check_only_row_changed(model, before, names, new)
+
+
+def test_draw_minutes_is_random_consecutive_and_reproducible(splits):
+    calib = [r for r in splits["train"] if r.subject == "sub-03"]  # runs of 40, 41, 42 TRs
+    a = isg._draw_minutes(calib, 60, np.random.default_rng(0))
+    assert sum(p.fmri.shape[0] for p in a) == 60 and len({p.run for p in a}) == len(a)
+    b = isg._draw_minutes(calib, 60, np.random.default_rng(0))
+    assert [(p.run, p.fmri.shape[0]) for p in a] == [(p.run, p.fmri.shape[0]) for p in b]
+    draws = {tuple((p.run, p.fmri.shape[0]) for p in isg._draw_minutes(calib, 30, np.random.default_rng(s))) for s in range(8)}
+    assert len(draws) > 2  # different starts and run orders
+    head, tail = isg._split_tail(a, 15)
+    assert sum(p.fmri.shape[0] for p in tail) == 15 and sum(p.fmri.shape[0] for p in head) == 45
+    joined = np.concatenate([p.fmri for p in head + tail])
+    np.testing.assert_array_equal(joined, np.concatenate([p.fmri for p in a]))
+
+
+def test_few_shot_protocol_chooses_the_strength_on_held_out_minutes(splits):
+    torch.manual_seed(0)
+    model = isg.loso(lambda n: TinyDecoder(n_subjects=n), splits, held_out="sub-03", config=CFG, score_trained=False).model
+    calib = [r for r in splits["train"] if r.subject == "sub-03"]
+    held = [r for r in splits["test"] if r.subject == "sub-03"]
+    before = _snapshot(model)
+    curve = isg.few_shot_protocol(model, 2, calib, held, [0, 1.0], n_draws=2, epochs_grid=(0, 1, 3), config=CALIB)
+    assert list(curve.columns) == ["minutes", "draw", "n_trs", "n_holdout_trs", "epochs", "holdout_r", "r", "algonauts"]
+    assert all(torch.equal(p, before[n]) for n, p in model.named_parameters())  # deep copies only
+    zero = curve[curve.minutes == 0]
+    population = train.evaluate(model, [replace(r, subject_index=2) for r in held], window=16)["pearson"]["mean"]
+    assert zero.r.tolist() == pytest.approx([population] * 2)
+    one = curve[curve.minutes == 1.0]
+    assert (one.n_trs + one.n_holdout_trs == 40).all() and (one.n_holdout_trs == 10).all()
+    # the strength kept is the best on the held-out minutes: each epoch count calibrated afresh by hand
+    fit_part, held_out = isg._split_tail(isg._draw_minutes(calib, 40, np.random.default_rng([0, 0, 40])), 10)
+    fresh = {}
+    for k in (0, 1, 3):
+        m = copy.deepcopy(model)
+        if k:
+            isg.calibrate_subject(m, 2, fit_part, minutes=30 * 1.49 / 60, config=replace(CALIB, epochs=k))
+        fresh[k] = (isg._mean_r(held_out, train.predict_runs(m, held_out, window=16, stride=8)),
+                    train.evaluate(m, [replace(r, subject_index=2) for r in held], window=16, stride=8)["pearson"]["mean"])
+    k_best = max(fresh, key=lambda k: (fresh[k][0], -k))
+    assert one.epochs.iloc[0] == k_best
+    assert one.holdout_r.iloc[0] == pytest.approx(fresh[k_best][0], abs=1e-6)
+    assert one.r.iloc[0] == pytest.approx(fresh[k_best][1], abs=1e-6)
+    # a strength that wrecks the subject (a huge learning rate) is rejected on the held-out minutes
+    wild = isg.few_shot_protocol(model, 2, calib, held, [1.0], n_draws=1, epochs_grid=(0, 3),
+                                 config=replace(CALIB, lr=1e3, grad_clip=None))
+    assert wild.epochs.tolist() == [0] and wild.r.iloc[0] == pytest.approx(population)

@@ -47,3 +47,51 @@ def test_notebook_map_lists_every_notebook_with_measured_times(tmp_path):
     (tmp_path / "timings.json").write_text(json.dumps({"demo": every, "smoke": {"00_overview": 5.0}}))
     text = report.notebook_map_markdown(tmp_path)
     assert text.splitlines()[-1] == f"| | **all notebooks** | | – | **{30 * len(NOTEBOOKS) / 60:.1f} min** |"
+
+
+def test_mind_minus_rows_carry_a_paired_interval_and_a_worded_claim(tmp_path):
+    """Per-run scores of notebook 06's results files -> MIND minus X with its interval, in Table 1 and the claims."""
+    units = [f"sub-0{s}/r{i}" for s in (1, 2) for i in range(6)]
+    per_run = {
+        ("mind", 0): [0.30 + 0.01 * (i % 3) for i in range(12)],
+        ("mind", 1): [0.31 + 0.01 * (i % 3) for i in range(12)],
+        ("baseline", 0): [0.25 + 0.01 * (i % 2) for i in range(12)],  # MIND ahead on every run
+        ("ridge", 0): [0.31 + 0.04 * (-1) ** i for i in range(12)],  # ahead on half the runs, behind on the rest
+    }
+    rows = []
+    (tmp_path / "runs").mkdir()
+    for (decoder, seed), scores in per_run.items():
+        mean = sum(scores) / len(scores)
+        rows.append({"backbone": "tribe", "decoder": decoder, "mode": "both", "seed": seed, "val_r": mean, "test_r": mean})
+        (tmp_path / "runs" / f"tribe-{decoder}-both-s{seed}.json").write_text(json.dumps(
+            {"test_per_run_r": dict(zip(units, scores)), "val_per_run_r": dict(zip(units, scores))}))
+    pd.DataFrame(rows).to_csv(tmp_path / "table1_cells.csv", index=False)
+    text = report.build_report(tmp_path)
+    # seed 0 and seed 1 of MIND each against the one baseline seed: mean difference by hand
+    mind_mean = sum(per_run[("mind", 0)] + per_run[("mind", 1)]) / 24
+    gain = mind_mean - sum(per_run[("baseline", 0)]) / 12
+    assert f"| tribe | baseline | 0.256 | 0.187 | {sum(per_run[('baseline', 0)]) / 12:.3f} |" in text
+    assert f"{gain:+.3f} [95 % CI" in text
+    assert "MIND higher than baseline (the interval excludes 0; 12 runs × 2 seeds)" in text
+    ridge_line = next(line for line in text.splitlines() if "FIR ridge" in line)
+    assert "no difference resolved (the interval includes 0; 12 runs × 2 seeds)" in ridge_line
+    assert "* = the interval excludes 0" in text
+
+
+def test_report_quotes_subject_routing_few_shot_spread_and_unseen_subject_intervals(tmp_path):
+    units = [f"sub-01/r{i}" for i in range(8)]
+    (tmp_path / "07_isg.json").write_text(json.dumps({
+        "loso_r": {"mind": 0.31, "baseline": 0.30}, "swap_isg": {"mind": 0.3, "baseline": 0.3},
+        "loso_per_run_r": {"mind": {u: 0.31 + 0.01 * (i % 2) for i, u in enumerate(units)},
+                           "baseline": {u: 0.30 - 0.01 * (i % 3) for i, u in enumerate(units)}},
+        "few_shot": {"mind": {"0.0": 0.30, "2.0": 0.32}}, "few_shot_std": {"mind": {"0.0": 0.0, "2.0": 0.004}},
+        "few_shot_draws": 3, "repeat_ceiling": {"sub-01": 0.25}}))
+    (tmp_path / "05_sadgate.json").write_text(json.dumps({"subject_routing": {
+        "prior_r": {"sub-01": 0.8, "sub-02": 0.5}, "usage_r": {"sub-01": 0.7, "sub-02": 0.4},
+        "logit_spread": 0.3, "bias_spread": 0.01, "embedding_spread": 0.29}}))
+    text = report.build_report(tmp_path)
+    assert "MIND minus baseline over the unseen subjects' test runs +0.024 [95 % CI" in text
+    assert "MIND higher than baseline (the interval excludes 0; 8 runs × 1 seed)" in text
+    assert "mind: 0.0 min 0.300, 2.0 min 0.320 ± 0.004" in text and "± std over 3 draws" in text
+    assert "sub-01: 0.800, sub-02: 0.500; mean routing: sub-01: 0.700" in text
+    assert "(B_s 0.010, W_r e_s 0.290)" in text and "sub-01: 0.250" in text

@@ -75,6 +75,20 @@ def test_fit_lowers_loss_and_improves_val_r(data):
     assert after == pytest.approx(result.best_val_r, abs=1e-6)  # best weights are loaded
 
 
+def test_fit_hands_the_model_back_in_eval_mode(data):
+    """A fitted model predicts deterministically: eval mode on every submodule, dropout (p=0.2) off."""
+    train_recs, val_recs = data
+    torch.manual_seed(0)
+    model = TinyDecoder()
+    result = train.fit(model, train_recs, val_recs, replace(FAST, epochs=1))
+    assert result.model is model
+    assert not any(m.training for m in model.modules())
+    rec = val_recs[0]
+    feats = {m: torch.as_tensor(x)[None] for m, x in rec.features.items()}
+    subject = torch.tensor([rec.subject_index])
+    torch.testing.assert_close(model(feats, subject).pred, model(feats, subject).pred, rtol=0, atol=0)
+
+
 def _weights(model):
     return {k: v.clone() for k, v in model.state_dict().items()}
 
