@@ -46,8 +46,8 @@ workers: int = 2  # notebook 06 executions at a time (local: each on cores/worke
 rerun: bool = False  # re-execute cells whose results file already exists
 engine: str = "local"  # where cells run (submitit): "local" (processes on this machine) | "slurm"
 retries: int = 1  # extra attempts of a failing cell before it is reported with its log
-partition: str = ""  # Slurm partition; "" = the cluster's default
-gpus_per_job: int = 0  # GPUs per cell (Slurm --gpus-per-node; set device="cuda" with it)
+partition: str = ""  # Slurm partition; empty: the cluster default
+gpus_per_job: int = 0  # GPUs per cell (Slurm --gpus-per-node), with device "cuda"
 time_limit_min: int = 120  # wall-clock limit per cell in minutes (Slurm --time)
 results_dir: str = "../results"  # where the results files go
 fig_dir: str = "../figures"  # empty string: show figures, save none
