@@ -145,10 +145,12 @@ def stage(name: str, root: str, device: str, decoders: list[str], ridge_componen
     import sklearn.decomposition  # noqa: F401  (imported before the baseline RSS is read)
 
     from mindlib import baselines, data, experiment, train  # noqa: F401
+    from mindlib.cache import FeatureCache
 
     base_rss = peak_rss_bytes()
     t0 = time.perf_counter()
-    study = data.load_study(root, "tribe", **({"feature_cache": "float16"} if mmap else {}))
+    cache = FeatureCache(Path(root) / "aligned_cache", "float16") if mmap else None
+    study = data.load_study(root, "tribe", feature_cache=cache)
     out: dict = {"load_s": time.perf_counter() - t0}
     arrays = {id(x): x for r in study.records for x in r.features.values()}
     out["feature_bytes_in_memory"] = int(sum(getattr(x, "nbytes", 0) for x in arrays.values()
