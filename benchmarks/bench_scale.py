@@ -240,34 +240,50 @@ if __name__ == "__main__":
 GB = 1e9
 
 
-def scale_table(res: dict):
-    """One row per figure: measured at the fraction, and extrapolated to the full release (×1/f for what grows
-    with the TRs; peak RSS as ``base + (peak - base) / f``, base being the stage's RSS with its imports done and
-    no data loaded)."""
+def extrapolate(ns: list[float], values: list[float], n_full: float, base: float = 0.0) -> float:
+    """A figure at ``n_full`` stimuli from its values at ``ns`` stimuli: the least-squares line through the
+    points when there are two or more, else the line through ``(0, base)`` and the one point."""
+    if len(ns) >= 2:
+        slope, intercept = np.polyfit(np.asarray(ns, float), np.asarray(values, float), 1)
+        return float(intercept + slope * n_full)
+    return float(base + (values[0] - base) * n_full / ns[0])
+
+
+def scale_table(results: list[dict]):
+    """One row per figure, one column per measured fraction, and the full release extrapolated linearly in the
+    number of stimuli (:func:`extrapolate`: through the measured points; with one point, from zero, or for peak
+    RSS from the stage's RSS with its imports done and no data loaded)."""
     import pandas as pd
 
+    results = sorted(results, key=lambda r: r["n_stimuli"])
     n_full = len(stimuli_of(release_runs()))
-    f = res["n_stimuli"] / n_full  # the share of stimuli actually kept
-    rows = [("stimuli / runs", f"{res['n_stimuli']} / {res['n_runs']}", f"{n_full} / {len(release_runs())}"),
-            ("stimulus TRs (features) / subject TRs (fMRI)", f"{res['n_stimulus_trs']} / {res['n_subject_trs']}",
-             f"{res['n_stimulus_trs'] / f:.0f} / {res['n_subject_trs'] / f:.0f}"),
-            ("disk (GB, float16 features)", f"{res['disk_bytes'] / GB:.2f}", f"{res['disk_bytes'] / GB / f:.1f}"),
-            ("aligned features in memory (GB)", f"{res['feature_bytes_in_memory'] / GB:.2f}",
-             f"{res['feature_bytes_in_memory'] / GB / f:.1f}"),
-            ("load_study (s)", f"{res['load_s']:.1f}", f"{res['load_s'] / f:.0f}")]
+    ns = [r["n_stimuli"] for r in results]
+
+    def row(label, key, scale=1.0, fmt="{:.1f}", full=True, base_key=None):
+        values = [r[key] / scale for r in results]
+        base = min(r[base_key] for r in results) / scale if base_key else 0.0
+        out = [fmt.format(v) for v in values]
+        return [label, *out, fmt.format(extrapolate(ns, values, n_full, base)) if full else "–"]
+
+    rows = [["stimuli / runs", *[f"{r['n_stimuli']} / {r['n_runs']}" for r in results],
+             f"{n_full} / {len(release_runs())}"],
+            row("stimulus TRs (features)", "n_stimulus_trs", fmt="{:.0f}"),
+            row("subject TRs (fMRI)", "n_subject_trs", fmt="{:.0f}"),
+            row("disk (GB, float16 features)", "disk_bytes", GB, "{:.2f}"),
+            row("aligned features in anonymous memory (GB)", "feature_bytes_in_memory", GB, "{:.2f}"),
+            row("load_study (s)", "load_s")]
     for stage in ("load", "train", "ridge"):
-        key = f"{stage}_peak_rss_bytes"
-        if key in res:
-            rest = res[f"{stage}_base_rss_bytes"]  # imports done, no data yet: does not grow with the study
-            rows.append((f"peak RSS, {stage} stage (GB)", f"{res[key] / GB:.2f}",
-                         f"{(rest + (res[key] - rest) / f) / GB:.1f}"))
-    for key in sorted(k for k in res if k.endswith("_epoch_s")):
+        if all(f"{stage}_peak_rss_bytes" in r for r in results):
+            rows.append(row(f"peak RSS, {stage} stage (GB)", f"{stage}_peak_rss_bytes", GB, "{:.2f}",
+                            base_key=f"{stage}_base_rss_bytes"))
+    for key in sorted(k for k in results[0] if k.endswith("_epoch_s")):
         decoder = key[: -len("_epoch_s")]
-        rows.append((f"one epoch, {decoder} d=256, with validation (s)", f"{res[key]:.1f}", f"{res[key] / f:.0f}"))
-        rows.append((f"validation r, {decoder} (1 epoch)", f"{res[f'{decoder}_val_r']:.3f}", "–"))
-    if "ridge_fit_s" in res:
-        rows.append((f"ridge: PCA to {res['ridge_dim']} dims (s)", f"{res['ridge_pca_s']:.1f}",
-                     f"{res['ridge_pca_s'] / f:.0f}"))
-        rows.append(("ridge: fit, alphas on validation (s)", f"{res['ridge_fit_s']:.1f}", f"{res['ridge_fit_s'] / f:.0f}"))
-        rows.append(("validation r, ridge", f"{res['ridge_val_r']:.3f}", "–"))
-    return pd.DataFrame(rows, columns=["measure", f"measured (f = {f:.3f})", "full release (extrapolated)"])
+        rows.append(row(f"one epoch, {decoder} d=256, with validation (s)", key))
+        rows.append(row(f"validation r, {decoder} (1 epoch)", f"{decoder}_val_r", fmt="{:.3f}", full=False))
+    if "ridge_fit_s" in results[0]:
+        rows.append(row(f"ridge: PCA to {results[0]['ridge_dim']} dims (s)", "ridge_pca_s"))
+        rows.append(row("ridge: fit, alphas on validation (s)", "ridge_fit_s"))
+        rows.append(row("validation r, ridge", "ridge_val_r", fmt="{:.3f}", full=False))
+    columns = ["measure", *[f"{r['n_stimuli']} stimuli (f = {r['n_stimuli'] / n_full:.3f})" for r in results],
+               "full release (extrapolated)"]
+    return pd.DataFrame(rows, columns=columns)

@@ -160,6 +160,9 @@ def test_scale_study_has_the_release_shape(tmp_path, monkeypatch):
     assert {r.run for r in study.records} == set(stamp["runs"])
     res = {"n_stimuli": 11, "n_runs": 11, "n_stimulus_trs": 100, "n_subject_trs": 400, "disk_bytes": 1e9,
            "feature_bytes_in_memory": 5e8, "load_s": 2.0, "load_peak_rss_bytes": 1.3e9, "load_base_rss_bytes": 0.3e9}
-    table = bench_scale.scale_table(res)
-    row = table[table.measure == "peak RSS, load stage (GB)"].iloc[0]
-    assert row.iloc[2] == f"{(0.3 + 1.0 * 336 / 11):.1f}"  # base + growth / (11 of 336 stimuli)
+    one = bench_scale.scale_table([res])
+    row = one[one.measure == "peak RSS, load stage (GB)"].iloc[0]
+    assert row.iloc[-1] == f"{(0.3 + 1.0 * 336 / 11):.2f}"  # base + growth / (11 of 336 stimuli)
+    two = bench_scale.scale_table([res, {**res, "n_stimuli": 22, "load_s": 3.0, "load_peak_rss_bytes": 2.3e9}])
+    assert two[two.measure == "load_study (s)"].iloc[0].iloc[-1] == f"{1.0 + 336 / 11:.1f}"  # the line 1 + n / 11
+    assert two[two.measure == "peak RSS, load stage (GB)"].iloc[0].iloc[-1] == f"{0.3 + 336 / 11:.2f}"
