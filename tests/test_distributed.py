@@ -100,3 +100,24 @@ def test_one_process_group_is_a_no_op():
     pred, target = torch.randn(2, 4, V), torch.randn(2, 4, V)
     mask = torch.tensor([[True, True, False, True], [False, True, True, True]])
     torch.testing.assert_close(g.masked_mse(pred, target, mask, V), ((pred - target)[mask] ** 2).mean())
+
+
+def test_init_picks_nccl_and_the_local_gpu_when_cuda_is_there(monkeypatch):
+    """The GPU path without a GPU: torchrun's variables -> NCCL on GPU LOCAL_RANK (gloo without CUDA)."""
+    calls = []
+    monkeypatch.setenv("WORLD_SIZE", "4")
+    monkeypatch.setenv("LOCAL_RANK", "3")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "set_device", lambda i: calls.append(("set_device", i)))
+    monkeypatch.setattr(distributed.dist, "init_process_group", lambda backend: calls.append(("init", backend)))
+    monkeypatch.setattr(distributed, "group", lambda: distributed.Group(3, 4))
+    assert distributed.init() == distributed.Group(3, 4)
+    assert calls == [("set_device", 3), ("init", "nccl")]
+    calls.clear()
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    distributed.init()
+    assert calls == [("init", "gloo")]
+    monkeypatch.setenv("WORLD_SIZE", "1")  # without torchrun: one process, nothing initialised
+    calls.clear()
+    distributed.init()
+    assert calls == []
