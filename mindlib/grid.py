@@ -89,6 +89,7 @@ class GridSpec:
     """The parameters shared by every cell of a grid (notebook 08's parameters cell passes them on)."""
 
     dataset: str = "synthetic"  # "synthetic" | path to an Algonauts 2025 folder
+    features_root: str = ""  # empty: <dataset>/features; else a folder of feature stores
     size: str = "demo"  # synthetic study size
     seeds: tuple[int, ...] = (0,)  # seeds per cell; the first one searches the grid
     grid_every_seed: bool = False  # True: every seed searches the lr × weight-decay grid
@@ -130,7 +131,7 @@ def cell_params(cell: Cell, spec: GridSpec, runs_dir: str | Path) -> dict[str, A
         dataset=spec.dataset, size=spec.size, seed=cell.seed, backbone=cell.backbone, decoder=cell.decoder,
         mode=cell.mode, d_model=spec.d_model, epochs=spec.epochs, fir_lags_trs=list(spec.fir_lags_trs),
         device=spec.device, tag=cell.tag, results_dir=str(runs_dir.parent), fig_dir="",
-        isg_subjects=list(spec.isg_subjects) if first_seed_isg else [], **grid,
+        isg_subjects=list(spec.isg_subjects) if first_seed_isg else [], features_root=spec.features_root, **grid,
     )
 
 

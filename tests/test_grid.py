@@ -62,7 +62,7 @@ def test_cell_params_written_out(tmp_path):
         "dataset": "synthetic", "size": "smoke", "seed": 0, "backbone": "tribe", "decoder": "mind", "mode": "both",
         "d_model": 32, "epochs": 1, "fir_lags_trs": [2, 3, 4], "device": "auto", "tag": "tribe-mind-both-s0",
         "results_dir": str(tmp_path), "fig_dir": "", "isg_subjects": ["sub-01"], "lrs": [1e-3, 3e-3],
-        "weight_decays": [1e-2],
+        "weight_decays": [1e-2], "features_root": "",
     }
     # later seeds need the first seed's choice; no ISG on them, nor on ridge or other router modes
     with pytest.raises(FileNotFoundError, match="tribe-mind-both-s0"):
