@@ -1129,6 +1129,7 @@ def load_study(
     feature_settings: Mapping | None = None,
     allow_stale: bool = False,
     held_out_movies: Mapping[str, Iterable[str]] | None = None,
+    feature_cache=None,
 ) -> Study:
     """Load fMRI and one backbone's features into TR-aligned records, with a split.
 
@@ -1174,6 +1175,8 @@ def load_study(
     held_out_movies : mapping, optional
         Hold out whole seasons or films instead of the random split (:func:`split_runs`), e.g.
         :data:`OFFICIAL_HELD_OUT`.
+    feature_cache : mindlib.cache.FeatureCache, optional
+        Keep aligned features on disk and memory-map them (bounded memory at the release's size).
 
     Returns
     -------
@@ -1219,21 +1222,28 @@ def load_study(
     def aligned(run: str, modality: str, n_trs: int) -> tuple[np.ndarray, np.ndarray]:
         stimulus = layout.stimulus_of(run)
         key = (stimulus, modality, n_trs)
+        if key not in cache and not allow_stale:
+            store.check_fresh(stimulus, modality)  # before any cache: a cached copy of stale features is stale too
+        if key not in cache and feature_cache is not None:  # on disk, memory-mapped (mindlib.cache)
+            cache[key] = feature_cache.get(store, stimulus, modality, n_trs, lags_trs, layer_fractions, tr_s,
+                                           lambda: aligned_now(run, modality, n_trs))
         if key not in cache:
-            if not allow_stale:
-                store.check_fresh(stimulus, modality)
-            frames = aggregate_layers(store.load(stimulus, modality), layer_fractions)  # (T_f, G*D)
-            feat_s, fmri_s = frames.shape[0] / store.feature_hz, n_trs * tr_s
-            if abs(feat_s - fmri_s) > length_tolerance_s:
-                raise ValueError(
-                    f"run {run}: features {store.path(stimulus, modality)} last {feat_s:.2f} s "
-                    f"({frames.shape[0]} frames at {store.feature_hz} Hz) but the fMRI lasts {fmri_s:.2f} s "
-                    f"({n_trs} TRs of {tr_s} s), more than length_tolerance_s={length_tolerance_s} apart. "
-                    "Re-extract the features from the full stimulus, check tr_s and feature_hz, or drop "
-                    "the run with runs=..."
-                )
-            cache[key] = align_features(frames, n_trs, tr_s, store.feature_hz, lags_trs)
+            cache[key] = aligned_now(run, modality, n_trs)
         return cache[key]
+
+    def aligned_now(run: str, modality: str, n_trs: int) -> tuple[np.ndarray, np.ndarray]:
+        stimulus = layout.stimulus_of(run)
+        frames = aggregate_layers(store.load(stimulus, modality), layer_fractions)  # (T_f, G*D)
+        feat_s, fmri_s = frames.shape[0] / store.feature_hz, n_trs * tr_s
+        if abs(feat_s - fmri_s) > length_tolerance_s:
+            raise ValueError(
+                f"run {run}: features {store.path(stimulus, modality)} last {feat_s:.2f} s "
+                f"({frames.shape[0]} frames at {store.feature_hz} Hz) but the fMRI lasts {fmri_s:.2f} s "
+                f"({n_trs} TRs of {tr_s} s), more than length_tolerance_s={length_tolerance_s} apart. "
+                "Re-extract the features from the full stimulus, check tr_s and feature_hz, or drop "
+                "the run with runs=..."
+            )
+        return align_features(frames, n_trs, tr_s, store.feature_hz, lags_trs)
 
     records = []
     past_end: dict[str, int] = {}  # run -> TRs after the last one its features cover

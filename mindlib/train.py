@@ -36,7 +36,7 @@ import torch
 from torch import Tensor, nn
 from tqdm import tqdm
 
-from mindlib import metrics
+from mindlib import distributed, metrics
 from mindlib.data import WindowDataset, collate_windows, window_starts
 from mindlib.layout import movie_of
 
@@ -422,19 +422,20 @@ def _run_epoch(
     """One pass over the shuffled windows; returns (mean loss per window, lr of the last step)."""
     torch.manual_seed(config.seed * 1000 + epoch)  # dropout / modality dropout replay on resume
     model.train()
+    group = distributed.group()  # several processes (torchrun): each takes its share of every global batch
     total, count, lr = 0.0, 0, float("nan")
     for step, idx in enumerate(_epoch_batches(len(dataset), config.batch_size, config.seed, epoch)):
-        batch = _to_device(collate_windows([dataset[i] for i in idx]), device)
-        with _autocast(device, config.amp):
-            output = model(batch["features"], batch["subject"])
-        loss = masked_mse(output.pred, batch["fmri"], batch["mask"]) + _aux(output)
-        if not torch.isfinite(loss):
+        loss = _batch_loss(model, dataset, group.shard(idx), device, config, group)
+        value = group.all_sum(loss.detach() if loss is not None else 0.0) if group.active else loss.detach()
+        if not torch.isfinite(value):
             raise FloatingPointError(
-                f"epoch {epoch} step {step}: the loss is {loss.item()}; lower TrainConfig.lr or check the "
+                f"epoch {epoch} step {step}: the loss is {value.item()}; lower TrainConfig.lr or check the "
                 f"inputs for NaN"
             )
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        if loss is not None:
+            loss.backward()
+        group.reduce_gradients(params)  # sum over ranks: the one-process gradient of the global batch
         if config.grad_clip is not None:
             torch.nn.utils.clip_grad_norm_(params, config.grad_clip)
         lr = float(optimizer.param_groups[0]["lr"])
@@ -443,12 +444,31 @@ def _run_epoch(
             scheduler.step()
         if after_step is not None:
             after_step()
-        total += loss.item() * len(idx)
+        total += value.item() * len(idx)
         count += len(idx)
         if bar is not None:
-            bar.set_postfix(epoch=f"{epoch + 1}/{config.epochs}", loss=f"{loss.item():.4f}", refresh=False)
+            bar.set_postfix(epoch=f"{epoch + 1}/{config.epochs}", loss=f"{value.item():.4f}", refresh=False)
             bar.update(1)  # redraws only every few steps (progress_bar)
     return total / max(count, 1), lr
+
+
+def _batch_loss(model: nn.Module, dataset: WindowDataset, idx: list[int], device: torch.device,
+                config: TrainConfig, group: distributed.Group) -> Tensor | None:
+    """The loss of windows ``idx``: the whole batch's in one process, this rank's part of it in several (None
+    for a rank without windows in a small last batch)."""
+    if not group.active:
+        batch = _to_device(collate_windows([dataset[i] for i in idx]), device)
+        with _autocast(device, config.amp):
+            output = model(batch["features"], batch["subject"])
+        return masked_mse(output.pred, batch["fmri"], batch["mask"]) + _aux(output)
+    if not idx:
+        group.masked_mse(None, None, None, model.config.n_parcels)  # the normaliser's collective still runs
+        return None
+    batch = _to_device(collate_windows([dataset[i] for i in idx]), device)
+    with _autocast(device, config.amp):
+        output = model(batch["features"], batch["subject"])
+    mse = group.masked_mse(output.pred, batch["fmri"], batch["mask"], output.pred.shape[-1])
+    return mse + _aux(output) / group.world  # batch-independent aux terms sum back to the one-process value
 
 
 def _validation_r(model: nn.Module, records: Sequence, config: TrainConfig, device: torch.device) -> float:
@@ -612,7 +632,7 @@ def _fit(model: nn.Module, train_records: list, val_records: list, config: Train
     bar = progress_bar(  # one bar for the whole fit: its ETA covers every remaining epoch
         total=max(last_epoch - start_epoch, 0) * steps_per_epoch,
         desc=desc if desc is not None else f"lr {config.lr:g} wd {config.weight_decay:g}",
-        disable=not config.progress,
+        disable=not config.progress or not distributed.group().is_main,
     )
     for epoch in range(start_epoch, config.epochs):
         if config.stop_after_epochs is not None and epoch >= config.stop_after_epochs:
@@ -643,21 +663,23 @@ def _fit(model: nn.Module, train_records: list, val_records: list, config: Train
         )
         logger.info("epoch %d: train loss %.4f, val r %.4f", epoch, train_loss, val_r)
         if ckpt_path is not None:
-            _atomic_save(
-                {
-                    "model": model.state_dict(),
-                    "optimizer": optimizer.state_dict(),
-                    "scheduler": scheduler.state_dict(),
-                    "epoch": epoch,
-                    "history": history,
-                    "best_state": best_state,
-                    "best_epoch": best_epoch,
-                    "best_val_r": best_val_r,
-                    "n_windows": n_windows,
-                    "config": asdict(config),
-                },
-                ckpt_path,
-            )
+            if distributed.group().is_main:  # one writer; every rank resumes from the same file
+                _atomic_save(
+                    {
+                        "model": model.state_dict(),
+                        "optimizer": optimizer.state_dict(),
+                        "scheduler": scheduler.state_dict(),
+                        "epoch": epoch,
+                        "history": history,
+                        "best_state": best_state,
+                        "best_epoch": best_epoch,
+                        "best_val_r": best_val_r,
+                        "n_windows": n_windows,
+                        "config": asdict(config),
+                    },
+                    ckpt_path,
+                )
+            distributed.group().barrier()
     bar.close()  # the last redraw shows the final epoch, loss and validation r
 
     if best_state is None:

@@ -17,9 +17,9 @@
 # %% [markdown]
 # # 08 · Tables 1 and 2: every decoder on every backbone, and the router ablation
 #
-# **Overview** 1) fan out notebook 06 with papermill over backbones × decoders × seeds (Table 1) and over
-# router modes (Table 2) 2) collect the results files 3) tables with mean ± spread over seeds, as CSV and
-# Markdown
+# **Overview** 1) fan out notebook 06 over backbones × decoders × seeds (Table 1) and over router modes
+# (Table 2) with `mindlib.grid`: submitit jobs on this machine, or on a Slurm cluster (`engine="slurm"`)
+# 2) collect the results files 3) tables with mean ± spread over seeds, as CSV and Markdown
 #
 # **Time** per study size: the notebook map in the README (measured on 2 CPU cores)
 # **Writes** `<results_dir>/table1.{csv,md}`, `<results_dir>/table2.{csv,md}`, `<results_dir>/08_tables.json`, `<fig_dir>/08_table1.png`
@@ -47,70 +47,40 @@ lrs: list = [3e-3]  # learning-rate grid of every decoder
 weight_decays: list = [1e-2]  # weight-decay grid of every decoder
 fir_lags_trs: list = [2, 3, 4]  # ridge FIR delays in TRs
 device: str = "auto"  # "auto" | "cpu" | "cuda"
-workers: int = 2  # notebook 06 executions at a time, each on cores/workers torch threads
+workers: int = 2  # notebook 06 executions at a time (local: each on cores/workers torch threads)
 rerun: bool = False  # re-execute cells whose results file already exists
+engine: str = "local"  # where cells run (submitit): "local" (processes on this machine) | "slurm"
+retries: int = 1  # extra attempts of a failing cell before it is reported with its log
+partition: str = ""  # Slurm partition; empty: the cluster default
+gpus_per_job: int = 0  # GPUs per cell (Slurm --gpus-per-node), with device "cuda"
+time_limit_min: int = 120  # wall-clock limit per cell in minutes (Slurm --time)
 results_dir: str = "runs/{size}/results"  # results files; a relative path starts at the repository root
 fig_dir: str = "runs/{size}/figures"  # figures ("figures" is the committed set); empty string: save none
 solutions: bool = False  # run the solutions of the "Try it" exercises at the end
 
 # %%
 __import__("mindlib.params").params.check_parameters(globals())  # types as declared above
-import json
-import os
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pandas as pd
 
-from mindlib import notebooks, plotting, project, report
+from mindlib import grid, plotting, project, report
 
 results_dir, fig_dir = project.output_dir(results_dir, size), project.output_dir(fig_dir, size)
-results_path = Path(results_dir).resolve()
-runs_dir = results_path / "runs"
-nb06 = notebooks.find("06")
 
-
-def tag_of(backbone: str, decoder: str, mode: str, seed: int) -> str:
-    return f"{backbone}-{decoder}-{mode}-s{seed}"
-
-
-def cell(backbone: str, decoder: str, mode: str, seed: int) -> dict:
-    """Run (or reuse) one execution of notebook 06 and return its results file."""
-    tag = tag_of(backbone, decoder, mode, seed)
-    path, params_path = runs_dir / f"{tag}.json", runs_dir / f"{tag}.params.json"
-    grid = dict(lrs=lrs, weight_decays=weight_decays)
-    if seed != seeds[0] and not grid_every_seed:  # reuse the first seed's choice (made on validation)
-        first = json.loads((runs_dir / f"{tag_of(backbone, decoder, mode, seeds[0])}.json").read_text())
-        grid = dict(lrs=[first["best_lr"]], weight_decays=[first["best_weight_decay"]])
-    isg = isg_subjects if decoder != "ridge" and mode == "both" and seed == seeds[0] else []
-    params = dict(dataset=dataset, size=size, seed=seed, backbone=backbone, decoder=decoder, mode=mode,
-                  d_model=d_model, epochs=epochs, fir_lags_trs=fir_lags_trs, device=device, tag=tag,
-                  results_dir=str(results_path), fig_dir="", isg_subjects=isg, features_root=features_root, **grid)
-    # a results file is reused only if it was made with exactly these parameters (e.g. not by a demo run)
-    same = path.exists() and params_path.exists() and json.loads(params_path.read_text()) == params
-    if rerun or not same:
-        threads = max(1, (os.cpu_count() or 1) // workers)
-        notebooks.execute(nb06, size, out_dir=runs_dir, parameters={**params, "num_threads": threads}, out_name=tag)
-        params_path.write_text(json.dumps(params, indent=1))
-        print(f"ran {tag}", flush=True)
-    return json.loads(path.read_text())
-
+spec = grid.spec_from_params(**globals())  # dataset, size, seeds, grid, epochs, ... shared by every cell
+runner = grid.runner_from_params(Path(results_dir).resolve() / "runs", **globals())  # engine, workers, retries
+results_path = runner.runs_dir.parent
+print(spec)
+print(f"{runner.engine} engine, {runner.workers} cell(s) at a time, results files in {runner.runs_dir}")
 
 # %% [markdown]
 # ## Table 1: decoders × backbones
+# `mindlib.grid` runs each cell as a submitit job (a papermill execution of notebook 06), first-seed cells first;
+# a failing cell is retried, then reported with the path of its log once every other cell has run.
 
 # %%
-def run_cells(specs: list[tuple]) -> list[dict]:
-    """Execute cells ``workers`` at a time (each in its own kernel), first-seed cells first (later seeds
-    may reuse their grid choice); results in the order given."""
-    with ThreadPoolExecutor(max_workers=workers) as pool:  # the first seed's cells, before any cell that reads them
-        list(pool.map(lambda spec: cell(*spec), [spec for spec in specs if spec[3] == seeds[0]]))
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        return list(pool.map(lambda spec: cell(*spec), specs))
-
-
-# ridge has no seed (a closed-form fit): one cell per backbone
-rows = run_cells([(b, d, "both", s) for b in backbones for d in decoders for s in (seeds if d != "ridge" else seeds[:1])])
+rows = runner.run(spec, grid.table1_cells(backbones, decoders, seeds))
 t1 = pd.DataFrame(rows)
 metrics = ["val_r", "val_spearman", "val_r2", "test_r", "isg_r"]
 metrics = [m for m in metrics if m in t1]
@@ -134,7 +104,7 @@ table1
 # ## Table 2: SADGate router ablation (MIND)
 
 # %%
-rows2 = run_cells([(b, "mind", m, s) for b in backbones for m in modes for s in seeds])
+rows2 = runner.run(spec, grid.table2_cells(backbones, modes, seeds))  # cells of mode "both" come from Table 1
 t2 = pd.DataFrame(rows2)
 agg2 = t2.groupby(["mode", "backbone"], sort=False)["val_r"].agg(["mean", "std", "count"])
 table2 = agg2.apply(lambda r: f"{r['mean']:.3f}" if r["count"] < 2 else f"{r['mean']:.3f} ± {r['std']:.3f}", axis=1)
@@ -145,7 +115,8 @@ table2
 for name, table in (("table1", table1), ("table2", table2)):
     table.to_csv(results_path / f"{name}.csv", index=name == "table2")
     (results_path / f"{name}.md").write_text(table.to_markdown(index=name == "table2") + "\n")
-t1.to_csv(results_path / "table1_cells.csv", index=False)
+per_run = ["history", "val_per_run_r", "test_per_run_r"]  # kept in the cells' results files (report intervals)
+t1.drop(columns=per_run, errors="ignore").to_csv(results_path / "table1_cells.csv", index=False)
 t2.to_csv(results_path / "table2_cells.csv", index=False)
 
 ax = plotting.plot_table1(t1, backbones, decoders, metric="val_r")  # mean ± std over seeds
@@ -159,7 +130,7 @@ plotting.save_figure(ax.figure, "08_table1", fig_dir)
 gain = report.mind_gain(t1, "baseline", "val_r")  # the same numbers papers/reproduction.md quotes
 print({b: round(g, 3) for b, g in gain.items()})
 results = {
-    "table1": t1.drop(columns=["history", "isg_per_subject"], errors="ignore").to_dict(orient="records"),
+    "table1": t1.drop(columns=[*per_run, "isg_per_subject"], errors="ignore").to_dict(orient="records"),
     "table2": t2[["backbone", "mode", "seed", "val_r", "test_r"]].to_dict(orient="records"),
     "mind_gain_over_baseline": gain,
     "seeds": seeds,

@@ -135,3 +135,34 @@ def test_head_times_the_models_own_mix(monkeypatch):
     case.forward_only("dense")
     case.forward_backward("sparse")
     assert calls == ["dense", "sparse"]
+
+
+def test_scale_study_has_the_release_shape(tmp_path, monkeypatch):
+    from benchmarks import bench_scale
+    from mindlib import data, layout
+
+    runs = bench_scale.release_runs()
+    assert len(runs) == 353 and len(set(runs)) == 353
+    assert len(bench_scale.stimuli_of(runs)) == 292 + 44  # Friends s1-s6 halves; Movie10 clips
+    assert {"s06e25b", "wolf17", "figures12_run-2", "life05_run-1", "bourne10"} <= set(runs)
+    assert set(layout.KNOWN_MISSING_RUNS["sub-05"]) <= set(bench_scale.selected_runs(0.01))
+    # a tiny stand-in for the real dimensions, built and loaded as the benchmark does
+    monkeypatch.setattr(bench_scale, "TRIBE_DIMS", {"video": 6, "text": 4, "audio": 3})
+    monkeypatch.setattr(bench_scale, "TR_RANGE", (30, 34))
+    monkeypatch.setattr(bench_scale, "N_PARCELS", 1000)
+    stamp = bench_scale.build(tmp_path, 0.01)
+    assert bench_scale.build(tmp_path, 0.01) == stamp  # reused
+    study = data.load_study(tmp_path, "tribe")
+    assert study.feature_dims == {"video": 18, "text": 12, "audio": 9}  # three layer groups of each
+    have = {(r.subject, r.run) for r in study.records}
+    assert ("sub-02", "s05e20a") not in have and ("sub-01", "s05e20a") in have
+    assert ("sub-05", "s04e13b") not in have and ("sub-03", "s04e13b") in have
+    assert {r.run for r in study.records} == set(stamp["runs"])
+    res = {"n_stimuli": 11, "n_runs": 11, "n_stimulus_trs": 100, "n_subject_trs": 400, "disk_bytes": 1e9,
+           "feature_bytes_in_memory": 5e8, "load_s": 2.0, "load_peak_rss_bytes": 1.3e9, "load_base_rss_bytes": 0.3e9}
+    one = bench_scale.scale_table([res])
+    row = one[one.measure == "peak RSS, load stage (GB)"].iloc[0]
+    assert row.iloc[-1] == f"{(0.3 + 1.0 * 336 / 11):.2f}"  # base + growth / (11 of 336 stimuli)
+    two = bench_scale.scale_table([res, {**res, "n_stimuli": 22, "load_s": 3.0, "load_peak_rss_bytes": 2.3e9}])
+    assert two[two.measure == "load_study (s)"].iloc[0].iloc[-1] == f"{1.0 + 336 / 11:.1f}"  # the line 1 + n / 11
+    assert two[two.measure == "peak RSS, load stage (GB)"].iloc[0].iloc[-1] == f"{0.3 + 336 / 11:.2f}"

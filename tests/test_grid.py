@@ -1,0 +1,155 @@
+"""mindlib.grid: cells run as submitit jobs, are cached by their parameters, fail with their log, and resume.
+
+The jobs here run a stand-in for notebook 06 (a few lines writing a results file) so that the engine itself is
+what is tested: real processes started by ``submitit.LocalExecutor`` (and by Slurm when a cluster answers).
+"""
+
+import json
+import shutil
+import subprocess
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import cloudpickle
+import pytest
+
+from mindlib import grid
+
+# the job functions below travel to the job processes by value (the tests folder is no importable package)
+cloudpickle.register_pickle_by_value(sys.modules[__name__])
+
+
+def stand_in_cell(params: dict, runs_dir: str, num_threads: int) -> str:
+    """Writes ``<tag>.json`` as notebook 06 would; ``best_lr`` is the grid's last value (so reuse is visible).
+
+    decoder "broken" always fails; decoder "flaky" fails on its first attempt only.
+    """
+    runs = Path(runs_dir)
+    if params["decoder"] == "broken":
+        raise ValueError(f"cell {params['tag']} cannot fit: no such decoder")
+    marker = runs / f"{params['tag']}.attempted"
+    if params["decoder"] == "flaky" and not marker.exists():
+        marker.write_text("1")
+        raise RuntimeError("transient failure")
+    (runs / f"{params['tag']}.json").write_text(json.dumps(
+        {"tag": params["tag"], "seed": params["seed"], "best_lr": params["lrs"][-1],
+         "best_weight_decay": params["weight_decays"][-1], "num_threads": num_threads}))
+    return str(runs / f"{params['tag']}.json")
+
+
+def fixed_broken_cell(params: dict, runs_dir: str, num_threads: int) -> str:
+    """The same stand-in once the cause of the failure is fixed."""
+    return stand_in_cell({**params, "decoder": "fixed"}, runs_dir, num_threads)
+
+
+SPEC = grid.GridSpec(dataset="synthetic", size="smoke", seeds=(0, 1), isg_subjects=("sub-01",), d_model=32,
+                     epochs=1, lrs=(1e-3, 3e-3), weight_decays=(1e-2,))
+
+
+def test_tags_and_table_cells_follow_notebook_08():
+    cells = grid.table1_cells(["tribe"], ["mind", "ridge"], [0, 1])
+    assert [c.tag for c in cells] == ["tribe-mind-both-s0", "tribe-mind-both-s1", "tribe-ridge-both-s0"]
+    assert [c.tag for c in grid.table2_cells(["qwen"], ["token", "both"], [3])] == \
+        ["qwen-mind-token-s3", "qwen-mind-both-s3"]
+
+
+def test_cell_params_written_out(tmp_path):
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    first = grid.cell_params(grid.Cell("tribe", "mind", "both", 0), SPEC, runs)
+    assert first == {
+        "dataset": "synthetic", "size": "smoke", "seed": 0, "backbone": "tribe", "decoder": "mind", "mode": "both",
+        "d_model": 32, "epochs": 1, "fir_lags_trs": [2, 3, 4], "device": "auto", "tag": "tribe-mind-both-s0",
+        "results_dir": str(tmp_path), "fig_dir": "", "isg_subjects": ["sub-01"], "lrs": [1e-3, 3e-3],
+        "weight_decays": [1e-2], "features_root": "",
+    }
+    # later seeds need the first seed's choice; no ISG on them, nor on ridge or other router modes
+    with pytest.raises(FileNotFoundError, match="tribe-mind-both-s0"):
+        grid.cell_params(grid.Cell("tribe", "mind", "both", 1), SPEC, runs)
+    (runs / "tribe-mind-both-s0.json").write_text(json.dumps({"best_lr": 3e-3, "best_weight_decay": 1e-2}))
+    later = grid.cell_params(grid.Cell("tribe", "mind", "both", 1), SPEC, runs)
+    assert (later["lrs"], later["weight_decays"], later["isg_subjects"]) == ([3e-3], [1e-2], [])
+    assert grid.cell_params(grid.Cell("tribe", "ridge", "both", 0), SPEC, runs)["isg_subjects"] == []
+    assert grid.cell_params(grid.Cell("tribe", "mind", "token", 0), SPEC, runs)["isg_subjects"] == []
+    every = replace(SPEC, grid_every_seed=True)
+    assert grid.cell_params(grid.Cell("tribe", "mind", "both", 1), every, runs)["lrs"] == [1e-3, 3e-3]
+
+
+def test_local_engine_runs_caches_and_reruns_on_changed_parameters(tmp_path):
+    runner = grid.GridRunner(tmp_path / "runs", workers=2, job_fn=stand_in_cell, progress=False)
+    cells = grid.table1_cells(["tribe"], ["mind", "ridge"], SPEC.seeds)
+    rows = runner.run(SPEC, cells)
+    assert [r["tag"] for r in rows] == [c.tag for c in cells]
+    assert sorted(runner.ran) == sorted(c.tag for c in cells)
+    # seed 1 reused seed 0's choice (the stand-in picks the grid's last lr); each job had cores // 2 threads
+    params = json.loads((tmp_path / "runs" / "tribe-mind-both-s1.params.json").read_text())
+    assert params["lrs"] == [3e-3]
+    assert {r["num_threads"] for r in rows} == {runner._threads()}
+    assert list((tmp_path / "runs" / "logs").iterdir()), "submitit wrote no job folders"
+
+    again = grid.GridRunner(tmp_path / "runs", workers=2, job_fn=stand_in_cell, progress=False)
+    assert again.run(SPEC, cells) == rows and again.ran == []  # every cell from its results file
+
+    longer = replace(SPEC, epochs=2)  # other parameters: nothing is reused
+    again.run(longer, cells[:1])
+    assert again.ran == [cells[0].tag]
+
+
+def test_failing_cell_reported_with_its_log_then_resumed(tmp_path):
+    runs = tmp_path / "runs"
+    cells = [grid.Cell("tribe", "mind", "both", 0), grid.Cell("tribe", "flaky", "both", 0),
+             grid.Cell("tribe", "broken", "both", 0), grid.Cell("tribe", "broken", "both", 1)]
+    runner = grid.GridRunner(runs, workers=2, retries=1, job_fn=stand_in_cell, progress=False)
+    with pytest.raises(grid.GridError) as info:
+        runner.run(SPEC, cells)
+    failures = {f.tag: f for f in info.value.failures}
+    assert set(failures) == {"tribe-broken-both-s0", "tribe-broken-both-s1"}
+    broken = failures["tribe-broken-both-s0"]
+    assert broken.attempts == 2 and "no such decoder" in broken.error
+    assert "no such decoder" in Path(broken.log).read_text()  # the job's own stderr, as submitit wrote it
+    assert str(broken) in str(info.value) and broken.log in str(info.value)
+    assert "has not run" in failures["tribe-broken-both-s1"].error  # its first seed failed: never submitted
+    assert failures["tribe-broken-both-s1"].attempts == 0
+    # the good cell and the flaky one (second attempt) finished and have results files
+    assert set(info.value.results) == {"tribe-mind-both-s0", "tribe-flaky-both-s0"}
+    assert not (runs / "tribe-broken-both-s0.params.json").exists()
+
+    fixed = grid.GridRunner(runs, workers=2, retries=0, job_fn=fixed_broken_cell, progress=False)
+    rows = fixed.run(SPEC, cells)  # resume: only the failed cells run
+    assert sorted(fixed.ran) == ["tribe-broken-both-s0", "tribe-broken-both-s1"]
+    assert [r["tag"] for r in rows] == [c.tag for c in cells]
+
+
+def test_runner_options_checked():
+    with pytest.raises(ValueError, match="engine"):
+        grid.GridRunner("runs", engine="pbs")
+    with pytest.raises(ValueError, match="workers"):
+        grid.GridRunner("runs", workers=0)
+    runner = grid.runner_from_params("runs", engine="slurm", partition="gpu", gpus_per_job=2, time_limit_min=30,
+                                     workers=4, lrs=[1e-3])  # names the runner lacks are ignored
+    assert (runner.engine, runner.partition, runner.gpus_per_job, runner.time_limit_min) == ("slurm", "gpu", 2, 30)
+    assert grid.spec_from_params(seeds=[0, 1], engine="slurm").seeds == (0, 1)
+
+
+def _slurm_answers() -> bool:
+    if shutil.which("sbatch") is None or shutil.which("sinfo") is None:
+        return False
+    try:
+        return subprocess.run(["sinfo", "-h"], capture_output=True, timeout=10).returncode == 0
+    except (OSError, subprocess.SubprocessError):
+        return False
+
+
+@pytest.mark.skipif(not _slurm_answers(), reason="no Slurm cluster answers here (sbatch/sinfo); on Debian as root: "
+                    "apt-get install -y slurm-wlm munge && bash tests/slurm_one_node.sh")
+def test_slurm_engine_runs_real_jobs(tmp_path):
+    runner = grid.GridRunner(tmp_path / "runs", engine="slurm", workers=2, retries=0, time_limit_min=5,
+                             job_fn=stand_in_cell, progress=False)
+    cells = [grid.Cell("tribe", "mind", "both", 0), grid.Cell("tribe", "broken", "both", 0)]
+    with pytest.raises(grid.GridError) as info:
+        runner.run(SPEC, cells)
+    assert set(info.value.results) == {"tribe-mind-both-s0"}
+    (failure,) = info.value.failures
+    assert "no such decoder" in Path(failure.log).read_text()
+    assert runner.ran == ["tribe-mind-both-s0"]
