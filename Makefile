@@ -82,11 +82,12 @@ docs: $(STAMP)
 	$(BIN)/python docs/build.py --size $(SIZE)
 
 lint: $(STAMP)
-	$(BIN)/ruff check mindlib tests benchmarks notebooks
+	$(BIN)/ruff check mindlib tests benchmarks notebooks docs
+	$(BIN)/ruff format --check mindlib tests benchmarks docs || (echo "run 'make format' to reformat" && exit 1)
 	$(BIN)/python -m mindlib.notebooks --check-pairs
 
 format: $(STAMP)
-	$(BIN)/ruff format mindlib tests benchmarks
+	$(BIN)/ruff format mindlib tests benchmarks docs
 
 sync: $(STAMP)
 	$(BIN)/python -m mindlib.notebooks --sync

@@ -1,6 +1,6 @@
 """Performance benchmarks of mindlib (``make bench`` = ``python -m benchmarks``); not part of the tests.
 
-- :mod:`benchmarks.bench_head`: MIND's expert head, sparse dispatch vs the dense formula (SPEC §6):
+- :mod:`benchmarks.bench_head`: MIND's expert head, sparse dispatch vs the dense formula (docs/method.md §6):
   time, saved-activation memory, agreement, scaling over E, K, V, d, and achieved GFLOP/s against
   a plain matmul of the same size.
 - :mod:`benchmarks.bench_train`: one full training step (AFIRE + decoder + AdamW) per decoder at

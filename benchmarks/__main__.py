@@ -110,16 +110,34 @@ def main(argv: list[str] | None = None) -> int:
         "benchmarks/results/*.csv.",
     )
     parser.add_argument("--quick", action="store_true", help="reduced sizes and repeats (a quick check)")
-    parser.add_argument("--only", choices=BENCHMARKS + EXTRA, action="append", help="run only this one (repeatable)")
-    parser.add_argument("--fraction", type=float, nargs="+", default=[0.05],
-                        help="scale: shares of the release's stimuli (1 = the full release); with two or more, the "
-                        "full release is extrapolated through them")
-    parser.add_argument("--ridge-components", type=int, default=256, help="scale: PCA components per modality")
-    parser.add_argument("--decoders", default="baseline,mind", help="scale: neural decoders timed for one epoch")
-    parser.add_argument("--feature-cache", action="store_true",
-                        help="scale: load features through the float16 memory-mapped cache (mindlib.cache)")
-    parser.add_argument("--study-dir", type=Path, default=None,
-                        help="scale: folder of the studies, one scale-<fraction> each (default: the studies folder)")
+    parser.add_argument(
+        "--only", choices=BENCHMARKS + EXTRA, action="append", help="run only this one (repeatable)"
+    )
+    parser.add_argument(
+        "--fraction",
+        type=float,
+        nargs="+",
+        default=[0.05],
+        help="scale: shares of the release's stimuli (1 = the full release); with two or more, the "
+        "full release is extrapolated through them",
+    )
+    parser.add_argument(
+        "--ridge-components", type=int, default=256, help="scale: PCA components per modality"
+    )
+    parser.add_argument(
+        "--decoders", default="baseline,mind", help="scale: neural decoders timed for one epoch"
+    )
+    parser.add_argument(
+        "--feature-cache",
+        action="store_true",
+        help="scale: load features through the float16 memory-mapped cache (mindlib.cache)",
+    )
+    parser.add_argument(
+        "--study-dir",
+        type=Path,
+        default=None,
+        help="scale: folder of the studies, one scale-<fraction> each (default: the studies folder)",
+    )
     parser.add_argument("--device", choices=("cpu", "cuda"), default=None, help="default: cuda if available")
     parser.add_argument(
         "--update-readme", action="store_true", help="rewrite README's perf block (needs head)"
@@ -237,17 +255,32 @@ def main(argv: list[str] | None = None) -> int:
             for fraction in args.fraction:
                 root = (args.study_dir or project.studies_dir()) / f"scale-{fraction:g}"
                 # the stages run in child processes, which cpu_share (this process's CPU time) would not see
-                res = bench_scale.run_scale(root, fraction, device.type, tuple(args.decoders.split(",")),
-                                            args.ridge_components, args.feature_cache)
+                res = bench_scale.run_scale(
+                    root,
+                    fraction,
+                    device.type,
+                    tuple(args.decoders.split(",")),
+                    args.ridge_components,
+                    args.feature_cache,
+                )
                 results.append(res)
-                print(f"fraction {fraction:g}: {root}, {res['n_runs']} runs, build {res['build_s']:.0f} s "
-                      "(0 when reused)", flush=True)
+                print(
+                    f"fraction {fraction:g}: {root}, {res['n_runs']} runs, build {res['build_s']:.0f} s "
+                    "(0 when reused)",
+                    flush=True,
+                )
             table = bench_scale.scale_table(results)
-            notes = ["each stage in a fresh process: peak RSS is its own (VmHWM, mapped pages included)",
-                     "load_study: " + ("aligned features memory-mapped from the float16 cache (mindlib.cache); the "
-                                       "first load of a study also writes the cache" if args.feature_cache else
-                                       "aligned features in memory (float32)"),
-                     "full release: linear in the number of stimuli through the measured points (README memory model)"]
+            notes = [
+                "each stage in a fresh process: peak RSS is its own (VmHWM, mapped pages included)",
+                "load_study: "
+                + (
+                    "aligned features memory-mapped from the float16 cache (mindlib.cache); the "
+                    "first load of a study also writes the cache"
+                    if args.feature_cache
+                    else "aligned features in memory (float32)"
+                ),
+                "full release: linear in the number of stimuli through the measured points (README memory model)",
+            ]
             print_table("5. scale: the release's shape", table, desc, notes)
             write_csv(table, "scale", desc, out)
 

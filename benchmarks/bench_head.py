@@ -1,4 +1,4 @@
-"""MIND's expert head: sparse dispatch vs the dense formula (SPEC §6; paper §2.4, Eq. 4).
+"""MIND's expert head: sparse dispatch vs the dense formula (docs/method.md §6; paper §2.4, Eq. 4).
 
 The head maps tokens ``x`` (B, T, d) and SADGate's routing to parcels (B, T, V):
 ``ŷ_t = Σ_e w_{t,e} f_e(x_t)``. Both rows below call :meth:`mindlib.mind.Experts.mix`, the method

@@ -45,9 +45,15 @@ FORMAT = 1
 
 def release_runs() -> list[str]:
     """The 353 runs of the training release (Friends s1-s6 halves, Movie10 with its repeats)."""
-    friends = [f"s{s:02d}e{e:02d}{h}" for s, n in FRIENDS_EPISODES.items() for e in range(1, n + 1) for h in "ab"]
-    movies = [f"{film}{i:02d}" + (f"_run-{k}" if views > 1 else "")
-              for film, (n, views) in MOVIE10.items() for i in range(1, n + 1) for k in range(1, views + 1)]
+    friends = [
+        f"s{s:02d}e{e:02d}{h}" for s, n in FRIENDS_EPISODES.items() for e in range(1, n + 1) for h in "ab"
+    ]
+    movies = [
+        f"{film}{i:02d}" + (f"_run-{k}" if views > 1 else "")
+        for film, (n, views) in MOVIE10.items()
+        for i in range(1, n + 1)
+        for k in range(1, views + 1)
+    ]
     return friends + movies
 
 
@@ -66,7 +72,9 @@ def selected_runs(fraction: float) -> list[str]:
     runs = release_runs()
     stimuli = stimuli_of(runs)
     step = max(1, round(1 / fraction))
-    keep = set(stimuli[::step]) | {layout.stimulus_of(r) for rs in layout.KNOWN_MISSING_RUNS.values() for r in rs}
+    keep = set(stimuli[::step]) | {
+        layout.stimulus_of(r) for rs in layout.KNOWN_MISSING_RUNS.values() for r in rs
+    }
     return [r for r in runs if layout.stimulus_of(r) in keep]
 
 
@@ -78,19 +86,33 @@ def build(root: Path, fraction: float, seed: int = 0) -> dict:
     from mindlib.data import FeatureStore
 
     runs = selected_runs(fraction)
-    stamp = {"format": FORMAT, "fraction": fraction, "seed": seed, "runs": runs, "dims": TRIBE_DIMS,
-             "n_layers": N_LAYERS, "tr_range": list(TR_RANGE)}
+    stamp = {
+        "format": FORMAT,
+        "fraction": fraction,
+        "seed": seed,
+        "runs": runs,
+        "dims": TRIBE_DIMS,
+        "n_layers": N_LAYERS,
+        "tr_range": list(TR_RANGE),
+    }
     meta = root / "scale.json"
     if meta.exists() and json.loads(meta.read_text()) == stamp:
         return stamp
     rng = np.random.default_rng(seed)
     stimuli = stimuli_of(runs)
     n_trs = {s: int(rng.integers(TR_RANGE[0], TR_RANGE[1] + 1)) for s in stimuli}
-    maps = {m: (rng.standard_normal((RANK, N_LAYERS * d)) / math.sqrt(RANK)).astype(np.float32)
-            for m, d in TRIBE_DIMS.items()}
+    maps = {
+        m: (rng.standard_normal((RANK, N_LAYERS * d)) / math.sqrt(RANK)).astype(np.float32)
+        for m, d in TRIBE_DIMS.items()
+    }
     readout = rng.standard_normal((RANK, N_PARCELS)).astype(np.float32)
-    store = FeatureStore.create(root, "tribe", modalities={m: (N_LAYERS, d) for m, d in TRIBE_DIMS.items()},
-                                fusion="none", overwrite=True)
+    store = FeatureStore.create(
+        root,
+        "tribe",
+        modalities={m: (N_LAYERS, d) for m, d in TRIBE_DIMS.items()},
+        fusion="none",
+        overwrite=True,
+    )
     signal = {}
     from tqdm import tqdm
 
@@ -115,7 +137,9 @@ def build(root: Path, fraction: float, seed: int = 0) -> dict:
             with h5py.File(path, "w") as f:
                 for i, r in enumerate(runs):
                     if layout.study_of(r) == study and r not in missing:
-                        y = signal[layout.stimulus_of(r)] + 2.0 * rng.standard_normal(signal[layout.stimulus_of(r)].shape)
+                        y = signal[layout.stimulus_of(r)] + 2.0 * rng.standard_normal(
+                            signal[layout.stimulus_of(r)].shape
+                        )
                         f.create_dataset(layout.h5_key(r, 1 + si + i // 8), data=y.astype(np.float32))
     meta.write_text(json.dumps(stamp))
     return stamp
@@ -127,7 +151,9 @@ CACHE_DIR = "aligned_cache"  # the FeatureCache folder inside a scale study
 def disk_bytes(root: Path, cache: bool = False) -> int:
     """Bytes of the study's files (``cache=False``) or of its aligned-feature cache (``cache=True``)."""
     top = root / CACHE_DIR if cache else root
-    return sum(p.stat().st_size for p in top.rglob("*") if p.is_file() and (cache or CACHE_DIR not in p.parts))
+    return sum(
+        p.stat().st_size for p in top.rglob("*") if p.is_file() and (cache or CACHE_DIR not in p.parts)
+    )
 
 
 def peak_rss_bytes() -> int:
@@ -159,14 +185,17 @@ def stage(name: str, root: str, device: str, decoders: list[str], ridge_componen
     study = data.load_study(root, "tribe", feature_cache=cache)
     out: dict = {"load_s": time.perf_counter() - t0}
     arrays = {id(x): x for r in study.records for x in r.features.values()}
-    out["feature_bytes_in_memory"] = int(sum(getattr(x, "nbytes", 0) for x in arrays.values()
-                                             if not isinstance(x, np.memmap)))
+    out["feature_bytes_in_memory"] = int(
+        sum(getattr(x, "nbytes", 0) for x in arrays.values() if not isinstance(x, np.memmap))
+    )
     out["n_subject_trs"] = int(sum(r.fmri.shape[0] for r in study.records))
     out["n_stimulus_trs"] = int(sum(x.shape[0] for x in arrays.values()) // len(study.modalities))
     out["feature_dim"] = int(sum(study.feature_dims.values()))
     if name == "train":
         for decoder in decoders:
-            config = experiment.ExperimentConfig(decoder=decoder, d_model=256, epochs=1, lrs=(3e-3,), device=device)
+            config = experiment.ExperimentConfig(
+                decoder=decoder, d_model=256, epochs=1, lrs=(3e-3,), device=device
+            )
             model = experiment.build(config, study)
             fit = train.fit(model, study.select("train"), study.select("val"), config.train_config())
             out[f"{decoder}_epoch_s"] = fit.history[0]["seconds"]
@@ -192,15 +221,19 @@ def ridge_stage(study, n_components: int) -> dict:
     for m in study.modalities:
         unique = {r.run.split("_run-")[0]: r.features[m] for r in train_recs}
         x = np.concatenate([np.asarray(v, dtype=np.float32) for v in unique.values()])
-        pcas[m] = PCA(n_components=min(n_components, *x.shape), svd_solver="randomized", random_state=0).fit(x)
+        pcas[m] = PCA(n_components=min(n_components, *x.shape), svd_solver="randomized", random_state=0).fit(
+            x
+        )
         del x
     reduced: dict = {}
 
     def reduce(r):
         key = r.run.split("_run-")[0]
         if key not in reduced:
-            reduced[key] = {m: pcas[m].transform(np.asarray(r.features[m], dtype=np.float32)).astype(np.float32)
-                            for m in study.modalities}
+            reduced[key] = {
+                m: pcas[m].transform(np.asarray(r.features[m], dtype=np.float32)).astype(np.float32)
+                for m in study.modalities
+            }
         return replace(r, features=reduced[key])
 
     pca_s = time.perf_counter() - t0
@@ -209,30 +242,62 @@ def ridge_stage(study, n_components: int) -> dict:
     model = RidgeEncoder(n_subjects=len(study.subjects), dtype="float32").fit(tr, va)
     fit_s = time.perf_counter() - t1
     val_r = train.evaluate(model, va)["pearson"]["mean"]
-    return {"ridge_pca_s": pca_s, "ridge_fit_s": fit_s, "ridge_val_r": val_r,
-            "ridge_dim": int(sum(p.n_components_ for p in pcas.values()))}
+    return {
+        "ridge_pca_s": pca_s,
+        "ridge_fit_s": fit_s,
+        "ridge_val_r": val_r,
+        "ridge_dim": int(sum(p.n_components_ for p in pcas.values())),
+    }
 
 
 # ------------------------------------------------------------------------------------------ parent
 
 
-def run_scale(root: Path, fraction: float, device: str = "cpu", decoders=("baseline", "mind"),
-              ridge_components: int = 256, mmap: bool = False, stages=("load", "train", "ridge")) -> dict:
+def run_scale(
+    root: Path,
+    fraction: float,
+    device: str = "cpu",
+    decoders=("baseline", "mind"),
+    ridge_components: int = 256,
+    mmap: bool = False,
+    stages=("load", "train", "ridge"),
+) -> dict:
     """Build or reuse the study, then each stage in its own process; returns every figure measured."""
     t0 = time.perf_counter()
     stamp = build(root, fraction)
-    result: dict = {"fraction": fraction, "build_s": time.perf_counter() - t0, "disk_bytes": disk_bytes(root),
-                    "n_runs": len(stamp["runs"]), "n_stimuli": len(stimuli_of(stamp["runs"]))}
+    result: dict = {
+        "fraction": fraction,
+        "build_s": time.perf_counter() - t0,
+        "disk_bytes": disk_bytes(root),
+        "n_runs": len(stamp["runs"]),
+        "n_stimuli": len(stimuli_of(stamp["runs"])),
+    }
     if mmap:  # the first load computes and writes the cache (timed cold), a second one maps it (warm)
         shutil.rmtree(root / CACHE_DIR, ignore_errors=True)
         stages = ("load", "warm_load", *[s for s in stages if s != "load"])
     for name in stages:
-        cmd = [sys.executable, "-m", "benchmarks.bench_scale", name, str(root), device, ",".join(decoders),
-               str(ridge_components), "1" if mmap else "0"]
-        proc = subprocess.run(cmd, capture_output=True, text=True, cwd=Path(__file__).resolve().parent.parent,
-                              env={**os.environ, "PYTHONWARNINGS": "ignore"})
+        cmd = [
+            sys.executable,
+            "-m",
+            "benchmarks.bench_scale",
+            name,
+            str(root),
+            device,
+            ",".join(decoders),
+            str(ridge_components),
+            "1" if mmap else "0",
+        ]
+        proc = subprocess.run(
+            cmd,
+            capture_output=True,
+            text=True,
+            cwd=Path(__file__).resolve().parent.parent,
+            env={**os.environ, "PYTHONWARNINGS": "ignore"},
+        )
         if proc.returncode != 0:
-            raise RuntimeError(f"scale stage {name!r} failed (exit {proc.returncode}):\n{proc.stderr[-3000:]}")
+            raise RuntimeError(
+                f"scale stage {name!r} failed (exit {proc.returncode}):\n{proc.stderr[-3000:]}"
+            )
         figures = json.loads(proc.stdout.strip().splitlines()[-1])
         result[f"{name}_peak_rss_bytes"] = figures.pop("peak_rss_bytes")
         result[f"{name}_base_rss_bytes"] = figures.pop("base_rss_bytes")
@@ -278,21 +343,36 @@ def scale_table(results: list[dict]):
         out = [fmt.format(v) for v in values]
         return [label, *out, fmt.format(extrapolate(ns, values, n_full, base)) if full else "–"]
 
-    rows = [["stimuli / runs", *[f"{r['n_stimuli']} / {r['n_runs']}" for r in results],
-             f"{n_full} / {len(release_runs())}"],
-            row("stimulus TRs (features)", "n_stimulus_trs", fmt="{:.0f}"),
-            row("subject TRs (fMRI)", "n_subject_trs", fmt="{:.0f}"),
-            row("disk (GB, float16 features)", "disk_bytes", GB, "{:.2f}"),
-            row("aligned features in anonymous memory (GB)", "feature_bytes_in_memory", GB, "{:.2f}"),
-            row("load_study (s)" + (", first: aligns and writes the cache" if "warm_load_s" in results[0] else ""),
-                "load_s")]
+    rows = [
+        [
+            "stimuli / runs",
+            *[f"{r['n_stimuli']} / {r['n_runs']}" for r in results],
+            f"{n_full} / {len(release_runs())}",
+        ],
+        row("stimulus TRs (features)", "n_stimulus_trs", fmt="{:.0f}"),
+        row("subject TRs (fMRI)", "n_subject_trs", fmt="{:.0f}"),
+        row("disk (GB, float16 features)", "disk_bytes", GB, "{:.2f}"),
+        row("aligned features in anonymous memory (GB)", "feature_bytes_in_memory", GB, "{:.2f}"),
+        row(
+            "load_study (s)"
+            + (", first: aligns and writes the cache" if "warm_load_s" in results[0] else ""),
+            "load_s",
+        ),
+    ]
     if "warm_load_s" in results[0]:
         rows.append(row("load_study (s), again: maps the cache", "warm_load_s"))
         rows.append(row("aligned-feature cache on disk (GB, float16)", "cache_bytes", GB, "{:.2f}"))
     for stage in ("load", "warm_load", "train", "ridge"):
         if all(f"{stage}_peak_rss_bytes" in r for r in results):
-            rows.append(row(f"peak RSS, {stage.replace('_', ' ')} stage (GB)", f"{stage}_peak_rss_bytes", GB, "{:.2f}",
-                            base_key=f"{stage}_base_rss_bytes"))
+            rows.append(
+                row(
+                    f"peak RSS, {stage.replace('_', ' ')} stage (GB)",
+                    f"{stage}_peak_rss_bytes",
+                    GB,
+                    "{:.2f}",
+                    base_key=f"{stage}_base_rss_bytes",
+                )
+            )
     for key in sorted(k for k in results[0] if k.endswith("_epoch_s")):
         decoder = key[: -len("_epoch_s")]
         rows.append(row(f"one epoch, {decoder} d=256, with validation (s)", key))
@@ -301,6 +381,9 @@ def scale_table(results: list[dict]):
         rows.append(row(f"ridge: PCA to {results[0]['ridge_dim']} dims (s)", "ridge_pca_s"))
         rows.append(row("ridge: fit, alphas on validation (s)", "ridge_fit_s"))
         rows.append(row("validation r, ridge", "ridge_val_r", fmt="{:.3f}", full=False))
-    columns = ["measure", *[f"{r['n_stimuli']} stimuli (f = {r['n_stimuli'] / n_full:.3f})" for r in results],
-               "full release (extrapolated)"]
+    columns = [
+        "measure",
+        *[f"{r['n_stimuli']} stimuli (f = {r['n_stimuli'] / n_full:.3f})" for r in results],
+        "full release (extrapolated)",
+    ]
     return pd.DataFrame(rows, columns=columns)

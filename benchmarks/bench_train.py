@@ -1,4 +1,4 @@
-"""Training cost: one full step per decoder, and ``mindlib.train.fit`` on the demo study (SPEC §7).
+"""Training cost: one full step per decoder, and ``mindlib.train.fit`` on the demo study (docs/method.md §7).
 
 A step is what :func:`mindlib.train.fit` does per batch: AFIRE + decoder forward on B windows of T
 TRs, :func:`mindlib.train.masked_mse` + ``aux_loss``, backward, gradient clipping at 1.0, AdamW
@@ -7,7 +7,7 @@ values), built once. Decoders come from :func:`mindlib.models.build_model` with 
 (AFIRE: linear projectors, concat fusion, temporal MLP), MIND timed with both dispatches.
 
 Sizes (:func:`step_sizes`): ``demo`` uses the demo synthetic study's ``tribe`` feature dims and
-d_model 128; ``full-512`` and ``full-3072`` use TRIBE-sized features (SPEC §3: video 1408, audio
+d_model 128; ``full-512`` and ``full-3072`` use TRIBE-sized features (docs/method.md §3: video 1408, audio
 1024, text 3072 per layer, three layer groups, one lag), 4 subjects, 1000 parcels, d_model 512 and
 the paper-like 3072.
 """
@@ -29,7 +29,7 @@ from mindlib.train import masked_mse
 
 from .common import median_time
 
-# TRIBE features per TR after three layer groups (SPEC §3), one FIR lag: F_m = 3 · D_m
+# TRIBE features per TR after three layer groups (docs/method.md §3), one FIR lag: F_m = 3 · D_m
 TRIBE_FEATURE_DIMS: tuple[tuple[str, int], ...] = (
     ("video", 3 * 1408),
     ("audio", 3 * 1024),

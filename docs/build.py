@@ -59,7 +59,9 @@ def story() -> list:
 
 
 def _image_outputs(cell: dict) -> int:
-    return sum(1 for out in cell.get("outputs", []) if any(k.startswith("image/") for k in out.get("data", {})))
+    return sum(
+        1 for out in cell.get("outputs", []) if any(k.startswith("image/") for k in out.get("data", {}))
+    )
 
 
 def check_executed(path: Path, source: Path | None = None) -> list[str]:
@@ -86,12 +88,21 @@ def check_executed(path: Path, source: Path | None = None) -> list[str]:
     except (OSError, json.JSONDecodeError) as err:
         return [f"{path}: not a readable notebook ({err})"]
     problems = []
-    code = [c for c in nb.get("cells", []) if c.get("cell_type") == "code" and "".join(c.get("source", "")).strip()]
+    code = [
+        c
+        for c in nb.get("cells", [])
+        if c.get("cell_type") == "code" and "".join(c.get("source", "")).strip()
+    ]
     unexecuted = [i for i, c in enumerate(code) if c.get("execution_count") is None]
     if unexecuted:
-        problems.append(f"{path}: {len(unexecuted)} of {len(code)} code cells never ran (it is not an executed copy)")
+        problems.append(
+            f"{path}: {len(unexecuted)} of {len(code)} code cells never ran (it is not an executed copy)"
+        )
     errors = [
-        out.get("ename", "error") for c in code for out in c.get("outputs", []) if out.get("output_type") == "error"
+        out.get("ename", "error")
+        for c in code
+        for out in c.get("outputs", [])
+        if out.get("output_type") == "error"
     ]
     if errors:
         problems.append(f"{path}: cells raised {sorted(set(errors))}")
@@ -183,7 +194,13 @@ def constants(module: str) -> list[tuple[str, str, str]]:
     public = getattr(mod, "__all__", None)
     out = []
     for node in ast.parse(text).body:
-        targets = node.targets if isinstance(node, ast.Assign) else [node.target] if isinstance(node, ast.AnnAssign) else []
+        targets = (
+            node.targets
+            if isinstance(node, ast.Assign)
+            else [node.target]
+            if isinstance(node, ast.AnnAssign)
+            else []
+        )
         for target in targets:
             name = getattr(target, "id", "")
             if not re.fullmatch(r"[A-Z][A-Z0-9_]*", name) or name in documented:
@@ -220,7 +237,9 @@ def stage(src: Path, executed: list[tuple[object, Path]]) -> None:
     for _, path in executed:
         shutil.copy2(path, tutorial / path.name)
     entries = "\n".join(path.stem for _, path in executed)
-    rows = "\n".join(f"| [{spec.name[:2]}]({spec.name}.ipynb) | {spec.title} | {spec.learn} |" for spec, _ in executed)
+    rows = "\n".join(
+        f"| [{spec.name[:2]}]({spec.name}.ipynb) | {spec.title} | {spec.learn} |" for spec, _ in executed
+    )
     (tutorial / "index.md").write_text(
         "# Tutorial\n\n"
         "The notebooks of `notebooks/`, in the order they run, rendered from one executed run "
@@ -250,8 +269,21 @@ def sphinx(src: Path, html_dir: Path, size: str) -> None:
     """Run Sphinx on ``src`` with ``docs/conf.py``; warnings (broken references included) are errors."""
     env = {**os.environ, "MIND_DOCS_SIZE": size}
     cmd = [
-        sys.executable, "-m", "sphinx", "-b", "html", "-c", str(DOCS), "-W", "--keep-going", "-n", "-q",
-        "-d", str(html_dir.parent / "doctrees"), str(src), str(html_dir),
+        sys.executable,
+        "-m",
+        "sphinx",
+        "-b",
+        "html",
+        "-c",
+        str(DOCS),
+        "-W",
+        "--keep-going",
+        "-n",
+        "-q",
+        "-d",
+        str(html_dir.parent / "doctrees"),
+        str(src),
+        str(html_dir),
     ]
     done = subprocess.run(cmd, env=env, cwd=ROOT)
     if done.returncode:

@@ -46,7 +46,10 @@ nitpick_ignore_regex = [
     (r"py:.*", _EXTERNAL),
     # private helpers (a leading underscore) are named in prose but are not part of the reference
     (r"py:.*", r"(.*\.)?_[A-Za-z]\w*"),
-    (r"py:.*", r"(Path|Tensor|ndarray|DataFrame|Module|Parameter|Generator|Sequence|Mapping|Iterable|Callable|Any|Literal|NamedTuple)"),
+    (
+        r"py:.*",
+        r"(Path|Tensor|ndarray|DataFrame|Module|Parameter|Generator|Sequence|Mapping|Iterable|Callable|Any|Literal|NamedTuple)",
+    ),
 ]
 
 templates_path = []

@@ -1,9 +1,38 @@
 """mindlib — AFIRE tokens, SADGate routing and the MIND decoder for multimodal fMRI encoding.
 
-One module per concept: ``align`` (time), ``data`` (Algonauts 2025 reader, splits, windows),
-``synthetic`` (the embedded study), ``afire``, ``sadgate``, ``mind``, ``baselines`` (the model),
-``train`` and ``metrics`` (fitting and scoring), ``features`` (bring your own backbone) and
-``plotting`` (figures).
+One module per concept; ``docs/method.md`` describes the method they implement::
+
+    Data and time
+      layout       the Algonauts 2025 file layout, run, movie and stimulus names
+      align        2 Hz feature frames to TRs by exact overlap, the haemodynamic lag, FIR delays
+      data         the fMRI reader with its checks, the feature store, splits, training windows
+      synthetic    the embedded synthetic study in the release's layout, with its ground truth
+      features     feature extractors, store writers, the TRIBE/ImageBind/Qwen adapters, transcripts
+      precomputed  importer for public precomputed features (one HDF5 per stimulus, once per TR)
+      cache        aligned features kept on disk and read back by memory map
+    Model
+      afire        AFIRE: per-modality projectors, fusion, temporal module -> TR tokens
+      sadgate      SADGate: token router x subject prior, Top-K, the balance loss
+      mind         MIND: the expert heads, their sparse dispatch, the decoder
+      baselines    the baseline, MLP, MMoE and FIR ridge decoders of Table 1
+      models       decoder registry: build any decoder from its name
+    Fitting and scoring
+      train        the objective, the schedule, checkpoints and resume, whole-run predictions
+      distributed  one training run over several torchrun processes (data parallel)
+      metrics      Pearson, Spearman, R2, the official Algonauts metric, noise ceilings
+      stats        paired differences between decoders with confidence intervals
+      isg          inter-subject generalisation: leave-one-subject-out, few-shot calibration
+      experiment   one decoder on one backbone: grid search on validation, scored once on test
+      submission   predict held-out stimuli, write and check the official submission, score it
+    Reading the results
+      analysis     gates over whole runs, effective subject priors, expert usage by content
+      plotting     brain maps on fsaverage5, gates, priors, tables, training curves
+    Tooling
+      params       notebook parameters checked against the parameters cell
+      project      where studies, results and figures live; results files
+      notebooks    the papermill runner of the notebook story (make demo, make reproduce)
+      grid         grids of independent runs through submitit (local processes or Slurm)
+      report       the reproduction report and the README tables, from results files
 """
 
 __version__ = "0.1.0"

@@ -1,4 +1,4 @@
-"""AFIRE: the agnostic interface from backbone features to TR tokens (SPEC §4; paper §2.2).
+"""AFIRE: the agnostic interface from backbone features to TR tokens (docs/method.md §4; paper §2.2).
 
 Per modality ``m`` a projector ``P_m`` maps TR-aligned features ``(B, T, F_m)`` to the shared token
 space ``(B, T, d)``; a fusion operator merges the modalities into one token stream; a temporal

@@ -1,4 +1,4 @@
-"""Time: 2 Hz feature frames to fMRI TRs (SPEC §2; paper §2.1).
+"""Time: 2 Hz feature frames to fMRI TRs (docs/method.md §2; paper §2.1).
 
 Everything is in seconds on explicit grids. Feature frame ``k`` (rate ``feature_hz``) covers
 ``[k / feature_hz, (k + 1) / feature_hz)``. The token for fMRI TR ``t`` is built from the stimulus

@@ -16,7 +16,9 @@ import torch
 from mindlib import align, data, layout, metrics, train
 
 
-def gate_runs(model: torch.nn.Module, records: Sequence, window: int = 100, batch_size: int = 16) -> list[np.ndarray]:
+def gate_runs(
+    model: torch.nn.Module, records: Sequence, window: int = 100, batch_size: int = 16
+) -> list[np.ndarray]:
     """Gate weights of every TR of whole runs.
 
     Parameters
@@ -48,15 +50,21 @@ def subject_priors(model: torch.nn.Module) -> np.ndarray:
     return torch.softmax(gate.global_logits[None, :] + gate.subject_bias, dim=-1).cpu().numpy()
 
 
-def usage_by_label(gates: Sequence[np.ndarray], labels: Sequence[np.ndarray], n_labels: int,
-                   valid: Sequence[np.ndarray] | None = None) -> np.ndarray:
+def usage_by_label(
+    gates: Sequence[np.ndarray],
+    labels: Sequence[np.ndarray],
+    n_labels: int,
+    valid: Sequence[np.ndarray] | None = None,
+) -> np.ndarray:
     """Mean gate weight of each expert per label (content type), shape ``(n_labels, E)``.
 
     ``gates`` are ``(T, E)`` per run, ``labels`` ``(T,)`` ints in ``[0, n_labels)`` per run; rows of labels
     that never occur are NaN.
     """
     G = np.concatenate([g if valid is None else g[v] for g, v in zip(gates, valid or [None] * len(gates))])
-    y = np.concatenate([lab if valid is None else lab[v] for lab, v in zip(labels, valid or [None] * len(labels))])
+    y = np.concatenate(
+        [lab if valid is None else lab[v] for lab, v in zip(labels, valid or [None] * len(labels))]
+    )
     out = np.full((n_labels, G.shape[1]), np.nan)
     for c in range(n_labels):
         if (y == c).any():
@@ -83,8 +91,15 @@ def match_experts(learned: np.ndarray, true: np.ndarray) -> tuple[np.ndarray, fl
         follows it exactly, 0 = no relation.
     """
     M = true.shape[1]
-    corr = np.array([[metrics.pearson_r(true[:, [m]], learned[:, [e]])[0] if learned[:, e].std() > 0 else np.nan
-                      for e in range(learned.shape[1])] for m in range(M)])
+    corr = np.array(
+        [
+            [
+                metrics.pearson_r(true[:, [m]], learned[:, [e]])[0] if learned[:, e].std() > 0 else np.nan
+                for e in range(learned.shape[1])
+            ]
+            for m in range(M)
+        ]
+    )
     with np.errstate(all="ignore"):
         recovery = float(np.nanmean(np.nanmax(np.abs(corr), axis=1)))
     return corr, recovery
@@ -147,15 +162,19 @@ def match_modes(corr: np.ndarray) -> np.ndarray:
     return cols[np.argsort(rows)]
 
 
-def within_run_correlation(learned: Sequence[np.ndarray], true: Sequence[np.ndarray],
-                           valid: Sequence[np.ndarray]) -> np.ndarray:
+def within_run_correlation(
+    learned: Sequence[np.ndarray], true: Sequence[np.ndarray], valid: Sequence[np.ndarray]
+) -> np.ndarray:
     """r(true mode gate, learned expert weight) over time, each run centred first, ``(M, E)``.
 
     Centring every run removes each subject's (and run's) mean routing, so matching experts to modes with
     this matrix does not look at the subject structure the match is then used to score.
     """
+
     def centred(arrays):
-        return np.concatenate([a[np.asarray(v, bool)] - a[np.asarray(v, bool)].mean(0) for a, v in zip(arrays, valid)])
+        return np.concatenate(
+            [a[np.asarray(v, bool)] - a[np.asarray(v, bool)].mean(0) for a, v in zip(arrays, valid)]
+        )
 
     corr, _ = match_experts(centred(learned), centred(true))
     return corr
@@ -183,7 +202,9 @@ def subject_structure(learned: np.ndarray, true: np.ndarray, expert: np.ndarray)
         NaN for a subject whose deviations are constant.
     """
     if learned.shape[0] != true.shape[0] or len(expert) != true.shape[1]:
-        raise ValueError(f"subject_structure: learned {learned.shape}, true {true.shape}, {len(expert)} matched experts")
+        raise ValueError(
+            f"subject_structure: learned {learned.shape}, true {true.shape}, {len(expert)} matched experts"
+        )
     a = learned[:, expert]
     a = a - a.mean(0)
     b = true - true.mean(0)
@@ -249,11 +270,21 @@ def subject_routing(model: torch.nn.Module, root, records: Sequence, window: int
 
     with np.errstate(all="ignore"):
         return {
-            "subjects": subjects, "expert_of_mode": expert, "mode_names": list(truth["mode_names"]), "corr": corr,
-            "logits": logits, "usage": usage, "true_bias": true_bias, "true_usage": true_usage,
-            "prior_r": dict(zip(subjects, map(float, prior_r))), "usage_r": dict(zip(subjects, map(float, usage_r))),
-            "prior_r_mean": float(np.nanmean(prior_r)), "usage_r_mean": float(np.nanmean(usage_r)),
-            "logit_spread": spread(logits), "bias_spread": spread(bias), "embedding_spread": spread(emb),
+            "subjects": subjects,
+            "expert_of_mode": expert,
+            "mode_names": list(truth["mode_names"]),
+            "corr": corr,
+            "logits": logits,
+            "usage": usage,
+            "true_bias": true_bias,
+            "true_usage": true_usage,
+            "prior_r": dict(zip(subjects, map(float, prior_r))),
+            "usage_r": dict(zip(subjects, map(float, usage_r))),
+            "prior_r_mean": float(np.nanmean(prior_r)),
+            "usage_r_mean": float(np.nanmean(usage_r)),
+            "logit_spread": spread(logits),
+            "bias_spread": spread(bias),
+            "embedding_spread": spread(emb),
         }
 
 
@@ -303,9 +334,25 @@ def compare_parametrisations(study, root, config, variants: dict | None = None, 
             res = reuse if reuse is not None and reuse.config == cfg else experiment.run(study, cfg)
             rr = subject_routing(res.model, root, val, window=config.window)
             bal = balance_over_runs(res.model, val, window=config.window)
-            rows.append({"variant": name, "seed": seed, "val_r": res.summary()["val_r"], "test_r": res.summary().get("test_r"),
-                         **{k: rr[k] for k in ("prior_r_mean", "usage_r_mean", "logit_spread", "bias_spread", "embedding_spread")},
-                         **{f"balance_{k}": bal[k] for k in sadgate.BALANCES}})
+            rows.append(
+                {
+                    "variant": name,
+                    "seed": seed,
+                    "val_r": res.summary()["val_r"],
+                    "test_r": res.summary().get("test_r"),
+                    **{
+                        k: rr[k]
+                        for k in (
+                            "prior_r_mean",
+                            "usage_r_mean",
+                            "logit_spread",
+                            "bias_spread",
+                            "embedding_spread",
+                        )
+                    },
+                    **{f"balance_{k}": bal[k] for k in sadgate.BALANCES},
+                }
+            )
     return pd.DataFrame(rows)
 
 
@@ -321,7 +368,9 @@ def balance_over_runs(model: torch.nn.Module, records: Sequence, window: int = 1
     probs = train.predict_runs(model, records, window=window, output=lambda out: out.gate.router_probs)
     weights = gate_runs(model, records, window=window)
     P = torch.as_tensor(np.concatenate([p[np.asarray(r.valid, bool)] for p, r in zip(probs, records)]))[None]
-    W = torch.as_tensor(np.concatenate([w[np.asarray(r.valid, bool)] for w, r in zip(weights, records)]))[None]
+    W = torch.as_tensor(np.concatenate([w[np.asarray(r.valid, bool)] for w, r in zip(weights, records)]))[
+        None
+    ]
     K = model.gate.config.top_k
     idx = W.topk(K, dim=-1).indices
     gate = sadgate.GateOutput(W, P, P[:, 0], idx, W.gather(-1, idx))
@@ -342,13 +391,17 @@ def repeat_ceilings(records: Sequence) -> dict[str, np.ndarray]:
     for (subject, _stimulus), recs in sorted(by_stimulus.items()):
         if len(recs) >= 2:
             a, b = sorted(recs, key=lambda r: r.run)[:2]
-            both = np.asarray(a.valid) & np.asarray(b.valid) if a.n_trs == b.n_trs else None  # unequal: metrics decides
+            both = (
+                np.asarray(a.valid) & np.asarray(b.valid) if a.n_trs == b.n_trs else None
+            )  # unequal: metrics decides
             out.setdefault(subject, []).append(metrics.repeat_ceiling(a.fmri, b.fmri, mask=both))
     with np.errstate(all="ignore"):
         return {s: np.nanmean(v, axis=0) for s, v in out.items()}
 
 
-def ceiling_fraction_by_network(parcel_r: np.ndarray, ceiling: np.ndarray, networks: Sequence[str]) -> dict[str, float]:
+def ceiling_fraction_by_network(
+    parcel_r: np.ndarray, ceiling: np.ndarray, networks: Sequence[str]
+) -> dict[str, float]:
     """A score as a fraction of the noise ceiling per network: mean r over the network's parcels divided by
     the mean ceiling over them (a ratio of means, steadier than the mean of per-parcel ratios).
 
@@ -366,9 +419,15 @@ def ceiling_fraction_by_network(parcel_r: np.ndarray, ceiling: np.ndarray, netwo
     -------
     dict network -> fraction, in the order networks first appear; NaN where the ceiling is not positive.
     """
-    parcel_r, ceiling, networks = np.asarray(parcel_r, float), np.asarray(ceiling, float), np.asarray(networks)
+    parcel_r, ceiling, networks = (
+        np.asarray(parcel_r, float),
+        np.asarray(ceiling, float),
+        np.asarray(networks),
+    )
     if not parcel_r.shape == ceiling.shape == networks.shape:
-        raise ValueError(f"ceiling_fraction_by_network: shapes {parcel_r.shape}, {ceiling.shape}, {networks.shape} differ")
+        raise ValueError(
+            f"ceiling_fraction_by_network: shapes {parcel_r.shape}, {ceiling.shape}, {networks.shape} differ"
+        )
     out = {}
     for net in dict.fromkeys(networks.tolist()):
         sel = networks == net
@@ -377,7 +436,9 @@ def ceiling_fraction_by_network(parcel_r: np.ndarray, ceiling: np.ndarray, netwo
     return out
 
 
-def speech_labels(root, record, tr_s: float = align.TR_S, lag_trs: float = align.DEFAULT_LAG_TRS) -> np.ndarray:
+def speech_labels(
+    root, record, tr_s: float = align.TR_S, lag_trs: float = align.DEFAULT_LAG_TRS
+) -> np.ndarray:
     """1 where the stimulus window read by a TR (at the lag) contains a spoken word, else 0: ``(T,)`` ints.
 
     Real data has no content labels; speech vs no speech comes from the run's transcript TSV.
@@ -404,7 +465,9 @@ def content_labels(root, records: Sequence) -> tuple[list[np.ndarray], list[str]
 
     if synthetic.study_json_path(root).exists():
         truth = synthetic.load_ground_truth(root, subjects=sorted({r.subject for r in records}))
-        return [truth["subjects"][r.subject]["content_tr"][r.run] for r in records], list(truth["content_types"])
+        return [truth["subjects"][r.subject]["content_tr"][r.run] for r in records], list(
+            truth["content_types"]
+        )
     return [speech_labels(root, r) for r in records], ["no speech", "speech"]
 
 

@@ -1,4 +1,4 @@
-"""Baseline decoders of paper Table 1 (SPEC §8).
+"""Baseline decoders of paper Table 1 (docs/method.md §8).
 
 Torch decoders on the same AFIRE tokens as MIND, with MIND's interface
 (``forward(features, subject, modality_mask=None) -> ModelOutput``, ``add_subject()``,
@@ -276,7 +276,9 @@ class _RidgePath:
             xc = X[i : i + chunk].astype(np.float64) - self.x_mean
             gram += xc.T @ xc
             xty += xc.T @ (Y[i : i + chunk].astype(np.float64) - self.y_mean)
-        self.eigvals, self.eigvecs = scipy.linalg.eigh(gram, overwrite_a=True, check_finite=False, driver="evd")
+        self.eigvals, self.eigvecs = scipy.linalg.eigh(
+            gram, overwrite_a=True, check_finite=False, driver="evd"
+        )
         self.eigvals = np.clip(self.eigvals, 0.0, None)  # round-off can leave tiny negative values
         self.z = self.eigvecs.T @ xty  # (F, V)
 
@@ -297,7 +299,9 @@ def _run_mean_r2(pred: np.ndarray, Y: np.ndarray, groups: np.ndarray) -> np.ndar
     ``(V,)``. Columns constant within a group give NaN for that group, silently (alpha selection)."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # constant columns; all-NaN columns stay NaN
-        return np.nanmean([metrics.r2_score(Y[groups == g], pred[groups == g]) for g in np.unique(groups)], axis=0)
+        return np.nanmean(
+            [metrics.r2_score(Y[groups == g], pred[groups == g]) for g in np.unique(groups)], axis=0
+        )
 
 
 def _by_subject(records: Sequence[Any]) -> dict[int, list[Any]]:
@@ -461,12 +465,22 @@ class RidgeEncoder:
                             f"RidgeEncoder: subject index {s} has no validation records with valid TRs; "
                             "pass its validation runs, or val_records=None to select alphas by cross-validation"
                         )
-                    scores = np.stack([_run_mean_r2(p, Yv, gv) for p in path.predictions(self._standardise(Xv, s), self.alphas)])
+                    scores = np.stack(
+                        [
+                            _run_mean_r2(p, Yv, gv)
+                            for p in path.predictions(self._standardise(Xv, s), self.alphas)
+                        ]
+                    )
                 else:
                     folds = []
                     for tr, te in self._splits(group):
                         fold_path = _RidgePath(X[tr], Y[tr])
-                        folds.append([_run_mean_r2(p, Y[te], group[te]) for p in fold_path.predictions(X[te], self.alphas)])
+                        folds.append(
+                            [
+                                _run_mean_r2(p, Y[te], group[te])
+                                for p in fold_path.predictions(X[te], self.alphas)
+                            ]
+                        )
                     with warnings.catch_warnings():
                         warnings.simplefilter("ignore", RuntimeWarning)
                         scores = np.nanmean(np.asarray(folds), axis=0)

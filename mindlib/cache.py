@@ -50,19 +50,45 @@ class FeatureCache:
     def __repr__(self) -> str:
         return f"FeatureCache({str(self.directory)!r}, dtype={self.dtype!r})"
 
-    def _entry(self, source: Path, backbone: str, modality: str, stimulus: str, n_trs: int,
-               lags_trs: Sequence[float], layer_fractions: Sequence[float], tr_s: float, feature_hz: float):
+    def _entry(
+        self,
+        source: Path,
+        backbone: str,
+        modality: str,
+        stimulus: str,
+        n_trs: int,
+        lags_trs: Sequence[float],
+        layer_fractions: Sequence[float],
+        tr_s: float,
+        feature_hz: float,
+    ):
         st = source.stat()
-        fields = {"source": str(source.resolve()), "size": st.st_size, "mtime_ns": st.st_mtime_ns,
-                  "n_trs": int(n_trs), "lags_trs": [float(x) for x in lags_trs],
-                  "layer_fractions": [float(x) for x in layer_fractions], "tr_s": float(tr_s),
-                  "feature_hz": float(feature_hz), "dtype": self.dtype}
+        fields = {
+            "source": str(source.resolve()),
+            "size": st.st_size,
+            "mtime_ns": st.st_mtime_ns,
+            "n_trs": int(n_trs),
+            "lags_trs": [float(x) for x in lags_trs],
+            "layer_fractions": [float(x) for x in layer_fractions],
+            "tr_s": float(tr_s),
+            "feature_hz": float(feature_hz),
+            "dtype": self.dtype,
+        }
         digest = hashlib.sha1(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:16]
         stem = self.directory / backbone / modality / f"{stimulus}-{digest}"
         return fields, stem
 
-    def get(self, store, stimulus: str, modality: str, n_trs: int, lags_trs: Sequence[float],
-            layer_fractions: Sequence[float], tr_s: float, compute) -> tuple[np.ndarray, np.ndarray]:
+    def get(
+        self,
+        store,
+        stimulus: str,
+        modality: str,
+        n_trs: int,
+        lags_trs: Sequence[float],
+        layer_fractions: Sequence[float],
+        tr_s: float,
+        compute,
+    ) -> tuple[np.ndarray, np.ndarray]:
         """The aligned features ``(T, F)`` (memory-mapped) and their ``covered`` mask ``(T,)`` of one stimulus.
 
         Parameters
@@ -77,9 +103,22 @@ class FeatureCache:
         compute : callable () -> (tokens (T, F), covered (T,))
             Computes the entry on a miss (``load_study``'s own alignment, with its checks).
         """
-        fields, stem = self._entry(store.path(stimulus, modality), store.backbone, modality, stimulus, n_trs,
-                                   lags_trs, layer_fractions, tr_s, store.feature_hz)
-        data, valid, meta = stem.with_suffix(".npy"), stem.with_suffix(".valid.npy"), stem.with_suffix(".json")
+        fields, stem = self._entry(
+            store.path(stimulus, modality),
+            store.backbone,
+            modality,
+            stimulus,
+            n_trs,
+            lags_trs,
+            layer_fractions,
+            tr_s,
+            store.feature_hz,
+        )
+        data, valid, meta = (
+            stem.with_suffix(".npy"),
+            stem.with_suffix(".valid.npy"),
+            stem.with_suffix(".json"),
+        )
         if meta.is_file() and data.is_file() and valid.is_file() and json.loads(meta.read_text()) == fields:
             self.hits += 1
             return np.load(data, mmap_mode="c"), np.load(valid)
@@ -88,17 +127,25 @@ class FeatureCache:
         stem.parent.mkdir(parents=True, exist_ok=True)
         _atomic(data, lambda p: np.save(p, np.asarray(tokens, dtype=self.dtype)))
         _atomic(valid, lambda p: np.save(p, np.asarray(covered, dtype=bool)))
-        _atomic(meta, lambda p: Path(p).write_text(json.dumps(fields, sort_keys=True)))  # last: marks it complete
+        _atomic(
+            meta, lambda p: Path(p).write_text(json.dumps(fields, sort_keys=True))
+        )  # last: marks it complete
         return np.load(data, mmap_mode="c"), np.load(valid)
 
     def size_bytes(self) -> int:
         """Bytes the cache holds on disk."""
-        return sum(p.stat().st_size for p in self.directory.rglob("*") if p.is_file()) if self.directory.exists() else 0
+        return (
+            sum(p.stat().st_size for p in self.directory.rglob("*") if p.is_file())
+            if self.directory.exists()
+            else 0
+        )
 
 
 def _atomic(path: Path, write) -> None:
     """Write through a temporary file in the same folder, then rename (no half-written entry is ever read)."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".npy" if path.suffix == ".npy" else "")
+    fd, tmp = tempfile.mkstemp(
+        dir=path.parent, prefix=f".{path.name}.", suffix=".npy" if path.suffix == ".npy" else ""
+    )
     os.close(fd)
     try:
         write(tmp)

@@ -1,4 +1,4 @@
-"""Algonauts 2025 reader, feature store, splits and training windows (SPEC §1-3, §9).
+"""Algonauts 2025 reader, feature store, splits and training windows (docs/method.md §1-3, §9).
 
 Everything a notebook needs between the files on disk and a batch of windows:
 
@@ -6,7 +6,7 @@ Everything a notebook needs between the files on disk and a batch of windows:
   the key after ``task-``, so session prefixes may differ across subjects).
 - :func:`read_transcript` / :func:`transcript_words` parse the per-TR transcript TSVs.
 - :class:`FeatureStore` reads and writes backbone features ``(T_f, L, D)`` at ``feature_hz``;
-  :func:`layer_groups` / :func:`aggregate_layers` average layer groups (SPEC §3).
+  :func:`layer_groups` / :func:`aggregate_layers` average layer groups (docs/method.md §3).
 - :func:`load_study` ties fMRI and features together into :class:`RunRecord` s (TR-aligned with
   :func:`mindlib.align.align_features`, fMRI z-scored per run) and a :class:`Split` by episode.
 - :func:`window_starts`, :class:`WindowDataset`, :func:`collate_windows` cut runs into training windows.
@@ -63,7 +63,11 @@ from .align import FEATURE_HZ, TR_S, align_features
 
 logger = logging.getLogger(__name__)
 
-LAYER_FRACTIONS = (0.6, 0.8, 1.0)  # SPEC §3: three layer groups, ending at 60 %, 80 % and 100 % depth
+LAYER_FRACTIONS = (
+    0.6,
+    0.8,
+    1.0,
+)  # docs/method.md §3: three layer groups, ending at 60 %, 80 % and 100 % depth
 # Largest accepted gap between feature duration (T_f / feature_hz) and fMRI duration (T * tr_s).
 # Algonauts runs record a few TRs past the clip's end and extracted features can stop a frame or two
 # early: a few seconds apart is normal, and the uncovered TRs are masked. 15 s (about 10 TRs) or more
@@ -141,7 +145,9 @@ def load_fmri(
         studies = dataset_studies(root) or layout.STUDIES
         for study in layout.STUDIES:
             if study not in studies:
-                notes.append(f"no subject under {root} has a {study} fMRI file; reading {', '.join(studies)} only")
+                notes.append(
+                    f"no subject under {root} has a {study} fMRI file; reading {', '.join(studies)} only"
+                )
                 logger.warning(notes[-1])
     studies = tuple(studies)
     unknown = [s for s in studies if s not in layout.FMRI_STUDIES]
@@ -190,7 +196,9 @@ def load_fmri(
                 runs[run], source[run] = x, where
     for run in layout.KNOWN_MISSING_RUNS.get(subject, ()):
         if run not in runs and layout.study_of(run) in paths:
-            logger.info("%s: run %s is absent from the released data (known gap, SPEC §1)", subject, run)
+            logger.info(
+                "%s: run %s is absent from the released data (known gap, docs/method.md §1)", subject, run
+            )
     for note in notes:  # visible in a notebook; studies= says it on purpose
         warnings.warn(f"{note} (pass studies={tuple(studies)} to read it on purpose)", stacklevel=2)
     return dict(sorted(runs.items()))
@@ -228,7 +236,9 @@ def _check_file(path: Path, what: str, study: str) -> None:
             "or studies=('movie10',)"
         )
     if path.stat().st_size == 0:
-        raise OSError(f"{what} {path} is empty (0 bytes): an interrupted copy; fetch it again{_fetch_hint(path)}")
+        raise OSError(
+            f"{what} {path} is empty (0 bytes): an interrupted copy; fetch it again{_fetch_hint(path)}"
+        )
 
 
 def _open_h5(path: Path) -> h5py.File:
@@ -446,7 +456,9 @@ def list_backbones(root: str | Path, features_root: str | Path | None = None) ->
     base = features_base(root, features_root)
     if not base.is_dir():
         return []
-    return sorted(p.name for p in base.iterdir() if not p.name.startswith(".") and (p / "backbone.json").is_file())
+    return sorted(
+        p.name for p in base.iterdir() if not p.name.startswith(".") and (p / "backbone.json").is_file()
+    )
 
 
 def _normalise_modalities(modalities: Mapping) -> dict[str, dict[str, int]]:
@@ -664,7 +676,9 @@ class FeatureStore:
     def stimuli(self, modality: str) -> list[str]:
         """Stimuli with a feature file for ``modality``, sorted."""
         folder = self.dir / self._check_modality(modality)
-        return sorted(p.stem for p in folder.glob("*.npy") if not p.name.startswith("."))  # not a write in progress
+        return sorted(
+            p.stem for p in folder.glob("*.npy") if not p.name.startswith(".")
+        )  # not a write in progress
 
     def _check_modality(self, modality: str) -> str:
         if modality not in self.info["modalities"]:
@@ -796,7 +810,7 @@ def _when(mtime_ns: int) -> str:
 
 
 def layer_groups(n_layers: int, fractions: Sequence[float] = LAYER_FRACTIONS) -> list[slice]:
-    """Consecutive layer groups ending at the given fractions of depth (SPEC §3).
+    """Consecutive layer groups ending at the given fractions of depth (docs/method.md §3).
 
     Boundaries are ``b_i = round(f_i * L)`` (half up), clipped to ``[1, L]`` and made non-decreasing;
     group ``i`` holds layers ``[b_{i-1}, b_i)`` with ``b_{-1} = 0``. Empty groups are dropped, so
@@ -883,7 +897,7 @@ def split_runs(
     seed: int = 0,
     held_out_movies: Mapping[str, Iterable[str]] | None = None,
 ) -> Split:
-    """Split runs by episode, stratified by movie (SPEC §9), deterministically.
+    """Split runs by episode, stratified by movie (docs/method.md §9), deterministically.
 
     With ``held_out_movies`` the split is instead the challenge's (docs/method.md §9): whole movies
     (:func:`mindlib.layout.movie_of`: a Friends season such as ``"friends-s06"`` or a film such as
@@ -989,7 +1003,8 @@ def _split_by_movie(runs: list[str], held_out_movies: Mapping[str, Iterable[str]
     for movie in sorted(set(side_of) - present):
         logger.warning(
             "held_out_movies: no run of %r among the runs (movies present: %s); its side gets none of it",
-            movie, ", ".join(sorted(present)),
+            movie,
+            ", ".join(sorted(present)),
         )
     out = {name: [] for name in SPLIT_NAMES}
     for run in runs:
@@ -1143,7 +1158,7 @@ def load_study(
         Default: every subject with an fMRI file under ``<root>/fmri``, sorted. Their order is
         ``RunRecord.subject_index``.
     lags_trs : sequence of float
-        Haemodynamic lags in TRs; several are FIR delays concatenated along features (SPEC §2).
+        Haemodynamic lags in TRs; several are FIR delays concatenated along features (docs/method.md §2).
     layer_fractions : sequence of float
         Layer groups (:func:`layer_groups`).
     tr_s : float
@@ -1223,10 +1238,20 @@ def load_study(
         stimulus = layout.stimulus_of(run)
         key = (stimulus, modality, n_trs)
         if key not in cache and not allow_stale:
-            store.check_fresh(stimulus, modality)  # before any cache: a cached copy of stale features is stale too
+            store.check_fresh(
+                stimulus, modality
+            )  # before any cache: a cached copy of stale features is stale too
         if key not in cache and feature_cache is not None:  # on disk, memory-mapped (mindlib.cache)
-            cache[key] = feature_cache.get(store, stimulus, modality, n_trs, lags_trs, layer_fractions, tr_s,
-                                           lambda: aligned_now(run, modality, n_trs))
+            cache[key] = feature_cache.get(
+                store,
+                stimulus,
+                modality,
+                n_trs,
+                lags_trs,
+                layer_fractions,
+                tr_s,
+                lambda: aligned_now(run, modality, n_trs),
+            )
         if key not in cache:
             cache[key] = aligned_now(run, modality, n_trs)
         return cache[key]

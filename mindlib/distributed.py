@@ -67,7 +67,9 @@ class Group:
             dist.all_reduce(t, op=dist.ReduceOp.SUM)
         return t
 
-    def masked_mse(self, pred: Tensor | None, target: Tensor | None, mask: Tensor | None, n_parcels: int) -> Tensor | None:
+    def masked_mse(
+        self, pred: Tensor | None, target: Tensor | None, mask: Tensor | None, n_parcels: int
+    ) -> Tensor | None:
         """This rank's part of the global batch's masked MSE: ``Σ_local mask·(pred - target)² / (Σ_global mask · V)``.
 
         Parameters
@@ -83,7 +85,9 @@ class Group:
             Summed over ranks, the parts equal :func:`mindlib.train.masked_mse` of the whole batch.
         """
         count = mask.to(torch.float32).sum() if mask is not None else 0.0
-        total = self.all_sum(count).float().clamp_min(1.0 / n_parcels)  # as masked_mse's clamp_min(1) on count·V
+        total = (
+            self.all_sum(count).float().clamp_min(1.0 / n_parcels)
+        )  # as masked_mse's clamp_min(1) on count·V
         if pred is None:
             return None
         weight = mask.to(torch.float32)[..., None]  # (B_r, T, 1)
@@ -170,7 +174,9 @@ def main(argv: list[str] | None = None) -> int:
     from mindlib import data, experiment, project
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--dataset", default="synthetic", help='"synthetic" or the path of an Algonauts 2025 folder')
+    ap.add_argument(
+        "--dataset", default="synthetic", help='"synthetic" or the path of an Algonauts 2025 folder'
+    )
     ap.add_argument("--size", default="smoke", help="synthetic study size: smoke | demo | full")
     ap.add_argument("--backbone", default="tribe")
     ap.add_argument("--decoder", default="mind", choices=[d for d in experiment.DECODERS if d != "ridge"])
@@ -187,8 +193,13 @@ def main(argv: list[str] | None = None) -> int:
         root = project.resolve_dataset(args.dataset, size=args.size, seed=0)
         study = data.load_study(root, args.backbone)
         config = experiment.ExperimentConfig(
-            decoder=args.decoder, epochs=args.epochs, d_model=args.d_model, batch_size=args.batch_size,
-            lrs=(args.lr,), device=args.device, progress=g.is_main,
+            decoder=args.decoder,
+            epochs=args.epochs,
+            d_model=args.d_model,
+            batch_size=args.batch_size,
+            lrs=(args.lr,),
+            device=args.device,
+            progress=g.is_main,
         )
         result = experiment.run(study, config, checkpoint_dir=args.checkpoint_dir or None)
         if g.is_main:

@@ -1,4 +1,4 @@
-"""One experiment = one decoder on one backbone, tuned on validation, scored once on test (SPEC §7, §9).
+"""One experiment = one decoder on one backbone, tuned on validation, scored once on test (docs/method.md §7, §9).
 
 The notebooks (03 baselines, 04 AFIRE, 05 SADGate, 06 train MIND, 08 tables, 10 new backbone) all run
 the same protocol, so it lives here once:
@@ -58,7 +58,11 @@ class ExperimentConfig:
     router_subject: bool = True  # e_s on MIND's token router (see mindlib.sadgate.SADGateConfig)
     seed: int = 0  # model initialisation, shuffling, dropout
     isg_subjects: tuple[str, ...] = ()  # leave-one-subject-out for each (ISG column of Table 1); () = skip
-    fir_lags_trs: tuple[float, ...] = (2, 3, 4)  # ridge: FIR delays in TRs (neural decoders use the study's lag)
+    fir_lags_trs: tuple[float, ...] = (
+        2,
+        3,
+        4,
+    )  # ridge: FIR delays in TRs (neural decoders use the study's lag)
     device: str = "auto"  # "auto" | "cpu" | "cuda"
     progress: bool = False  # tqdm bar per epoch
 
@@ -70,24 +74,41 @@ class ExperimentConfig:
 
     def train_config(self, checkpoint_dir: str | None = None) -> train.TrainConfig:
         return train.TrainConfig(
-            epochs=self.epochs, batch_size=self.batch_size, window=self.window, stride=self.stride,
-            lr=self.lrs[0], weight_decay=self.weight_decays[0], seed=self.seed, device=self.device,
-            checkpoint_dir=checkpoint_dir, progress=self.progress,
+            epochs=self.epochs,
+            batch_size=self.batch_size,
+            window=self.window,
+            stride=self.stride,
+            lr=self.lrs[0],
+            weight_decay=self.weight_decays[0],
+            seed=self.seed,
+            device=self.device,
+            checkpoint_dir=checkpoint_dir,
+            progress=self.progress,
         )
 
     def afire_config(self, study: Study) -> AFIREConfig:
         return AFIREConfig(
-            modalities=dict(study.feature_dims), d_model=self.d_model, fusion=self.fusion,
-            temporal=self.temporal, modality_dropout=self.modality_dropout, max_len=max(512, self.window),
+            modalities=dict(study.feature_dims),
+            d_model=self.d_model,
+            fusion=self.fusion,
+            temporal=self.temporal,
+            modality_dropout=self.modality_dropout,
+            max_len=max(512, self.window),
         )
 
     def decoder_options(self) -> dict[str, Any]:
         """Options of ``build_model`` for this decoder (only those its config has)."""
         wanted = {
-            "n_experts": self.n_experts, "top_k": self.top_k, "mode": self.mode, "expert": self.expert,
-            "expert_hidden": self.hidden, "hidden": self.hidden,
-            "lambda_balance": self.lambda_balance, "lambda_bias": self.lambda_bias,
-            "balance": self.balance, "router_subject": self.router_subject,
+            "n_experts": self.n_experts,
+            "top_k": self.top_k,
+            "mode": self.mode,
+            "expert": self.expert,
+            "expert_hidden": self.hidden,
+            "hidden": self.hidden,
+            "lambda_balance": self.lambda_balance,
+            "lambda_bias": self.lambda_bias,
+            "balance": self.balance,
+            "router_subject": self.router_subject,
         }
         valid = models.decoder_options(self.decoder)
         return {k: v for k, v in wanted.items() if k in valid}
@@ -97,7 +118,10 @@ def build(config: ExperimentConfig, study: Study, n_subjects: int | None = None)
     """A fresh decoder for ``study`` (seeded by ``config.seed``)."""
     torch.manual_seed(config.seed)
     return models.build_model(
-        config.decoder, config.afire_config(study), n_subjects or len(study.subjects), study.n_parcels,
+        config.decoder,
+        config.afire_config(study),
+        n_subjects or len(study.subjects),
+        study.n_parcels,
         **config.decoder_options(),
     )
 
@@ -158,13 +182,17 @@ class ExperimentResult:
             out.update(best_lr=float(best.lr), best_weight_decay=float(best.weight_decay))
         if self.test is not None:
             out.update(
-                test_r=self.test["pearson"]["mean"], test_spearman=self.test["spearman"]["mean"],
-                test_r2=self.test["r2"]["mean"], test_algonauts=self.test["algonauts"]["mean"],
+                test_r=self.test["pearson"]["mean"],
+                test_spearman=self.test["spearman"]["mean"],
+                test_r2=self.test["r2"]["mean"],
+                test_algonauts=self.test["algonauts"]["mean"],
             )
         return {**out, **self.extra}
 
 
-def run(study: Study, config: ExperimentConfig = ExperimentConfig(), checkpoint_dir: str | None = None) -> ExperimentResult:
+def run(
+    study: Study, config: ExperimentConfig = ExperimentConfig(), checkpoint_dir: str | None = None
+) -> ExperimentResult:
     """Tune on validation, select on validation, score validation and test once.
 
     Parameters
@@ -194,12 +222,18 @@ def run(study: Study, config: ExperimentConfig = ExperimentConfig(), checkpoint_
         model = RidgeEncoder(n_subjects=len(study.subjects)).fit(fir.select("train"), fir.select("val"))
         # score exactly the TRs every other decoder is scored on (the study's valid mask), with FIR features
         valid = {(r.subject, r.run): r.valid for r in study.records}
-        val_recs, test_recs = ([replace(r, valid=valid[(r.subject, r.run)]) for r in fir.select(s)] for s in ("val", "test"))
+        val_recs, test_recs = (
+            [replace(r, valid=valid[(r.subject, r.run)]) for r in fir.select(s)] for s in ("val", "test")
+        )
         grid, history, n_params = pd.DataFrame(), [], model.n_params
         eval_kw = {}
     else:
         gr = train.grid_search(
-            lambda: build(config, study), train_recs, val_recs, config.lrs, config.weight_decays,
+            lambda: build(config, study),
+            train_recs,
+            val_recs,
+            config.lrs,
+            config.weight_decays,
             config.train_config(checkpoint_dir),
         )
         model, grid, history = gr.best_result.model, gr.table, gr.best_result.history
@@ -228,17 +262,28 @@ def with_lags(study: Study, lags_trs) -> Study:
     if tuple(lags_trs) == tuple(study.lags_trs):
         return study
     other = data.load_study(
-        study.root, study.backbone, subjects=study.subjects, lags_trs=tuple(lags_trs),
-        layer_fractions=study.layer_fractions, tr_s=study.tr_s, runs=sorted({r.run for r in study.records}),
-        n_parcels=study.n_parcels, features_root=study.features_root,
+        study.root,
+        study.backbone,
+        subjects=study.subjects,
+        lags_trs=tuple(lags_trs),
+        layer_fractions=study.layer_fractions,
+        tr_s=study.tr_s,
+        runs=sorted({r.run for r in study.records}),
+        n_parcels=study.n_parcels,
+        features_root=study.features_root,
         studies=sorted({layout.study_of(r.run) for r in study.records}),
         allow_stale=True,  # the same files the study was loaded from: checked (or overridden) then
     )
     return replace(other, split=study.split)
 
 
-def loso_run(study: Study, config: ExperimentConfig, held_out: str, train_config: train.TrainConfig | None = None,
-             eval_split: str = "test"):
+def loso_run(
+    study: Study,
+    config: ExperimentConfig,
+    held_out: str,
+    train_config: train.TrainConfig | None = None,
+    eval_split: str = "test",
+):
     """Inter-subject generalisation as the paper defines it: train on every subject but ``held_out`` (their
     training runs, selected on their validation runs), then score ``held_out``'s ``eval_split`` runs through a
     new subject slot at the population initialisation (MIND: ``e_s`` = mean embedding, ``B_s`` = 0; subject
@@ -251,11 +296,16 @@ def loso_run(study: Study, config: ExperimentConfig, held_out: str, train_config
     return isg.loso(
         lambda n: build(config, study, n_subjects=n),
         {s: study.select(s) for s in {"train", "val", split}},
-        held_out, train_config or config.train_config(), eval_split=split, score_trained=False,
+        held_out,
+        train_config or config.train_config(),
+        eval_split=split,
+        score_trained=False,
     )
 
 
-def noise_ceiling_fraction(result: ExperimentResult, ceilings: dict[str, np.ndarray], split: str = "test") -> float:
+def noise_ceiling_fraction(
+    result: ExperimentResult, ceilings: dict[str, np.ndarray], split: str = "test"
+) -> float:
     """Mean over subjects of (mean parcel r) / (mean parcel noise ceiling) — the share of the explainable
     signal a model reaches. ``ceilings`` maps subject -> (V,) ceiling (synthetic truth or repeats)."""
     scores = (result.test if split == "test" else result.val)["pearson"]["per_subject"]
@@ -301,7 +351,11 @@ def save(result: ExperimentResult, path) -> None:
 
     if result.config.decoder == "ridge":
         raise ValueError("save() stores torch decoders; a ridge model is refitted in seconds instead")
-    blob = {"config": asdict(result.config), "backbone": result.backbone, "state_dict": result.model.state_dict()}
+    blob = {
+        "config": asdict(result.config),
+        "backbone": result.backbone,
+        "state_dict": result.model.state_dict(),
+    }
     train._atomic_save(blob, Path(path))  # beside, then renamed: an interrupted save leaves the old file
 
 
@@ -310,7 +364,9 @@ def load(path, study: Study) -> tuple[torch.nn.Module, ExperimentConfig]:
     blob = torch.load(path, map_location="cpu", weights_only=False)
     config = config_from_params(**blob["config"])
     if blob["backbone"] != study.backbone:
-        raise ValueError(f"{path} holds a {blob['backbone']!r} model; the study was loaded for {study.backbone!r}")
+        raise ValueError(
+            f"{path} holds a {blob['backbone']!r} model; the study was loaded for {study.backbone!r}"
+        )
     model = build(config, study)
     model.load_state_dict(blob["state_dict"])
     return model.eval(), config

@@ -1,6 +1,6 @@
-"""Bring your own backbone: feature extractors, feature-store writers and adapters (SPEC §2-3; paper §2.2).
+"""Bring your own backbone: feature extractors, feature-store writers and adapters (docs/method.md §2-3; paper §2.2).
 
-AFIRE is backbone-agnostic: it reads any per-modality array ``(T_f, L, D)`` on the 2 Hz grid of SPEC §2
+AFIRE is backbone-agnostic: it reads any per-modality array ``(T_f, L, D)`` on the 2 Hz grid of docs/method.md §2
 (frame ``k`` covers ``[k / feature_hz, (k + 1) / feature_hz)``) from the feature store::
 
     <root>/features/<backbone>/backbone.json
@@ -56,7 +56,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 TEXT_EXTRA_MESSAGE = "the text extractor needs the 'text' extra: pip install -e '.[text]'"
 
-# Trailing (L, D) of each modality in the published pipelines (SPEC §3).
+# Trailing (L, D) of each modality in the published pipelines (docs/method.md §3).
 TRIBE_DIMS: dict[str, tuple[int, int]] = {"video": (40, 1408), "text": (28, 3072), "audio": (24, 1024)}
 IMAGEBIND_DIM = 1024  # ImageBind joint embedding space (per modality)
 IMAGEBIND_MODALITIES = ("video", "audio", "text")
@@ -153,7 +153,7 @@ class Stimulus:
         Parameters
         ----------
         path : path
-            Transcript TSV (one row per ``tr_s`` chunk; see SPEC §1).
+            Transcript TSV (one row per ``tr_s`` chunk; see docs/method.md §1).
         name : str, optional
             Stimulus key; default from the file name (``friends_s01e01a.tsv`` -> ``"s01e01a"``).
         duration_s : float, optional
@@ -956,8 +956,15 @@ def _create_store(
 
     modalities = {m: {"n_layers": int(L), "dim": int(D)} for m, (L, D) in dims.items()}
     return FeatureStore.create(
-        root, backbone, feature_hz=feature_hz, fusion=fusion, modalities=modalities, overwrite=overwrite,
-        settings=settings, features_root=features_root, staged=True,
+        root,
+        backbone,
+        feature_hz=feature_hz,
+        fusion=fusion,
+        modalities=modalities,
+        overwrite=overwrite,
+        settings=settings,
+        features_root=features_root,
+        staged=True,
     )
 
 
@@ -965,7 +972,12 @@ def extractor_settings(extractor: Extractor) -> dict:
     """An extractor's class and its plain options (numbers, strings, tuples), for ``backbone.json``."""
     plain = (int, float, str, bool, tuple, list, type(None))
     options = {k: v for k, v in vars(extractor).items() if not k.startswith("_") and isinstance(v, plain)}
-    return {"class": type(extractor).__name__, "name": extractor.name, "modality": extractor.modality, **options}
+    return {
+        "class": type(extractor).__name__,
+        "name": extractor.name,
+        "modality": extractor.modality,
+        **options,
+    }
 
 
 def extract_to_store(
@@ -1043,7 +1055,9 @@ def extract_to_store(
     store = None
     skipped: list[str] = []
     total = len(stimuli) if hasattr(stimuli, "__len__") else None
-    for stim in progress_bar(total, f"features {backbone}", disable=not progress, unit="stimulus", iterable=stimuli):
+    for stim in progress_bar(
+        total, f"features {backbone}", disable=not progress, unit="stimulus", iterable=stimuli
+    ):
         for ex in exs:
             field = getattr(ex, "input", "")
             if on_missing == "skip" and field in ("video", "audio", "words") and getattr(stim, field) is None:
@@ -1246,8 +1260,12 @@ def import_features(
     files = _discover(src, names, bare_modality)
     check_stimulus_names(sorted({stimulus for stimulus, _ in files}), src)
     settings = {
-        "made_by": made_by, "src": str(src.resolve()), "modalities": list(names), "rank": rank,
-        "expected_dims": {m: list(v) for m, v in (expected_dims or {}).items()}, "dtype": str(dtype),
+        "made_by": made_by,
+        "src": str(src.resolve()),
+        "modalities": list(names),
+        "rank": rank,
+        "expected_dims": {m: list(v) for m, v in (expected_dims or {}).items()},
+        "dtype": str(dtype),
     }
 
     def shape_text(modality: str) -> str:
@@ -1274,8 +1292,9 @@ def import_features(
             first[modality] = (stimulus, load_checked(modality, path))
     dims = {m: (int(a.shape[1]), int(a.shape[2])) for m, (_, a) in first.items()}
     store = _create_store(root, backbone, feature_hz, fusion, dims, overwrite, settings, features_root)
-    for (stimulus, modality), path in progress_bar(len(files), f"import {backbone}", disable=not progress,
-                                                   unit="file", iterable=files.items()):
+    for (stimulus, modality), path in progress_bar(
+        len(files), f"import {backbone}", disable=not progress, unit="file", iterable=files.items()
+    ):
         if first[modality][0] == stimulus:
             arr = first[modality][1]
         else:
@@ -1334,7 +1353,7 @@ def import_tribe(
     progress: bool = True,
     features_root: str | Path | None = None,
 ) -> FeatureStore:
-    """TRIBE's per-modality, per-layer features ``(T_f, L, D)`` into the store (SPEC §3).
+    """TRIBE's per-modality, per-layer features ``(T_f, L, D)`` into the store (docs/method.md §3).
 
     Video V-JEPA2 ``(T_f, 40, 1408)``, text Llama-3.2-3B ``(T_f, 28, 3072)``, audio w2v-BERT
     ``(T_f, 24, 1024)``, in the layouts of :func:`import_features`. ``expected_dims=None`` checks
@@ -1370,7 +1389,7 @@ def import_imagebind(
     progress: bool = True,
     features_root: str | Path | None = None,
 ) -> FeatureStore:
-    """ImageBind embeddings ``(T_f, 1024)`` per modality into the store as ``(T_f, 1, 1024)`` (SPEC §3).
+    """ImageBind embeddings ``(T_f, 1024)`` per modality into the store as ``(T_f, 1, 1024)`` (docs/method.md §3).
 
     ``(T_f, 1, D)`` files are accepted too; layouts as in :func:`import_features`.
     ``expected_dim=None`` checks only rank and consistency.
@@ -1407,7 +1426,7 @@ def import_qwen(
     """Qwen2.5-Omni's single fused stream ``(T_f, 2048)`` into modality ``"fused"`` as ``(T_f, 1, 2048)``.
 
     Files ``<stimulus>.<ext>``, ``<stimulus>_fused.<ext>`` or ``fused/<stimulus>.<ext>``; the store
-    records ``fusion="fused"``. ``expected_dim=None`` checks only rank and consistency (SPEC §3).
+    records ``fusion="fused"``. ``expected_dim=None`` checks only rank and consistency (docs/method.md §3).
     """
     dims = None if expected_dim is None else {"fused": (1, int(expected_dim))}
     return import_features(

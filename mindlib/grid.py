@@ -76,7 +76,12 @@ class Cell:
 def table1_cells(backbones: Sequence[str], decoders: Sequence[str], seeds: Sequence[int]) -> list[Cell]:
     """Table 1 cells in table order: every decoder on every backbone (router ``both``); ridge, a closed-form fit
     with no seed, gets one cell per backbone (the first seed)."""
-    return [Cell(b, d, "both", s) for b in backbones for d in decoders for s in (seeds if d != "ridge" else seeds[:1])]
+    return [
+        Cell(b, d, "both", s)
+        for b in backbones
+        for d in decoders
+        for s in (seeds if d != "ridge" else seeds[:1])
+    ]
 
 
 def table2_cells(backbones: Sequence[str], modes: Sequence[str], seeds: Sequence[int]) -> list[Cell]:
@@ -116,7 +121,9 @@ def cell_params(cell: Cell, spec: GridSpec, runs_dir: str | Path) -> dict[str, A
     """
     runs_dir = Path(runs_dir)
     grid = dict(lrs=list(spec.lrs), weight_decays=list(spec.weight_decays))
-    if cell.seed != spec.seeds[0] and not spec.grid_every_seed:  # reuse the first seed's choice (on validation)
+    if (
+        cell.seed != spec.seeds[0] and not spec.grid_every_seed
+    ):  # reuse the first seed's choice (on validation)
         first = Cell(cell.backbone, cell.decoder, cell.mode, spec.seeds[0])
         path = runs_dir / f"{first.tag}.json"
         if not path.exists():
@@ -128,10 +135,22 @@ def cell_params(cell: Cell, spec: GridSpec, runs_dir: str | Path) -> dict[str, A
         grid = dict(lrs=[chosen["best_lr"]], weight_decays=[chosen["best_weight_decay"]])
     first_seed_isg = cell.decoder != "ridge" and cell.mode == "both" and cell.seed == spec.seeds[0]
     return dict(
-        dataset=spec.dataset, size=spec.size, seed=cell.seed, backbone=cell.backbone, decoder=cell.decoder,
-        mode=cell.mode, d_model=spec.d_model, epochs=spec.epochs, fir_lags_trs=list(spec.fir_lags_trs),
-        device=spec.device, tag=cell.tag, results_dir=str(runs_dir.parent), fig_dir="",
-        isg_subjects=list(spec.isg_subjects) if first_seed_isg else [], features_root=spec.features_root, **grid,
+        dataset=spec.dataset,
+        size=spec.size,
+        seed=cell.seed,
+        backbone=cell.backbone,
+        decoder=cell.decoder,
+        mode=cell.mode,
+        d_model=spec.d_model,
+        epochs=spec.epochs,
+        fir_lags_trs=list(spec.fir_lags_trs),
+        device=spec.device,
+        tag=cell.tag,
+        results_dir=str(runs_dir.parent),
+        fig_dir="",
+        isg_subjects=list(spec.isg_subjects) if first_seed_isg else [],
+        features_root=spec.features_root,
+        **grid,
     )
 
 
@@ -143,8 +162,13 @@ def run_notebook_cell(params: dict[str, Any], runs_dir: str, num_threads: int = 
     """
     from mindlib import notebooks
 
-    notebooks.execute(notebooks.find("06"), params["size"], out_dir=runs_dir,
-                      parameters={**params, "num_threads": num_threads}, out_name=params["tag"])
+    notebooks.execute(
+        notebooks.find("06"),
+        params["size"],
+        out_dir=runs_dir,
+        parameters={**params, "num_threads": num_threads},
+        out_name=params["tag"],
+    )
     return str(Path(runs_dir) / f"{params['tag']}.json")
 
 
@@ -232,13 +256,18 @@ class GridRunner:
     # ---------------------------------------------------------------------------- paths and the cache
     def paths(self, cell: Cell) -> dict[str, Path]:
         """``results``, ``params`` and ``notebook`` paths of a cell."""
-        return {"results": self.runs_dir / f"{cell.tag}.json", "params": self.runs_dir / f"{cell.tag}.params.json",
-                "notebook": self.runs_dir / f"{cell.tag}.ipynb"}
+        return {
+            "results": self.runs_dir / f"{cell.tag}.json",
+            "params": self.runs_dir / f"{cell.tag}.params.json",
+            "notebook": self.runs_dir / f"{cell.tag}.ipynb",
+        }
 
     def cached(self, cell: Cell, params: dict) -> bool:
         """True when the cell's results file exists and was made with exactly ``params``."""
         p = self.paths(cell)
-        return p["results"].exists() and p["params"].exists() and json.loads(p["params"].read_text()) == params
+        return (
+            p["results"].exists() and p["params"].exists() and json.loads(p["params"].read_text()) == params
+        )
 
     # ---------------------------------------------------------------------------- the engine
     def executor(self):
@@ -251,8 +280,13 @@ class GridRunner:
             ex.update_parameters(timeout_min=self.time_limit_min, gpus_per_node=self.gpus_per_job)
             return ex
         ex = submitit.AutoExecutor(folder=folder, cluster="slurm")
-        options: dict[str, Any] = dict(timeout_min=self.time_limit_min, gpus_per_node=self.gpus_per_job,
-                                       nodes=1, tasks_per_node=1, name="mind-cell")
+        options: dict[str, Any] = dict(
+            timeout_min=self.time_limit_min,
+            gpus_per_node=self.gpus_per_job,
+            nodes=1,
+            tasks_per_node=1,
+            name="mind-cell",
+        )
         if self.partition:
             options["slurm_partition"] = self.partition
         if self.cpus_per_job:
@@ -279,7 +313,9 @@ class GridRunner:
         self.runs_dir.mkdir(parents=True, exist_ok=True)
         failures: dict[str, CellFailure] = {}
         results: dict[str, dict] = {}
-        bar = tqdm(total=len(cells), desc="grid cells", unit="cell", disable=not self.progress, dynamic_ncols=True)
+        bar = tqdm(
+            total=len(cells), desc="grid cells", unit="cell", disable=not self.progress, dynamic_ncols=True
+        )
         try:
             first = [c for c in cells if c.seed == spec.seeds[0] or spec.grid_every_seed]
             later = [c for c in cells if c not in first]
@@ -329,12 +365,19 @@ class GridRunner:
                     tqdm.write(f"ran {c.tag}")
                     bar.update(1)
                 elif attempt <= self.retries:
-                    tqdm.write(f"{c.tag} failed (attempt {attempt}), retrying: {str(error).strip().splitlines()[-1]}")
+                    tqdm.write(
+                        f"{c.tag} failed (attempt {attempt}), retrying: {str(error).strip().splitlines()[-1]}"
+                    )
                     queue.append((c, params, attempt + 1))
                 else:
                     notebook = self.paths(c)["notebook"]
-                    failures[c.tag] = CellFailure(c.tag, str(error), str(job.paths.stderr),
-                                                  str(notebook) if notebook.exists() else None, attempt)
+                    failures[c.tag] = CellFailure(
+                        c.tag,
+                        str(error),
+                        str(job.paths.stderr),
+                        str(notebook) if notebook.exists() else None,
+                        attempt,
+                    )
                     bar.update(1)
 
 
@@ -348,4 +391,3 @@ def runner_from_params(runs_dir: str | Path, **params: Any) -> GridRunner:
     """A :class:`GridRunner` from notebook parameters, ignoring names it does not have."""
     names = {k for k, f in GridRunner.__dataclass_fields__.items() if f.init and k != "runs_dir"}
     return GridRunner(runs_dir, **{k: v for k, v in params.items() if k in names})
-

@@ -1,4 +1,4 @@
-"""Inter-subject generalisation: leave-one-subject-out, the code's swap variant, few-shot calibration (SPEC §9).
+"""Inter-subject generalisation: leave-one-subject-out, the code's swap variant, few-shot calibration (docs/method.md §9).
 
 The paper defines ISG as training on S-1 subjects and scoring the held-out one; the authors' code
 instead scores a trained subject's runs with predictions made under another trained subject's id.
@@ -60,8 +60,18 @@ __all__ = [
     "FEW_SHOT_EPOCHS",
 ]
 
-FEW_SHOT_EPOCHS = (0, 1, 2, 5, 10, 20, 30)  # calibration strengths tried by few_shot_protocol (0 = population)
-CALIBRATION_CONFIG = TrainConfig(epochs=30, batch_size=4, lr=1e-2, progress=False)  # few-shot defaults: few parameters, so a higher constant lr and small batches
+FEW_SHOT_EPOCHS = (
+    0,
+    1,
+    2,
+    5,
+    10,
+    20,
+    30,
+)  # calibration strengths tried by few_shot_protocol (0 = population)
+CALIBRATION_CONFIG = TrainConfig(
+    epochs=30, batch_size=4, lr=1e-2, progress=False
+)  # few-shot defaults: few parameters, so a higher constant lr and small batches
 
 
 @dataclass
@@ -199,8 +209,13 @@ def loso(
 
     torch.manual_seed(config.seed)
     model = build_fn(len(trained))
-    result = fit(model, train, val, config,
-                 desc=f"LOSO {held_out} held out, lr {config.lr:g} wd {config.weight_decay:g}")
+    result = fit(
+        model,
+        train,
+        val,
+        config,
+        desc=f"LOSO {held_out} held out, lr {config.lr:g} wd {config.weight_decay:g}",
+    )
     new_index = int(model.add_subject())
     held_records = [replace(r, subject_index=new_index) for r in held_records]
     predict_kwargs = {"window": config.window, "stride": config.stride, "batch_size": config.batch_size}
@@ -519,8 +534,14 @@ def _draw_minutes(records: Sequence, n_trs: int, rng: np.random.Generator) -> li
         k = min(left, rec.fmri.shape[0] - lo)
         if k <= 0:
             continue
-        pieces.append(replace(rec, fmri=rec.fmri[lo : lo + k], features={m: x[lo : lo + k] for m, x in rec.features.items()},
-                              valid=np.asarray(rec.valid)[lo : lo + k]))
+        pieces.append(
+            replace(
+                rec,
+                fmri=rec.fmri[lo : lo + k],
+                features={m: x[lo : lo + k] for m, x in rec.features.items()},
+                valid=np.asarray(rec.valid)[lo : lo + k],
+            )
+        )
         left -= k
         if left == 0:
             break
@@ -537,8 +558,14 @@ def _split_tail(pieces: Sequence, n_tail: int) -> tuple[list, list]:
         seen = hi
         for part, a, b in ((head, lo, min(hi, cut)), (tail, max(lo, cut), hi)):
             if b > a:
-                part.append(replace(p, fmri=p.fmri[a - lo : b - lo], features={m: x[a - lo : b - lo] for m, x in p.features.items()},
-                                    valid=np.asarray(p.valid)[a - lo : b - lo]))
+                part.append(
+                    replace(
+                        p,
+                        fmri=p.fmri[a - lo : b - lo],
+                        features={m: x[a - lo : b - lo] for m, x in p.features.items()},
+                        valid=np.asarray(p.valid)[a - lo : b - lo],
+                    )
+                )
     return head, tail
 
 
@@ -610,7 +637,12 @@ def few_shot_protocol(
     config = replace(config, epochs=max(grid[-1], 1))
     calib_records = [replace(r, subject_index=new_index) for r in calib_records]
     eval_records = [replace(r, subject_index=new_index) for r in eval_records]
-    predict_kwargs = {"window": config.window, "stride": config.stride, "batch_size": config.batch_size, "amp": config.amp}
+    predict_kwargs = {
+        "window": config.window,
+        "stride": config.stride,
+        "batch_size": config.batch_size,
+        "amp": config.amp,
+    }
 
     def score(m, records) -> dict:
         return evaluate(m, records, exclude_trs=exclude_trs, **predict_kwargs)
@@ -624,17 +656,34 @@ def few_shot_protocol(
         n_trs = round(float(minutes) * 60.0 / tr_s)
         if n_trs == 0:
             bar.update(n_draws)
-            rows += [{"minutes": float(minutes), "draw": d, "n_trs": 0, "n_holdout_trs": 0, "epochs": 0, "holdout_r": math.nan,
-                      "r": zero_shot["pearson"]["mean"], "algonauts": zero_shot["algonauts"]["mean"]} for d in range(n_draws)]
+            rows += [
+                {
+                    "minutes": float(minutes),
+                    "draw": d,
+                    "n_trs": 0,
+                    "n_holdout_trs": 0,
+                    "epochs": 0,
+                    "holdout_r": math.nan,
+                    "r": zero_shot["pearson"]["mean"],
+                    "algonauts": zero_shot["algonauts"]["mean"],
+                }
+                for d in range(n_draws)
+            ]
             continue
         if n_trs > available:
-            raise ValueError(f"{minutes} min ({n_trs} TRs) asked for but the calibration runs hold {available} TRs")
+            raise ValueError(
+                f"{minutes} min ({n_trs} TRs) asked for but the calibration runs hold {available} TRs"
+            )
         n_hold = max(1, round(holdout_frac * n_trs))
         for draw in range(n_draws):
             rng = np.random.default_rng([seed, draw, n_trs])
             fit_part, held = _split_tail(_draw_minutes(calib_records, n_trs, rng), n_hold)
             candidate = copy.deepcopy(model)
-            best = {"epochs": 0, "r": _mean_r(held, predict_runs(candidate, held, **predict_kwargs)), "state": None}
+            best = {
+                "epochs": 0,
+                "r": _mean_r(held, predict_runs(candidate, held, **predict_kwargs)),
+                "state": None,
+            }
             params = candidate.subject_parameters
 
             def after_epoch(done: int, candidate=candidate, held=held, best=best, params=params) -> None:
@@ -643,17 +692,33 @@ def few_shot_protocol(
                     if r > best["r"]:
                         best.update(epochs=done, r=r, state=[p.detach().clone() for p in params()])
 
-            calibrate_subject(candidate, new_index, fit_part, minutes=sum(p.fmri.shape[0] for p in fit_part) * tr_s / 60.0,
-                              config=config, tr_s=tr_s, after_epoch=after_epoch)
+            calibrate_subject(
+                candidate,
+                new_index,
+                fit_part,
+                minutes=sum(p.fmri.shape[0] for p in fit_part) * tr_s / 60.0,
+                config=config,
+                tr_s=tr_s,
+                after_epoch=after_epoch,
+            )
             chosen = copy.deepcopy(model)
             if best["state"] is not None:
                 with torch.no_grad():
                     for p, value in zip(chosen.subject_parameters(), best["state"]):
                         p.copy_(value)
             scores = score(chosen, eval_records)
-            rows.append({"minutes": float(minutes), "draw": draw, "n_trs": n_trs - n_hold, "n_holdout_trs": n_hold,
-                         "epochs": best["epochs"], "holdout_r": best["r"], "r": scores["pearson"]["mean"],
-                         "algonauts": scores["algonauts"]["mean"]})
+            rows.append(
+                {
+                    "minutes": float(minutes),
+                    "draw": draw,
+                    "n_trs": n_trs - n_hold,
+                    "n_holdout_trs": n_hold,
+                    "epochs": best["epochs"],
+                    "holdout_r": best["r"],
+                    "r": scores["pearson"]["mean"],
+                    "algonauts": scores["algonauts"]["mean"],
+                }
+            )
             bar.update(1)
     bar.close()
     return pd.DataFrame(rows)

@@ -1,4 +1,4 @@
-"""The Algonauts 2025 file layout and run names (SPEC §1).
+"""The Algonauts 2025 file layout and run names (docs/method.md §1).
 
 One place for every path and name the reader (:mod:`mindlib.data`), the synthetic study
 (:mod:`mindlib.synthetic`) and the feature store agree on::
@@ -42,7 +42,7 @@ HELDOUT_SEASON = 7  # Friends season whose fMRI the challenge withheld (phase 1)
 TARGET_SETS = ("friends-s7", "ood")
 SPACE_ATLAS = "space-MNI152NLin2009cAsym_atlas-Schaefer18_parcel-1000Par7Net"
 
-# Runs absent from the released data (SPEC §1). The reader reports them; it never invents them.
+# Runs absent from the released data (docs/method.md §1). The reader reports them; it never invents them.
 KNOWN_MISSING_RUNS: dict[str, tuple[str, ...]] = {
     "sub-02": ("s05e20a",),
     "sub-05": ("s04e01a", "s04e01b", "s04e13b"),

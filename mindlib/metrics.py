@@ -1,4 +1,4 @@
-"""Scores of an encoding model: per-parcel correlations, the official metric, noise ceilings (SPEC §9, §1).
+"""Scores of an encoding model: per-parcel correlations, the official metric, noise ceilings (docs/method.md §9, §1).
 
 Every score is computed per parcel over time on arrays of shape ``(T, V)`` (time-major, parcels
 last) and returns an array of shape ``(V,)``. Averages go parcels -> runs -> subjects and skip NaN
@@ -189,7 +189,7 @@ def algonauts_score(
     exclude_trs: int = 5,
     valid: Mapping[str, Mapping[str, np.ndarray]] | None = None,
 ) -> dict:
-    """The official Algonauts 2025 score (SPEC §1).
+    """The official Algonauts 2025 score (docs/method.md §1).
 
     Per subject and movie (:func:`mindlib.layout.movie_of`: a Friends season or a film): drop the
     first and last ``exclude_trs`` TRs of each run, concatenate the movie's runs in sorted run order,
@@ -299,7 +299,7 @@ def algonauts_score(
 def repeat_ceiling(run1, run2, mask=None) -> np.ndarray:
     """Repeat-to-repeat noise ceiling: Pearson r per parcel between two repeats of one stimulus.
 
-    ``life01_run-1`` vs ``life01_run-2`` (SPEC §1: 0.230 for Hidden Figures, 0.161 for Life). It is
+    ``life01_run-1`` vs ``life01_run-2`` (docs/method.md §1: 0.230 for Hidden Figures, 0.161 for Life). It is
     the correlation a perfect model of the stimulus-driven signal would reach against a single
     repeat only if the two repeats' noise were its only limit; the raw repeat correlation is reported
     (no Spearman-Brown correction), as the published anchors are.
@@ -385,7 +385,7 @@ def reconstruct_run(window_preds: Sequence[tuple[int, np.ndarray]], n_trs: int) 
     ------
     ValueError
         If a window lies outside ``[0, T)`` or a TR is covered by no window: uncovered TRs are never
-        filled with zeros (SPEC §9; the authors' code scores such zeros).
+        filled with zeros (docs/method.md §9; the authors' code scores such zeros).
     """
     if n_trs <= 0:
         raise ValueError(f"n_trs must be positive, got {n_trs}")

@@ -1,4 +1,4 @@
-"""MIND: the mixture-of-experts integrated decoder (SPEC §6-7; paper §2.4-2.5).
+"""MIND: the mixture-of-experts integrated decoder (docs/method.md §6-7; paper §2.4-2.5).
 
 ``AFIRE -> SADGate -> E experts``: each expert ``f_e: R^d -> R^V`` maps a token to all V parcels and
 the prediction is the gate-weighted sum ``ŷ_t = Σ_e w_{t,e} f_e(x_t)`` (Eq. 4). The auxiliary loss

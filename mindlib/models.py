@@ -1,4 +1,4 @@
-"""Decoder registry: build MIND or a baseline from a name (SPEC §6, §8; paper Table 1).
+"""Decoder registry: build MIND or a baseline from a name (docs/method.md §6, §8; paper Table 1).
 
 ``build_model("mind", afire, n_subjects, n_parcels, top_k=1)`` forwards the options to the decoder's
 config, so a grid search or a notebook parameter cell can switch decoders by name.

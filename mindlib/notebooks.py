@@ -60,65 +60,109 @@ _ALL_SUBJECTS = ["sub-01", "sub-02", "sub-03", "sub-05"]
 
 NOTEBOOKS: tuple[NotebookSpec, ...] = (
     NotebookSpec(
-        "00_overview", "Overview", "the problem, the architecture, the dimension legend, a tour of the study",
-        {"smoke": _SMOKE, "demo": {}, "full": _FULL}, ("n_subjects", "n_runs", "n_parcels"),
+        "00_overview",
+        "Overview",
+        "the problem, the architecture, the dimension legend, a tour of the study",
+        {"smoke": _SMOKE, "demo": {}, "full": _FULL},
+        ("n_subjects", "n_runs", "n_parcels"),
     ),
     NotebookSpec(
-        "01_temporal_alignment", "Temporal alignment", "2 Hz frames to TRs, the HRF lag, FIR delays, the drift pitfall",
-        {"smoke": _SMOKE, "demo": {}, "full": _FULL}, ("drift_s_at_tr500", "impulse_tr_exact", "impulse_tr_naive"),
+        "01_temporal_alignment",
+        "Temporal alignment",
+        "2 Hz frames to TRs, the HRF lag, FIR delays, the drift pitfall",
+        {"smoke": _SMOKE, "demo": {}, "full": _FULL},
+        ("drift_s_at_tr500", "impulse_tr_exact", "impulse_tr_naive"),
     ),
     NotebookSpec(
-        "02_data_and_splits", "Data and splits", "runs, subjects, windows, the leakage-free split, a batch",
-        {"smoke": _SMOKE, "demo": {}, "full": _FULL}, ("n_train_runs", "n_val_runs", "n_test_runs", "n_windows"),
+        "02_data_and_splits",
+        "Data and splits",
+        "runs, subjects, windows, the leakage-free split, a batch",
+        {"smoke": _SMOKE, "demo": {}, "full": _FULL},
+        ("n_train_runs", "n_val_runs", "n_test_runs", "n_windows"),
     ),
     NotebookSpec(
-        "03_baselines", "Baselines", "ridge and the subject-linear baseline per backbone: the numbers to beat",
+        "03_baselines",
+        "Baselines",
+        "ridge and the subject-linear baseline per backbone: the numbers to beat",
         {"smoke": {**_SMOKE, "epochs": 2, "d_model": 32}, "demo": {"lrs": [3e-3]}, "full": _FULL_TRAIN},
         ("ridge_val_r", "baseline_val_r"),
     ),
     NotebookSpec(
-        "04_afire", "AFIRE", "any backbone to tokens; three fusion styles; missing modalities",
+        "04_afire",
+        "AFIRE",
+        "any backbone to tokens; three fusion styles; missing modalities",
         {"smoke": {**_SMOKE, "epochs": 2, "d_model": 32}, "demo": {}, "full": _FULL_TRAIN},
         ("fusion_val_r", "missing_modality_r"),
     ),
     NotebookSpec(
-        "05_sadgate", "SADGate", "token router, subject prior, Top-K and the balance loss, with pictures",
+        "05_sadgate",
+        "SADGate",
+        "token router, subject prior, Top-K and the balance loss, with pictures",
         {"smoke": {**_SMOKE, "epochs": 2, "d_model": 32}, "demo": {}, "full": _FULL_TRAIN},
         ("active_experts_per_token", "balance_loss"),
     ),
     NotebookSpec(
-        "10_new_backbone", "Bring your own backbone", "transcript to text features to AFIRE to MIND, offline",
+        "10_new_backbone",
+        "Bring your own backbone",
+        "transcript to text features to AFIRE to MIND, offline",
         {"smoke": {**_SMOKE, "epochs": 2, "d_model": 32}, "demo": {}, "full": _FULL_TRAIN},
         ("val_r", "n_frames"),
     ),
     NotebookSpec(
-        "06_train_mind", "Train MIND", "the main parameterised run: backbone, decoder, router mode, sizes, device",
+        "06_train_mind",
+        "Train MIND",
+        "the main parameterised run: backbone, decoder, router mode, sizes, device",
         {"smoke": {**_SMOKE, "epochs": 2, "d_model": 32}, "demo": {}, "full": _FULL_TRAIN},
         ("val_r", "test_r", "best_epoch"),
     ),
     NotebookSpec(
-        "07_isg", "Inter-subject generalisation", "leave-one-subject-out and few-shot calibration curves",
-        {"smoke": {**_SMOKE, "epochs": 2, "d_model": 32, "decoders": ["mind", "baseline"], "n_draws": 2,
-                   "calibration_epochs": [0, 1, 2]},
-         "demo": {}, "full": {**_FULL_TRAIN, "held_out": _ALL_SUBJECTS}},
+        "07_isg",
+        "Inter-subject generalisation",
+        "leave-one-subject-out and few-shot calibration curves",
+        {
+            "smoke": {
+                **_SMOKE,
+                "epochs": 2,
+                "d_model": 32,
+                "decoders": ["mind", "baseline"],
+                "n_draws": 2,
+                "calibration_epochs": [0, 1, 2],
+            },
+            "demo": {},
+            "full": {**_FULL_TRAIN, "held_out": _ALL_SUBJECTS},
+        },
         ("loso_r", "few_shot"),
     ),
     NotebookSpec(
-        "08_tables", "Tables 1 and 2", "every decoder on every backbone, and the router ablation, from results files",
+        "08_tables",
+        "Tables 1 and 2",
+        "every decoder on every backbone, and the router ablation, from results files",
         {
-            "smoke": {**_SMOKE, "epochs": 1, "d_model": 32, "backbones": ["tribe"], "decoders": ["baseline", "mind", "ridge"],
-                      "modes": ["token", "both"], "isg_subjects": []},
+            "smoke": {
+                **_SMOKE,
+                "epochs": 1,
+                "d_model": 32,
+                "backbones": ["tribe"],
+                "decoders": ["baseline", "mind", "ridge"],
+                "modes": ["token", "both"],
+                "isg_subjects": [],
+            },
             "demo": {"epochs": 10},
             "full": {**_FULL_TRAIN, "seeds": [0, 1, 2], "lrs": [1e-3, 3e-3], "isg_subjects": _ALL_SUBJECTS},
         },
         ("table1", "table2"),
     ),
     NotebookSpec(
-        "09_visualisations", "Visualisations", "parcel-wise r maps on the cortex, expert usage vs content, priors",
-        {"smoke": {**_SMOKE, "backbones": ["tribe"]}, "demo": {}, "full": _FULL}, ("gate_recovery",),
+        "09_visualisations",
+        "Visualisations",
+        "parcel-wise r maps on the cortex, expert usage vs content, priors",
+        {"smoke": {**_SMOKE, "backbones": ["tribe"]}, "demo": {}, "full": _FULL},
+        ("gate_recovery",),
     ),
     NotebookSpec(
-        "11_submission", "Submission", "predict the held-out stimuli, write and check the official file, score it",
+        "11_submission",
+        "Submission",
+        "predict the held-out stimuli, write and check the official file, score it",
         {"smoke": {**_SMOKE, "ensemble_seeds": [1]}, "demo": {}, "full": _FULL},
         ("single_score", "ensemble_score", "n_episodes"),
     ),
@@ -190,8 +234,10 @@ def execute(
     src_ipynb = out_dir / f"{stem}.source.ipynb"
     nb = jupytext.read(src)
     if not nb.metadata.get("kernelspec", {}).get("name"):
-        raise ValueError(f"{src}: its Jupytext header names no kernel; add `kernelspec: {KERNELSPEC}` under "
-                         "`jupyter:` (every notebook of the story uses the python3 kernel)")
+        raise ValueError(
+            f"{src}: its Jupytext header names no kernel; add `kernelspec: {KERNELSPEC}` under "
+            "`jupyter:` (every notebook of the story uses the python3 kernel)"
+        )
     nb.metadata.setdefault("language_info", {"name": "python"})
     jupytext.write(nb, src_ipynb)
     out = out_dir / f"{stem}.ipynb"
@@ -201,9 +247,15 @@ def execute(
     backend = os.environ.pop("MPLBACKEND", None)
     try:
         pm.execute_notebook(
-            str(src_ipynb), str(out), parameters=params, cwd=str(notebooks_dir()),
-            progress_bar=progress, log_output=False,
-            extra_arguments=["--IPKernelApp.log_level=CRITICAL"],  # no start-up or shutdown chatter from kernels
+            str(src_ipynb),
+            str(out),
+            parameters=params,
+            cwd=str(notebooks_dir()),
+            progress_bar=progress,
+            log_output=False,
+            extra_arguments=[
+                "--IPKernelApp.log_level=CRITICAL"
+            ],  # no start-up or shutdown chatter from kernels
         )
     finally:
         if backend is not None:
@@ -228,12 +280,16 @@ def pairs_out_of_sync() -> list[str]:
             continue
         a, b = jupytext.read(py), jupytext.read(ipynb)
         if any(c.get("outputs") or c.get("execution_count") for c in b.cells):
-            bad.append(f"{ipynb.name}: committed with outputs (run `make sync`: it keeps your edits and "
-                       "rewrites the .ipynb without outputs)")
+            bad.append(
+                f"{ipynb.name}: committed with outputs (run `make sync`: it keeps your edits and "
+                "rewrites the .ipynb without outputs)"
+            )
         for label, nb in ((py.name, a), (ipynb.name, b)):
             if nb.metadata.get("kernelspec") != KERNELSPEC:
-                bad.append(f"{label}: kernelspec is {nb.metadata.get('kernelspec')}, expected {KERNELSPEC} "
-                           "(add it to the .py header, then run `make sync`)")
+                bad.append(
+                    f"{label}: kernelspec is {nb.metadata.get('kernelspec')}, expected {KERNELSPEC} "
+                    "(add it to the .py header, then run `make sync`)"
+                )
         if _cells(a) != _cells(b):
             bad.append(f"{py.name}: cells differ from {ipynb.name} (run `make sync`: the newer file wins)")
     return bad
@@ -261,7 +317,9 @@ def sync() -> list[Path]:
             if _cells(edited) != _cells(jupytext.read(py)):
                 edited.metadata = jupytext.read(py).metadata  # the header of the source, not Lab's extras
                 jupytext.write(edited, py, fmt="py:percent")
-                print(f"{py.name}: took the cells of {ipynb.name}, which is newer (`git diff {py}` shows them)")
+                print(
+                    f"{py.name}: took the cells of {ipynb.name}, which is newer (`git diff {py}` shows them)"
+                )
         nb = jupytext.read(py)
         for c in nb.cells:
             if c.cell_type == "code":
@@ -281,7 +339,9 @@ def _keep_cell_ids(nb, old) -> None:
         by_source.setdefault((c.cell_type, c.source.strip()), c.get("id"))
     used = set()
     for i, c in enumerate(nb.cells):
-        same_place = old.cells[i].get("id") if i < len(old.cells) and old.cells[i].cell_type == c.cell_type else None
+        same_place = (
+            old.cells[i].get("id") if i < len(old.cells) and old.cells[i].cell_type == c.cell_type else None
+        )
         for cand in (by_source.get((c.cell_type, c.source.strip())), same_place):
             if cand and cand not in used:
                 c.id = cand
@@ -320,11 +380,16 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--size", choices=SIZES, default="demo")
     ap.add_argument("--only", nargs="*", help="notebook name prefixes, e.g. 01 06")
-    ap.add_argument("--publish", action="store_true",
-                    help="write figures to the committed figures/, the report to papers/reproduction.md, the "
-                         "times to papers/timings.json and refresh the README blocks (make reproduce)")
+    ap.add_argument(
+        "--publish",
+        action="store_true",
+        help="write figures to the committed figures/, the report to papers/reproduction.md, the "
+        "times to papers/timings.json and refresh the README blocks (make reproduce)",
+    )
     ap.add_argument("--check-pairs", action="store_true", help="check the .py/.ipynb pairs and exit")
-    ap.add_argument("--sync", action="store_true", help="re-pair every notebook, .ipynb without outputs, and exit")
+    ap.add_argument(
+        "--sync", action="store_true", help="re-pair every notebook, .ipynb without outputs, and exit"
+    )
     args = ap.parse_args(argv)
     if args.check_pairs:
         bad = pairs_out_of_sync()
@@ -332,7 +397,10 @@ def main(argv: list[str] | None = None) -> int:
         return 1 if bad else 0
     if args.sync:
         written = sync()
-        print(f"wrote {len(written)} notebooks without outputs; " + ("\n".join(pairs_out_of_sync()) or "all in sync"))
+        print(
+            f"wrote {len(written)} notebooks without outputs; "
+            + ("\n".join(pairs_out_of_sync()) or "all in sync")
+        )
         return 0
     specs = [find(n) for n in args.only] if args.only else list(NOTEBOOKS)
     root = repo_root()
@@ -349,7 +417,9 @@ def main(argv: list[str] | None = None) -> int:
         _merge_timings(out / "timings.json", args.size, {spec.name: seconds})
         if args.publish:
             _merge_timings(root / TIMINGS, args.size, {spec.name: seconds})
-    print(f"\nAll {len(specs)} notebooks ran in {(time.perf_counter() - t_all) / 60:.1f} min at size {args.size!r}.")
+    print(
+        f"\nAll {len(specs)} notebooks ran in {(time.perf_counter() - t_all) / 60:.1f} min at size {args.size!r}."
+    )
     print(f"Key numbers (from {results.relative_to(root)}/*.json):")
     print(_summary(results))
     report_path = root / "papers" / "reproduction.md" if args.publish else out / "reproduction.md"
@@ -357,11 +427,22 @@ def main(argv: list[str] | None = None) -> int:
         from mindlib import report
 
         timings_dir = (root / TIMINGS).parent if args.publish else out
-        report.main(["--results-dir", str(results), "--output", str(report_path), "--timings-dir", str(timings_dir),
-                     *([] if args.publish else ["--readme", ""])])
+        report.main(
+            [
+                "--results-dir",
+                str(results),
+                "--output",
+                str(report_path),
+                "--timings-dir",
+                str(timings_dir),
+                *([] if args.publish else ["--readme", ""]),
+            ]
+        )
     figs = PUBLISHED_FIGURES if args.publish else f"runs/{args.size}/figures"
-    print(f"\nExecuted notebooks: runs/{args.size}/   results: {results.relative_to(root)}/   figures: {figs}/   "
-          f"report: {report_path.relative_to(root)}")
+    print(
+        f"\nExecuted notebooks: runs/{args.size}/   results: {results.relative_to(root)}/   figures: {figs}/   "
+        f"report: {report_path.relative_to(root)}"
+    )
     return 0
 
 

@@ -18,7 +18,11 @@ import numpy as np
 
 NETWORKS = ("Vis", "SomMot", "DorsAttn", "SalVentAttn", "Limbic", "Cont", "Default")
 SPLITS = ("train", "val", "test")
-SPLIT_COLORS = {"train": "#66c2a5", "val": "#fc8d62", "test": "#8da0cb"}  # ColorBrewer Set2, colour-blind safe
+SPLIT_COLORS = {
+    "train": "#66c2a5",
+    "val": "#fc8d62",
+    "test": "#8da0cb",
+}  # ColorBrewer Set2, colour-blind safe
 DPI = 200  # resolution of saved PNGs
 
 
@@ -39,7 +43,9 @@ def parcels_to_vertices(values: np.ndarray) -> dict[str, np.ndarray]:
     values = np.asarray(values, dtype=float)
     atlas = schaefer_fsaverage5()
     if values.shape != (len(atlas["names"]),):
-        raise ValueError(f"expected one value per Schaefer parcel, shape ({len(atlas['names'])},), got {values.shape}")
+        raise ValueError(
+            f"expected one value per Schaefer parcel, shape ({len(atlas['names'])},), got {values.shape}"
+        )
     padded = np.concatenate([[np.nan], values])  # label 0 -> NaN
     return {h: padded[atlas[h].astype(int)] for h in ("left", "right")}
 
@@ -89,8 +95,17 @@ def plot_brain_map(
     for i, (hemi, view) in enumerate(views):
         ax = fig.add_subplot(1, 4, i + 1, projection="3d")
         plotting.plot_surf(
-            mesh.parts[hemi], surf_map=verts[hemi], bg_map=sulc.data.parts[hemi], hemi=hemi, view=view,
-            cmap=cmap, vmin=vmin, vmax=vmax, axes=ax, colorbar=False, bg_on_data=True,
+            mesh.parts[hemi],
+            surf_map=verts[hemi],
+            bg_map=sulc.data.parts[hemi],
+            hemi=hemi,
+            view=view,
+            cmap=cmap,
+            vmin=vmin,
+            vmax=vmax,
+            axes=ax,
+            colorbar=False,
+            bg_on_data=True,
         )
         ax.set_title(f"{hemi} hemisphere, {view}", fontsize=10, y=0.95)
     sm = plt.cm.ScalarMappable(cmap=cmap, norm=plt.Normalize(vmin, vmax))
@@ -129,8 +144,13 @@ def plot_split(desc, ax=None, title: str = "split of every subject's runs"):
     if ax is None:
         _, ax = plt.subplots(figsize=(max(8.0, 0.13 * len(runs)), 1.2 + 0.35 * len(subjects)))
     cmap = ListedColormap([SPLIT_COLORS[s] for s in SPLITS])
-    ax.imshow(grid, aspect="auto", interpolation="nearest", cmap=cmap,
-              norm=BoundaryNorm(np.arange(len(SPLITS) + 1) - 0.5, len(SPLITS)))
+    ax.imshow(
+        grid,
+        aspect="auto",
+        interpolation="nearest",
+        cmap=cmap,
+        norm=BoundaryNorm(np.arange(len(SPLITS) + 1) - 0.5, len(SPLITS)),
+    )
     width_in = ax.get_position().width * ax.figure.get_figwidth()
     fontsize = float(np.clip(0.9 * 72 * width_in / max(len(runs), 1), 4, 9))  # labels never overlap
     ax.set_xticks(range(len(runs)), labels=runs, rotation=90, fontsize=fontsize)
@@ -138,14 +158,25 @@ def plot_split(desc, ax=None, title: str = "split of every subject's runs"):
     ax.set_xlabel("run")
     ax.set_title(title)
     counts = {s: int((desc["split"] == s).sum()) for s in SPLITS}
-    ax.legend(handles=[Patch(color=SPLIT_COLORS[s], label=f"{s} ({counts[s]} runs)") for s in SPLITS]
-              + [Patch(facecolor="white", edgecolor="0.6", label="missing run")],
-              loc="upper left", bbox_to_anchor=(1.005, 1.0), frameon=False)
+    ax.legend(
+        handles=[Patch(color=SPLIT_COLORS[s], label=f"{s} ({counts[s]} runs)") for s in SPLITS]
+        + [Patch(facecolor="white", edgecolor="0.6", label="missing run")],
+        loc="upper left",
+        bbox_to_anchor=(1.005, 1.0),
+        frameon=False,
+    )
     return ax
 
 
-def plot_table1(cells, backbones=None, decoders=None, metric: str = "val_r", ax=None,
-                ylabel: str = "validation r", title: str = "Table 1: decoders on each backbone"):
+def plot_table1(
+    cells,
+    backbones=None,
+    decoders=None,
+    metric: str = "val_r",
+    ax=None,
+    ylabel: str = "validation r",
+    title: str = "Table 1: decoders on each backbone",
+):
     """Table 1 as grouped bars: mean of ``metric`` over seeds per backbone and decoder, ± one standard
     deviation over seeds as error bars (none where a cell has one seed), legend outside the bars.
 

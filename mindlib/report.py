@@ -20,33 +20,73 @@ from mindlib.project import repo_root
 
 # Paper Table 1 (validation r / ISG), quoted for comparison; the paper's split is not ours.
 PAPER_TABLE1 = {
-    ("tribe", "baseline"): (0.256, 0.187), ("tribe", "mlp"): (0.247, 0.189),
-    ("tribe", "mmoe"): (0.267, 0.198), ("tribe", "mind"): (0.273, 0.241),
-    ("imagebind", "baseline"): (0.131, 0.097), ("imagebind", "mlp"): (0.139, 0.139),
-    ("imagebind", "mmoe"): (0.198, 0.147), ("imagebind", "mind"): (0.221, 0.162),
-    ("qwen", "baseline"): (0.125, 0.103), ("qwen", "mlp"): (0.140, 0.144),
-    ("qwen", "mmoe"): (0.201, 0.144), ("qwen", "mind"): (0.220, 0.162),
+    ("tribe", "baseline"): (0.256, 0.187),
+    ("tribe", "mlp"): (0.247, 0.189),
+    ("tribe", "mmoe"): (0.267, 0.198),
+    ("tribe", "mind"): (0.273, 0.241),
+    ("imagebind", "baseline"): (0.131, 0.097),
+    ("imagebind", "mlp"): (0.139, 0.139),
+    ("imagebind", "mmoe"): (0.198, 0.147),
+    ("imagebind", "mind"): (0.221, 0.162),
+    ("qwen", "baseline"): (0.125, 0.103),
+    ("qwen", "mlp"): (0.140, 0.144),
+    ("qwen", "mmoe"): (0.201, 0.144),
+    ("qwen", "mind"): (0.220, 0.162),
 }
 
 DISCREPANCIES = [
-    ("Frames to TRs", "the authors' code pools 3 frames of 0.5 s per TR (1.5 s), drifting 5 s by TR 500",
-     "exact overlap weights on explicit time grids (`mindlib.align`); notebook 01 measures the drift"),
-    ("HRF lag", "not stated in the paper", "3 TRs (4.47 s) by default, FIR delays optional; notebook 01 finds the lag in the data"),
-    ("Subject bias B init", "the authors' code draws N(0, 1)", "zeros: every subject starts at the population prior (N(0, 1) kept as an option)"),
-    ("Balance loss", "paper: importance × load; code: E·ΣImp² for K ≥ 2",
-     "Switch-style importance × load by default, importance² as an option: measured on the demo study (notebook 05, "
-     "`mindlib.sadgate` docstring), importance² gave no better validation r or subject recovery"),
-    ("Subject routing", "paper: subject embedding e_s on the router and a penalised bias B_s",
-     "the same by default; in mode both they are one offset g + B_s + W_r e_s + b_r, which is what notebooks 05 and 09 "
-     "read and score; `router_subject=False` (no e_s on the router) recovered subjects worse on the demo study"),
-    ("Model selection", "the authors select the best epoch on the set they report",
-     "grid search and epoch selection on validation only; the held-out test runs are scored once"),
-    ("Uncovered tail TRs", "the authors' code leaves them at 0 and scores them",
-     "every TR is reconstructed from overlapping windows (last window aligned to the run's end)"),
-    ("ISG", "paper: leave-one-subject-out; code: a trained subject scored under other subjects' ids",
-     "leave-one-subject-out with the population prior (notebook 07); the code's variant reported as 'swap ISG'"),
-    ("Split", "per-subject, per-episode 90/10", "per episode, computed once on the union of subjects so a stimulus never sits on both sides"),
-    ("Expert dispatch", "every expert evaluated densely", "only the K selected experts run per token (equal to dense to float tolerance)"),
+    (
+        "Frames to TRs",
+        "the authors' code pools 3 frames of 0.5 s per TR (1.5 s), drifting 5 s by TR 500",
+        "exact overlap weights on explicit time grids (`mindlib.align`); notebook 01 measures the drift",
+    ),
+    (
+        "HRF lag",
+        "not stated in the paper",
+        "3 TRs (4.47 s) by default, FIR delays optional; notebook 01 finds the lag in the data",
+    ),
+    (
+        "Subject bias B init",
+        "the authors' code draws N(0, 1)",
+        "zeros: every subject starts at the population prior (N(0, 1) kept as an option)",
+    ),
+    (
+        "Balance loss",
+        "paper: importance × load; code: E·ΣImp² for K ≥ 2",
+        "Switch-style importance × load by default, importance² as an option: measured on the demo study (notebook 05, "
+        "`mindlib.sadgate` docstring), importance² gave no better validation r or subject recovery",
+    ),
+    (
+        "Subject routing",
+        "paper: subject embedding e_s on the router and a penalised bias B_s",
+        "the same by default; in mode both they are one offset g + B_s + W_r e_s + b_r, which is what notebooks 05 and 09 "
+        "read and score; `router_subject=False` (no e_s on the router) recovered subjects worse on the demo study",
+    ),
+    (
+        "Model selection",
+        "the authors select the best epoch on the set they report",
+        "grid search and epoch selection on validation only; the held-out test runs are scored once",
+    ),
+    (
+        "Uncovered tail TRs",
+        "the authors' code leaves them at 0 and scores them",
+        "every TR is reconstructed from overlapping windows (last window aligned to the run's end)",
+    ),
+    (
+        "ISG",
+        "paper: leave-one-subject-out; code: a trained subject scored under other subjects' ids",
+        "leave-one-subject-out with the population prior (notebook 07); the code's variant reported as 'swap ISG'",
+    ),
+    (
+        "Split",
+        "per-subject, per-episode 90/10",
+        "per episode, computed once on the union of subjects so a stimulus never sits on both sides",
+    ),
+    (
+        "Expert dispatch",
+        "every expert evaluated densely",
+        "only the K selected experts run per token (equal to dense to float tolerance)",
+    ),
 ]
 
 
@@ -110,23 +150,35 @@ def table1_markdown(cells: pd.DataFrame, per_run: dict | None = None) -> str | N
         m, sd = mean.loc[key, col], std.loc[key, col]
         return _fmt(m) if sd != sd or _fmt(m) == "–" else f"{_fmt(m)} ± {sd:.3f}"
 
-    diffs = {over: mind_difference(per_run, over) for over in dict.fromkeys(k[1] for k in per_run)} if per_run else {}
+    diffs = (
+        {over: mind_difference(per_run, over) for over in dict.fromkeys(k[1] for k in per_run)}
+        if per_run
+        else {}
+    )
 
     def diff(key):  # MIND minus this row's decoder, test r, with its interval
         d = diffs.get(key[1], {}).get(key[0])
         return "–" if d is None or key[1] == "mind" else d.interval() + (" *" if d.excludes_zero else "")
 
-    lines = ["| backbone | decoder | paper r | paper ISG | our val r | our val ρ | our val R² | our test r | our ISG | seeds |"
-             + (" MIND − this, test r |" if diffs else ""),
-             "|---|---|---|---|---|---|---|---|---|---|" + ("---|" if diffs else "")]
+    lines = [
+        "| backbone | decoder | paper r | paper ISG | our val r | our val ρ | our val R² | our test r | our ISG | seeds |"
+        + (" MIND − this, test r |" if diffs else ""),
+        "|---|---|---|---|---|---|---|---|---|---|" + ("---|" if diffs else ""),
+    ]
     for key in mean.index:
         pr, pi = PAPER_TABLE1.get(key, (None, None))
         ours = " | ".join(cell(key, c) for c in ("val_r", "val_spearman", "val_r2", "test_r", "isg_r"))
-        lines.append(f"| {key[0]} | {key[1]} | {_fmt(pr)} | {_fmt(pi)} | {ours} | {n[key]} |" + (f" {diff(key)} |" if diffs else ""))
+        lines.append(
+            f"| {key[0]} | {key[1]} | {_fmt(pr)} | {_fmt(pi)} | {ours} | {n[key]} |"
+            + (f" {diff(key)} |" if diffs else "")
+        )
     if diffs:
-        lines += ["", "MIND − this: mean paired difference in test r over the scored runs × subjects (and seeds), "
-                  "95 % percentile bootstrap interval resampling runs and seeds (`mindlib.stats`); * = the interval "
-                  "excludes 0."]
+        lines += [
+            "",
+            "MIND − this: mean paired difference in test r over the scored runs × subjects (and seeds), "
+            "95 % percentile bootstrap interval resampling runs and seeds (`mindlib.stats`); * = the interval "
+            "excludes 0.",
+        ]
     return "\n".join(lines)
 
 
@@ -135,8 +187,11 @@ def mind_gain(cells: pd.DataFrame, over: str, metric: str = "val_r") -> dict[str
     if metric not in cells:
         return {}
     m = cells.groupby(["backbone", "decoder"], sort=False)[metric].mean()
-    return {b: float(m[(b, "mind")] - m[(b, over)]) for b in dict.fromkeys(cells.backbone)
-            if (b, "mind") in m.index and (b, over) in m.index}
+    return {
+        b: float(m[(b, "mind")] - m[(b, over)])
+        for b in dict.fromkeys(cells.backbone)
+        if (b, "mind") in m.index and (b, over) in m.index
+    }
 
 
 def build_report(results_dir: str | Path | None = None) -> str:
@@ -144,37 +199,72 @@ def build_report(results_dir: str | Path | None = None) -> str:
     results = Path(results_dir) if results_dir else repo_root() / "results"
     cells = read_cells(results)
     sizes = set(cells["size"].dropna()) if "size" in cells else set()
-    out = ["# Reproduction report", "",
-           "Written by `python -m mindlib.report` from the results files of the last notebook run "
-           f"(`{results.name}/`; synthetic study size: {', '.join(sorted(s for s in sizes if s)) or 'unknown'}). "
-           "The paper's numbers are on real Algonauts 2025 data with its own split; ours are on the data the "
-           "notebooks were pointed at. Compare orderings and gaps, not absolute values.", ""]
+    out = [
+        "# Reproduction report",
+        "",
+        "Written by `python -m mindlib.report` from the results files of the last notebook run "
+        f"(`{results.name}/`; synthetic study size: {', '.join(sorted(s for s in sizes if s)) or 'unknown'}). "
+        "The paper's numbers are on real Algonauts 2025 data with its own split; ours are on the data the "
+        "notebooks were pointed at. Compare orderings and gaps, not absolute values.",
+        "",
+    ]
     t1 = table1_markdown(cells, read_per_run(results, cells, "test_r"))
-    out += ["## Table 1: decoders × backbones", "",
-            t1 or "_not run yet: execute notebook 08 (make demo)_", ""]
+    out += [
+        "## Table 1: decoders × backbones",
+        "",
+        t1 or "_not run yet: execute notebook 08 (make demo)_",
+        "",
+    ]
     if "fir_lags_trs" in cells:
         lags = sorted(set(cells["fir_lags_trs"].dropna()))
-        out += [f"Ridge FIR delays (TRs): {', '.join(lags)}; the neural decoders read one lag of 3 TRs and a ±2-TR temporal MLP.", ""]
+        out += [
+            f"Ridge FIR delays (TRs): {', '.join(lags)}; the neural decoders read one lag of 3 TRs and a ±2-TR temporal MLP.",
+            "",
+        ]
     t2 = results / "table2.md"
-    out += ["## Table 2: SADGate router ablation (validation r)", "", t2.read_text().strip() if t2.exists() else "_not run yet_", ""]
+    out += [
+        "## Table 2: SADGate router ablation (validation r)",
+        "",
+        t2.read_text().strip() if t2.exists() else "_not run yet_",
+        "",
+    ]
     claims = []
     for over, metric, claim in (
-        ("baseline", "val_r", "MIND beats the subject-linear baseline on every backbone (paper: +0.017 to +0.095 r)"),
+        (
+            "baseline",
+            "val_r",
+            "MIND beats the subject-linear baseline on every backbone (paper: +0.017 to +0.095 r)",
+        ),
         ("baseline", "test_r", "the same on the held-out test runs (MIND minus baseline, test r)"),
-        ("ridge", "test_r", "(beyond the paper) MIND against FIR ridge, the classical encoding model (test r)"),
+        (
+            "ridge",
+            "test_r",
+            "(beyond the paper) MIND against FIR ridge, the classical encoding model (test r)",
+        ),
     ):
         if gains := mind_gain(cells, over, metric):
             paired = mind_difference(read_per_run(results, cells, metric), over)
-            claims.append((claim, ", ".join(f"{b}: {g:+.3f}" + (f"; paired over runs {paired[b].claim('MIND', over)}"
-                                                                  if b in paired else "") for b, g in gains.items())))
+            claims.append(
+                (
+                    claim,
+                    ", ".join(
+                        f"{b}: {g:+.3f}"
+                        + (f"; paired over runs {paired[b].claim('MIND', over)}" if b in paired else "")
+                        for b, g in gains.items()
+                    ),
+                )
+            )
     isg = _read(results, "07_isg")
     if isg:
         loso = ", ".join(f"{d}: {_fmt(v)}" for d, v in isg["loso_r"].items())
         per_run = isg.get("loso_per_run_r") or {}
         if "mind" in per_run:
-            loso += "".join(f"; MIND minus {d} over the unseen subjects' test runs "
-                            f"{stats.compare({0: per_run['mind']}, {0: runs}).claim('MIND', d)}"
-                            for d, runs in per_run.items() if d != "mind")
+            loso += "".join(
+                f"; MIND minus {d} over the unseen subjects' test runs "
+                f"{stats.compare({0: per_run['mind']}, {0: runs}).claim('MIND', d)}"
+                for d, runs in per_run.items()
+                if d != "mind"
+            )
         claims.append(("MIND generalises better to an unseen subject (paper ISG +0.054 to +0.065)", loso))
         spread = isg.get("few_shot_std", {})
 
@@ -182,53 +272,117 @@ def build_report(results_dir: str | Path | None = None) -> str:
             sd = spread.get(d, {}).get(m)
             return f"{m} min {_fmt(v)}" + (f" ± {sd:.3f}" if sd else "")
 
-        claims.append(("(beyond the paper) few-shot calibration of a new subject, r by minutes"
-                       + (f" (one protocol for every decoder: strength chosen on held-out minutes, ± std over "
-                          f"{isg['few_shot_draws']} draws)" if "few_shot_draws" in isg else ""),
-                       "; ".join(f"{d}: " + ", ".join(few(d, m, v) for m, v in sorted(c.items(), key=lambda kv: float(kv[0])))
-                                 for d, c in isg["few_shot"].items())))
+        claims.append(
+            (
+                "(beyond the paper) few-shot calibration of a new subject, r by minutes"
+                + (
+                    f" (one protocol for every decoder: strength chosen on held-out minutes, ± std over "
+                    f"{isg['few_shot_draws']} draws)"
+                    if "few_shot_draws" in isg
+                    else ""
+                ),
+                "; ".join(
+                    f"{d}: "
+                    + ", ".join(few(d, m, v) for m, v in sorted(c.items(), key=lambda kv: float(kv[0])))
+                    for d, c in isg["few_shot"].items()
+                ),
+            )
+        )
         if isg.get("repeat_ceiling"):
-            claims.append(("(beyond the paper) noise ceiling from repeated clips, raw repeat r per subject",
-                           ", ".join(f"{s}: {_fmt(v)}" for s, v in isg["repeat_ceiling"].items())))
-        claims.append(("swap ISG (the authors' code's variant)", ", ".join(f"{d}: {_fmt(v)}" for d, v in isg["swap_isg"].items())))
+            claims.append(
+                (
+                    "(beyond the paper) noise ceiling from repeated clips, raw repeat r per subject",
+                    ", ".join(f"{s}: {_fmt(v)}" for s, v in isg["repeat_ceiling"].items()),
+                )
+            )
+        claims.append(
+            (
+                "swap ISG (the authors' code's variant)",
+                ", ".join(f"{d}: {_fmt(v)}" for d, v in isg["swap_isg"].items()),
+            )
+        )
     sad = _read(results, "05_sadgate")
     if sad and sad.get("subject_routing"):
         sr = sad["subject_routing"]
-        claims.append(("(synthetic only) each subject's effective prior g + B_s + W_r e_s + b_r follows its true bias "
-                       "over response modes (r over modes after matching experts to modes; notebook 05)",
-                       ", ".join(f"{s}: {_fmt(v)}" for s, v in sr["prior_r"].items())
-                       + "; mean routing: " + ", ".join(f"{s}: {_fmt(v)}" for s, v in sr["usage_r"].items())
-                       + f"; spread over subjects {sr['logit_spread']:.3f} (B_s {sr['bias_spread']:.3f}, "
-                         f"W_r e_s {sr['embedding_spread']:.3f})"))
+        claims.append(
+            (
+                "(synthetic only) each subject's effective prior g + B_s + W_r e_s + b_r follows its true bias "
+                "over response modes (r over modes after matching experts to modes; notebook 05)",
+                ", ".join(f"{s}: {_fmt(v)}" for s, v in sr["prior_r"].items())
+                + "; mean routing: "
+                + ", ".join(f"{s}: {_fmt(v)}" for s, v in sr["usage_r"].items())
+                + f"; spread over subjects {sr['logit_spread']:.3f} (B_s {sr['bias_spread']:.3f}, "
+                f"W_r e_s {sr['embedding_spread']:.3f})",
+            )
+        )
     if sad and sad.get("parametrisations"):
-        claims.append(("(synthetic only) MIND parametrisations, one seed (notebook 05): val r, subject recovery r, "
-                       "balance (switch / importance)",
-                       "; ".join(f"{p['variant']}: {_fmt(p['val_r'])}, {_fmt(p['prior_r_mean'])}, "
-                                 f"{_fmt(p['balance_switch'])} / {_fmt(p['balance_importance'])}" for p in sad["parametrisations"])))
+        claims.append(
+            (
+                "(synthetic only) MIND parametrisations, one seed (notebook 05): val r, subject recovery r, "
+                "balance (switch / importance)",
+                "; ".join(
+                    f"{p['variant']}: {_fmt(p['val_r'])}, {_fmt(p['prior_r_mean'])}, "
+                    f"{_fmt(p['balance_switch'])} / {_fmt(p['balance_importance'])}"
+                    for p in sad["parametrisations"]
+                ),
+            )
+        )
     vis = _read(results, "09_visualisations")
     if vis:
         sims = ", ".join(f"{k}: {_fmt(v)}" for k, v in vis["map_similarity"].items())
-        claims.append(("parcel maps are similar across backbones (paper Fig. 3)", sims or "one backbone only"))
+        claims.append(
+            ("parcel maps are similar across backbones (paper Fig. 3)", sims or "one backbone only")
+        )
         if vis.get("gate_recovery") is not None:
-            claims.append(("(synthetic only) learned experts follow the true response modes",
-                           f"mean best abs(r) per true mode = {_fmt(vis['gate_recovery'])}"))
+            claims.append(
+                (
+                    "(synthetic only) learned experts follow the true response modes",
+                    f"mean best abs(r) per true mode = {_fmt(vis['gate_recovery'])}",
+                )
+            )
         for b, sr in (vis.get("subject_routing") or {}).items():
-            claims.append((f"(synthetic only) {b} MIND: effective subject prior vs true subject bias, r per subject (test runs)",
-                           ", ".join(f"{s}: {_fmt(v)}" for s, v in sr["prior_r"].items())))
+            claims.append(
+                (
+                    f"(synthetic only) {b} MIND: effective subject prior vs true subject bias, r per subject (test runs)",
+                    ", ".join(f"{s}: {_fmt(v)}" for s, v in sr["prior_r"].items()),
+                )
+            )
         for d, fr in (vis.get("ceiling_fraction_by_network") or {}).items():
-            claims.append((f"{d}: test r as a fraction of the noise ceiling per network ({vis.get('ceiling_source', '')})",
-                           ", ".join(f"{n} {v:.2f}" for n, v in fr.items())))
+            claims.append(
+                (
+                    f"{d}: test r as a fraction of the noise ceiling per network ({vis.get('ceiling_source', '')})",
+                    ", ".join(f"{n} {v:.2f}" for n, v in fr.items()),
+                )
+            )
     al = _read(results, "01_temporal_alignment")
     if al:
-        claims.append(("(beyond the paper) 3-frames-per-TR pooling drifts", f"{al['drift_s_at_tr500']:.2f} s at TR 500; "
-                       f"an impulse at 745.5 s lands in TR {al['impulse_tr_naive']} instead of {al['impulse_tr_exact']}"))
+        claims.append(
+            (
+                "(beyond the paper) 3-frames-per-TR pooling drifts",
+                f"{al['drift_s_at_tr500']:.2f} s at TR 500; "
+                f"an impulse at 745.5 s lands in TR {al['impulse_tr_naive']} instead of {al['impulse_tr_exact']}",
+            )
+        )
     out += ["## Claims and what we measured", "", "| claim | measured here |", "|---|---|"]
     out += [f"| {c} | {m} |" for c, m in claims] or ["| – | no results yet |"]
-    out += ["", "## Where the paper and the authors' code disagree, and what this project does", "",
-            "| topic | paper / authors' code | here |", "|---|---|---|"]
+    out += [
+        "",
+        "## Where the paper and the authors' code disagree, and what this project does",
+        "",
+        "| topic | paper / authors' code | here |",
+        "|---|---|---|",
+    ]
     out += [f"| {a} | {b} | {c} |" for a, b, c in DISCREPANCIES]
-    out += ["", "## Rerun", "", "```bash", "make demo        # demo-size study, every notebook, this report",
-            "make reproduce   # full-size study, 3 seeds per cell, ISG on all four subjects", "```", ""]
+    out += [
+        "",
+        "## Rerun",
+        "",
+        "```bash",
+        "make demo        # demo-size study, every notebook, this report",
+        "make reproduce   # full-size study, 3 seeds per cell, ISG on all four subjects",
+        "```",
+        "",
+    ]
     return "\n".join(out)
 
 
@@ -259,8 +413,12 @@ def notebook_map_markdown(results: Path) -> str:
         lines.append(f"| {nb.name[:2]} | `{nb.name}` — {nb.title} | {nb.learn} |{cells}")
     if sizes:
         # a total only where every notebook ran at that size (a partial run would understate it)
-        totals = "".join(f" **{_duration(sum(timings[s][nb.name] for nb in NOTEBOOKS))}** |"
-                         if all(nb.name in timings[s] for nb in NOTEBOOKS) else " – |" for s in sizes)
+        totals = "".join(
+            f" **{_duration(sum(timings[s][nb.name] for nb in NOTEBOOKS))}** |"
+            if all(nb.name in timings[s] for nb in NOTEBOOKS)
+            else " – |"
+            for s in sizes
+        )
         lines.append(f"| | **all notebooks** | |{totals}")
     return "\n".join(lines)
 
@@ -275,10 +433,17 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--results-dir", default=None)
     ap.add_argument("--output", default=None, help="default papers/reproduction.md")
-    ap.add_argument("--readme", default=None, help="README whose blocks to refresh (default the repository's); "
-                                                   "an empty string leaves every README alone")
-    ap.add_argument("--timings-dir", default=None, help="folder of the timings.json for the notebook map "
-                                                        "(default --results-dir)")
+    ap.add_argument(
+        "--readme",
+        default=None,
+        help="README whose blocks to refresh (default the repository's); "
+        "an empty string leaves every README alone",
+    )
+    ap.add_argument(
+        "--timings-dir",
+        default=None,
+        help="folder of the timings.json for the notebook map (default --results-dir)",
+    )
     args = ap.parse_args(argv)
     text = build_report(args.results_dir)
     out = Path(args.output) if args.output else repo_root() / "papers" / "reproduction.md"

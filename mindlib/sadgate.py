@@ -1,4 +1,4 @@
-"""SADGate: subject-aware dynamic gating of experts (SPEC §5, §7; paper §2.3, §2.5).
+"""SADGate: subject-aware dynamic gating of experts (docs/method.md §5, §7; paper §2.3, §2.5).
 
 Two routers decide which experts read a token ``x_t`` of subject ``s``:
 
@@ -68,7 +68,9 @@ class SADGateConfig:
         if self.n_experts <= 0:
             raise ValueError(f"SADGateConfig.n_experts must be > 0, got {self.n_experts}")
         if not isinstance(self.router_subject, bool):
-            raise ValueError(f"SADGateConfig.router_subject must be True or False, got {self.router_subject!r}")
+            raise ValueError(
+                f"SADGateConfig.router_subject must be True or False, got {self.router_subject!r}"
+            )
         if not 1 <= self.top_k <= self.n_experts:
             raise ValueError(
                 f"SADGateConfig.top_k={self.top_k} must satisfy 1 <= top_k <= n_experts={self.n_experts}"
@@ -263,14 +265,16 @@ class SADGate(nn.Module):
 
     def extra_repr(self) -> str:
         cfg = self.config
-        return (f"S={cfg.n_subjects}, E={cfg.n_experts}, K={cfg.top_k}, mode={cfg.mode!r}, "
-                f"router_subject={cfg.router_subject}")
+        return (
+            f"S={cfg.n_subjects}, E={cfg.n_experts}, K={cfg.top_k}, mode={cfg.mode!r}, "
+            f"router_subject={cfg.router_subject}"
+        )
 
 
 def balance_loss(
     gate: GateOutput, kind: Literal["switch", "importance"] = "switch", mask: Tensor | None = None
 ) -> Tensor:
-    """Load-balancing loss of the token router (SPEC §7; paper Eq. 6).
+    """Load-balancing loss of the token router (docs/method.md §7; paper Eq. 6).
 
     ``Imp_e`` = mean over tokens of ``router_probs[..., e]``; ``Load_e`` = fraction of tokens whose
     Top-K includes ``e``, divided by K (so ``Σ_e Load_e = 1``).

@@ -29,7 +29,14 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import stats as _scipy_stats
 
-__all__ = ["PairedDifference", "difference_matrix", "paired_bootstrap", "paired_t", "seed_interval", "compare"]
+__all__ = [
+    "PairedDifference",
+    "difference_matrix",
+    "paired_bootstrap",
+    "paired_t",
+    "seed_interval",
+    "compare",
+]
 
 N_BOOT = 10_000  # bootstrap resamples
 CONFIDENCE = 0.95  # two-sided confidence level of every interval
@@ -72,7 +79,9 @@ class PairedDifference:
 
     def interval(self) -> str:
         """``"+0.012 [95 % CI +0.004, +0.020]"``."""
-        return f"{self.mean:+.3f} [{self.confidence:.0%} CI {self.low:+.3f}, {self.high:+.3f}]".replace("%", " %")
+        return f"{self.mean:+.3f} [{self.confidence:.0%} CI {self.low:+.3f}, {self.high:+.3f}]".replace(
+            "%", " %"
+        )
 
     def claim(self, a: str = "MIND", b: str = "the other decoder") -> str:
         """The comparison in words, decided by whether the interval excludes zero."""
@@ -82,9 +91,14 @@ class PairedDifference:
         elif not self.excludes_zero:
             verdict = f"no difference resolved (the interval includes 0; {spread})"
         else:
-            verdict = f"{a} {'higher' if self.mean > 0 else 'lower'} than {b} (the interval excludes 0; {spread})"
-        seeds = (f"; across the {self.n_seeds} seeds alone {self.seed_low:+.3f} to {self.seed_high:+.3f}"
-                 if self.n_seeds >= 2 else "")
+            verdict = (
+                f"{a} {'higher' if self.mean > 0 else 'lower'} than {b} (the interval excludes 0; {spread})"
+            )
+        seeds = (
+            f"; across the {self.n_seeds} seeds alone {self.seed_low:+.3f} to {self.seed_high:+.3f}"
+            if self.n_seeds >= 2
+            else ""
+        )
         return f"{self.interval()}: {verdict}{seeds}"
 
 
@@ -123,7 +137,9 @@ def difference_matrix(
         a = {s: only for s in b}
     seeds = sorted(set(a) & set(b))
     if not seeds:
-        raise ValueError(f"difference_matrix: no common seed (A has {sorted(a)}, B has {sorted(b)}); pair runs of the same seeds")
+        raise ValueError(
+            f"difference_matrix: no common seed (A has {sorted(a)}, B has {sorted(b)}); pair runs of the same seeds"
+        )
     units = sorted(a[seeds[0]])
     for side, scores in (("A", a), ("B", b)):
         for s in seeds:
@@ -135,7 +151,9 @@ def difference_matrix(
                 )
     d = np.array([[float(a[s][u]) - float(b[s][u]) for u in units] for s in seeds])
     if not np.isfinite(d).all():
-        raise ValueError("difference_matrix: a score is NaN or infinite; every paired run needs a finite score")
+        raise ValueError(
+            "difference_matrix: a score is NaN or infinite; every paired run needs a finite score"
+        )
     return d, units, seeds
 
 
@@ -163,7 +181,9 @@ def paired_bootstrap(
     d = np.atleast_2d(np.asarray(d, dtype=float))
     n_s, n_u = d.shape
     if n_u < 1 or not 0 < confidence < 1 or n_boot < 1:
-        raise ValueError(f"paired_bootstrap: need >= 1 unit, 0 < confidence < 1, n_boot >= 1; got {d.shape}, {confidence}, {n_boot}")
+        raise ValueError(
+            f"paired_bootstrap: need >= 1 unit, 0 < confidence < 1, n_boot >= 1; got {d.shape}, {confidence}, {n_boot}"
+        )
     rng = np.random.default_rng(seed)
     means = np.empty(n_boot)
     chunk = max(1, 2_000_000 // (n_s * n_u))
@@ -229,4 +249,6 @@ def compare(
     low, high = paired_bootstrap(d, n_boot=n_boot, confidence=confidence, seed=seed)
     _, p = paired_t(d.mean(0), np.zeros(d.shape[1]))
     seed_low, seed_high = seed_interval(d.mean(1), confidence)
-    return PairedDifference(float(d.mean()), low, high, confidence, len(units), len(seeds), p, seed_low, seed_high)
+    return PairedDifference(
+        float(d.mean()), low, high, confidence, len(units), len(seeds), p, seed_low, seed_high
+    )

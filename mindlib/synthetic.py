@@ -1,4 +1,4 @@
-"""The embedded synthetic study: Algonauts 2025 files with a known ground truth (SPEC §1-3, §9).
+"""The embedded synthetic study: Algonauts 2025 files with a known ground truth (docs/method.md §1-3, §9).
 
 :func:`make_study` writes a complete study in exactly the Algonauts 2025 layout (:mod:`mindlib.layout`):
 fMRI HDF5 files with session-prefixed keys, an atlas NIfTI, per-TR transcripts, feature stores of

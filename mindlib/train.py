@@ -1,4 +1,4 @@
-"""Fitting and scoring a decoder: the objective, the schedule, whole-run predictions (SPEC §7, §9; paper §2.5).
+"""Fitting and scoring a decoder: the objective, the schedule, whole-run predictions (docs/method.md §7, §9; paper §2.5).
 
 - **Objective**: masked MSE over the valid TRs of each window plus the decoder's own ``aux_loss``
   (``λ1·L_bal + λ2·‖B‖²`` for MIND, 0 for the baselines).
@@ -91,8 +91,14 @@ def _in_kernel() -> bool:
     return shell is not None and hasattr(shell, "kernel")
 
 
-def progress_bar(total: int | None, desc: str, disable: bool = False, unit: str = "step",
-                 updates: int = PROGRESS_UPDATES, iterable=None):
+def progress_bar(
+    total: int | None,
+    desc: str,
+    disable: bool = False,
+    unit: str = "step",
+    updates: int = PROGRESS_UPDATES,
+    iterable=None,
+):
     """A tqdm bar that redraws at most about ``updates`` times, with an ETA.
 
     In a Jupyter kernel (JupyterLab, papermill) the bar is one display output updated in place, so a saved
@@ -115,9 +121,18 @@ def progress_bar(total: int | None, desc: str, disable: bool = False, unit: str 
     """
     file = _DisplayLine() if not disable and _in_kernel() else None
     return tqdm(
-        iterable, total=total, desc=desc, disable=disable, unit=unit, file=file, ncols=100 if file else None,
-        dynamic_ncols=file is None, miniters=max(1, math.ceil((total or 0) / max(updates, 1))), mininterval=0.5,
+        iterable,
+        total=total,
+        desc=desc,
+        disable=disable,
+        unit=unit,
+        file=file,
+        ncols=100 if file else None,
+        dynamic_ncols=file is None,
+        miniters=max(1, math.ceil((total or 0) / max(updates, 1))),
+        mininterval=0.5,
     )
+
 
 logger = logging.getLogger(__name__)
 
@@ -141,7 +156,7 @@ _TRAJECTORY_FIELDS = (
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """Configuration of :func:`fit` (SPEC §7). ``lr`` and ``weight_decay`` are chosen by :func:`grid_search`."""
+    """Configuration of :func:`fit` (docs/method.md §7). ``lr`` and ``weight_decay`` are chosen by :func:`grid_search`."""
 
     epochs: int = 20  # passes over the training windows
     batch_size: int = 8  # B windows per step, mixing subjects
@@ -452,8 +467,14 @@ def _run_epoch(
     return total / max(count, 1), lr
 
 
-def _batch_loss(model: nn.Module, dataset: WindowDataset, idx: list[int], device: torch.device,
-                config: TrainConfig, group: distributed.Group) -> Tensor | None:
+def _batch_loss(
+    model: nn.Module,
+    dataset: WindowDataset,
+    idx: list[int],
+    device: torch.device,
+    config: TrainConfig,
+    group: distributed.Group,
+) -> Tensor | None:
     """The loss of windows ``idx``: the whole batch's in one process, this rank's part of it in several (None
     for a rank without windows in a small last batch)."""
     if not group.active:
@@ -573,7 +594,7 @@ def fit(
     epoch (model, optimiser, scheduler, history, best state). With ``resume=True`` an existing
     checkpoint written under the same schedule is continued; the final weights equal those of an
     uninterrupted run (on CPU). ``resume=False`` starts over and overwrites it.
-    The OneCycle schedule keeps AdamW's betas fixed (``cycle_momentum=False``): SPEC §7 asks for
+    The OneCycle schedule keeps AdamW's betas fixed (``cycle_momentum=False``): docs/method.md §7 asks for
     β = (0.9, 0.95), which momentum cycling would change.
     Each epoch calls ``torch.manual_seed(seed * 1000 + epoch)``: the global torch RNG is reseeded.
     ``stop_after_epochs`` ends the call early, as an interruption would: the checkpoint holds the last
@@ -590,8 +611,9 @@ def fit(
         torch.set_num_threads(threads_before)
 
 
-def _fit(model: nn.Module, train_records: list, val_records: list, config: TrainConfig,
-         desc: str | None = None) -> TrainResult:
+def _fit(
+    model: nn.Module, train_records: list, val_records: list, config: TrainConfig, desc: str | None = None
+) -> TrainResult:
     device = resolve_device(config.device)
     model.to(device)
     dataset = WindowDataset(train_records, window=config.window, stride=config.stride)
@@ -628,7 +650,9 @@ def _fit(model: nn.Module, train_records: list, val_records: list, config: Train
         logger.info("resumed from %s after epoch %d of %d", ckpt_path, state["epoch"], config.epochs)
 
     stopped_early = False
-    last_epoch = config.epochs if config.stop_after_epochs is None else min(config.epochs, config.stop_after_epochs)
+    last_epoch = (
+        config.epochs if config.stop_after_epochs is None else min(config.epochs, config.stop_after_epochs)
+    )
     bar = progress_bar(  # one bar for the whole fit: its ETA covers every remaining epoch
         total=max(last_epoch - start_epoch, 0) * steps_per_epoch,
         desc=desc if desc is not None else f"lr {config.lr:g} wd {config.weight_decay:g}",
@@ -645,8 +669,12 @@ def _fit(model: nn.Module, train_records: list, val_records: list, config: Train
             )
             validate = (epoch + 1) % config.eval_every == 0 or epoch == config.epochs - 1
             val_r = _validation_r(model, val_records, config, device) if validate else float("nan")
-            bar.set_postfix(epoch=f"{epoch + 1}/{config.epochs}", loss=f"{train_loss:.4f}",
-                            val_r=f"{val_r:.4f}", refresh=False)
+            bar.set_postfix(
+                epoch=f"{epoch + 1}/{config.epochs}",
+                loss=f"{train_loss:.4f}",
+                val_r=f"{val_r:.4f}",
+                refresh=False,
+            )
         except BaseException:
             bar.close()
             raise
@@ -883,7 +911,7 @@ def grid_search(
     weight_decays: Sequence[float],
     config: TrainConfig = TrainConfig(),
 ) -> GridResult:
-    """Choose learning rate and weight decay on the validation runs only (SPEC §7).
+    """Choose learning rate and weight decay on the validation runs only (docs/method.md §7).
 
     Parameters
     ----------

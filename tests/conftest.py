@@ -66,8 +66,16 @@ def smoke_docs(studies_dir, tmp_path_factory):
     root = Path(__file__).resolve().parent.parent
     nb_dir = Path(os.environ.get("MIND_DOCS_NOTEBOOKS") or root / "runs" / "smoke")
     out = tmp_path_factory.mktemp("docs")
-    cmd = [sys.executable, str(root / "docs" / "build.py"), "--size", "smoke", "--notebooks", str(nb_dir),
-           "--out", str(out)]
+    cmd = [
+        sys.executable,
+        str(root / "docs" / "build.py"),
+        "--size",
+        "smoke",
+        "--notebooks",
+        str(nb_dir),
+        "--out",
+        str(out),
+    ]
     done = subprocess.run(cmd, cwd=root, capture_output=True, text=True, timeout=1800)
     assert done.returncode == 0, f"docs/build.py failed:\n{done.stdout[-4000:]}\n{done.stderr[-4000:]}"
     return out / "html"

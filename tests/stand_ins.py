@@ -25,7 +25,9 @@ class TinyDecoder(nn.Module):
 
     def __init__(self, modalities=MODALITIES, n_subjects=2, n_parcels=V, dropout=0.2):
         super().__init__()
-        self.config = SimpleNamespace(afire=SimpleNamespace(modalities=tuple(modalities.items())), n_parcels=n_parcels)
+        self.config = SimpleNamespace(
+            afire=SimpleNamespace(modalities=tuple(modalities.items())), n_parcels=n_parcels
+        )
         self.readout = nn.ModuleDict({m: nn.Linear(f, n_parcels) for m, f in modalities.items()})
         self.drop = nn.Dropout(dropout)
         self.subject_gain = nn.Parameter(torch.ones(n_subjects, n_parcels))
@@ -43,8 +45,12 @@ class TinyDecoder(nn.Module):
     @torch.no_grad()
     def add_subject(self):
         S = self.n_subjects
-        self.subject_gain = nn.Parameter(torch.cat([self.subject_gain, self.subject_gain.mean(0, keepdim=True)]))
-        self.subject_bias = nn.Parameter(torch.cat([self.subject_bias, self.subject_bias.mean(0, keepdim=True)]))
+        self.subject_gain = nn.Parameter(
+            torch.cat([self.subject_gain, self.subject_gain.mean(0, keepdim=True)])
+        )
+        self.subject_bias = nn.Parameter(
+            torch.cat([self.subject_bias, self.subject_bias.mean(0, keepdim=True)])
+        )
         return S
 
     def subject_parameters(self):
@@ -63,7 +69,9 @@ def planted_records(subjects, runs, weights, rng, n_trs=40, noise=0.5, gain_step
     for run_i, run in enumerate(runs):
         feats = {m: rng.normal(size=(n_trs + run_i, f)).astype(np.float32) for m, f in MODALITIES.items()}
         for s_i, subject in enumerate(subjects):
-            signal = sum(feats[m] @ weights[m] for m in MODALITIES) * (1.0 + gain_step * s_i) + bias_step * s_i
+            signal = (
+                sum(feats[m] @ weights[m] for m in MODALITIES) * (1.0 + gain_step * s_i) + bias_step * s_i
+            )
             fmri = (signal + noise * rng.normal(size=signal.shape)).astype(np.float32)
             valid = np.ones(len(fmri), dtype=bool)
             valid[:3] = False

@@ -1,4 +1,4 @@
-"""Tests for mindlib.align: 2 Hz frames to TRs by overlap (SPEC §2)."""
+"""Tests for mindlib.align: 2 Hz frames to TRs by overlap (docs/method.md §2)."""
 
 import numpy as np
 import pytest

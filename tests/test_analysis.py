@@ -13,17 +13,28 @@ DIMS = {"a": 5, "b": 3}
 
 def _records(n_runs=2, T=130, dims=DIMS, S=2, V=7, seed=0):
     rng = np.random.default_rng(seed)
-    feats = [{m: rng.standard_normal((T, F)).astype(np.float32) for m, F in dims.items()} for _ in range(n_runs)]
+    feats = [
+        {m: rng.standard_normal((T, F)).astype(np.float32) for m, F in dims.items()} for _ in range(n_runs)
+    ]
     return [
-        data.RunRecord(subject=f"sub-0{s + 1}", subject_index=s, run=f"s01e0{i + 1}a", fmri=rng.standard_normal((T, V)).astype(np.float32),
-                       features=feats[i], valid=np.ones(T, bool))
-        for s in range(S) for i in range(n_runs)
+        data.RunRecord(
+            subject=f"sub-0{s + 1}",
+            subject_index=s,
+            run=f"s01e0{i + 1}a",
+            fmri=rng.standard_normal((T, V)).astype(np.float32),
+            features=feats[i],
+            valid=np.ones(T, bool),
+        )
+        for s in range(S)
+        for i in range(n_runs)
     ]
 
 
 def _mind(dims=DIMS, S=2, V=7, E=4, K=2):
     torch.manual_seed(0)
-    return models.build_model("mind", AFIREConfig(modalities=dims, d_model=8), S, V, n_experts=E, top_k=K).eval()
+    return models.build_model(
+        "mind", AFIREConfig(modalities=dims, d_model=8), S, V, n_experts=E, top_k=K
+    ).eval()
 
 
 def test_gate_runs_cover_every_tr_and_rows_sum_to_one():
@@ -70,7 +81,12 @@ def test_speech_labels_follow_the_lagged_window(tmp_path):
     path = root / "stimuli/transcripts/friends/s1/friends_s01e01a.tsv"
     path.parent.mkdir(parents=True)
     rows = [{"text_per_tr": "", "words_per_tr": "[]", "onsets_per_tr": "[]", "durations_per_tr": "[]"}] * 8
-    rows[2] = {"text_per_tr": "hi", "words_per_tr": "['hi']", "onsets_per_tr": "[3.2]", "durations_per_tr": "[0.3]"}
+    rows[2] = {
+        "text_per_tr": "hi",
+        "words_per_tr": "['hi']",
+        "onsets_per_tr": "[3.2]",
+        "durations_per_tr": "[0.3]",
+    }
     pd.DataFrame(rows).to_csv(path, sep="\t", index=False)
     rec = data.RunRecord("sub-01", 0, "s01e01a", np.zeros((8, 2), np.float32), {}, np.ones(8, bool))
     # a word at 3.2 s is read by the TR whose lagged window [1.49 t - 4.47, 1.49 (t + 1) - 4.47) holds it: t = 5
@@ -117,7 +133,9 @@ def test_subject_logits_are_the_offset_that_routes(mode):
     keep = np.argsort(-scores, -1)[..., :2]
     w = np.zeros_like(scores)
     np.put_along_axis(w, keep, np.take_along_axis(scores, keep, -1), -1)
-    np.testing.assert_allclose(out.weights.detach().numpy(), w / w.sum(-1, keepdims=True), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(
+        out.weights.detach().numpy(), w / w.sum(-1, keepdims=True), rtol=1e-5, atol=1e-6
+    )
 
 
 class SimpleModel(torch.nn.Module):
@@ -136,8 +154,10 @@ def test_router_subject_false_routes_without_the_embedding():
         gate.subject_embedding.weight.normal_(std=5.0)
     torch.testing.assert_close(gate(x, s).weights, before)
     assert gate.subject_parameters() == [gate.subject_bias]
-    np.testing.assert_allclose(analysis.subject_logits(SimpleModel(gate)),
-                               (gate.global_logits + gate.subject_bias + gate.router.bias).detach().numpy())
+    np.testing.assert_allclose(
+        analysis.subject_logits(SimpleModel(gate)),
+        (gate.global_logits + gate.subject_bias + gate.router.bias).detach().numpy(),
+    )
 
 
 def test_match_modes_is_the_best_one_to_one_assignment():
@@ -146,7 +166,10 @@ def test_match_modes_is_the_best_one_to_one_assignment():
     rng = np.random.default_rng(0)
     corr = rng.uniform(-1, 1, (3, 5))
     corr[1, 2] = np.nan
-    best = max(itertools.permutations(range(5), 3), key=lambda p: sum(np.nan_to_num(corr, nan=-1)[m, e] for m, e in enumerate(p)))
+    best = max(
+        itertools.permutations(range(5), 3),
+        key=lambda p: sum(np.nan_to_num(corr, nan=-1)[m, e] for m, e in enumerate(p)),
+    )
     assert analysis.match_modes(corr).tolist() == list(best)
     with pytest.raises(ValueError, match="one expert per mode"):
         analysis.match_modes(corr.T)
@@ -193,7 +216,9 @@ def test_repeat_ceilings_correlate_the_two_repeats_of_a_clip():
             fmri = (clean + rng.standard_normal((T, V))).astype(np.float32)
             valid = np.ones(T, bool)
             valid[:3] = False
-            recs.append(data.RunRecord(f"sub-0{s + 1}", s, run, fmri, {"a": np.zeros((T, 1), np.float32)}, valid))
+            recs.append(
+                data.RunRecord(f"sub-0{s + 1}", s, run, fmri, {"a": np.zeros((T, 1), np.float32)}, valid)
+            )
     out = analysis.repeat_ceilings(recs)
     assert sorted(out) == ["sub-01", "sub-02"]
     a, b = recs[0], recs[1]
@@ -209,6 +234,8 @@ def test_balance_over_runs_equals_the_loss_of_one_covering_window():
     recs = _records(n_runs=1, T=40, S=1)
     out = analysis.balance_over_runs(model, recs, window=100)
     with torch.no_grad():
-        gate = model({m: torch.as_tensor(x)[None] for m, x in recs[0].features.items()}, torch.tensor([0])).gate
+        gate = model(
+            {m: torch.as_tensor(x)[None] for m, x in recs[0].features.items()}, torch.tensor([0])
+        ).gate
     for kind in sadgate.BALANCES:
         assert out[kind] == pytest.approx(float(sadgate.balance_loss(gate, kind=kind)), rel=1e-5)

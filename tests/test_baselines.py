@@ -184,7 +184,9 @@ def _design(recs):
 
 
 def _mean_run_r2(pred, Y, runs):
-    return np.mean([r2_score(Y[runs == g], pred[runs == g], multioutput="raw_values") for g in np.unique(runs)], axis=0)
+    return np.mean(
+        [r2_score(Y[runs == g], pred[runs == g], multioutput="raw_values") for g in np.unique(runs)], axis=0
+    )
 
 
 def noisy_parcels(seed=0, n_runs=5, n_trs=40, F=(6, 4), n_parcels=6):
@@ -211,8 +213,15 @@ def _sklearn_reference(train, alphas, score):
     mean, std = X.mean(0), X.std(0)
     best = np.asarray(alphas)[np.argmax([score(a, mean, std) for a in alphas], axis=0)]
     coef = np.stack([Ridge(alpha=a).fit((X - mean) / std, Y[:, v]).coef_ for v, a in enumerate(best)], axis=1)
-    intercept = np.array([Ridge(alpha=a).fit((X - mean) / std, Y[:, v]).intercept_ for v, a in enumerate(best)])
-    return best, lambda rec: (np.concatenate([rec.features["a"], rec.features["b"]], 1) - mean) / std @ coef + intercept
+    intercept = np.array(
+        [Ridge(alpha=a).fit((X - mean) / std, Y[:, v]).intercept_ for v, a in enumerate(best)]
+    )
+    return (
+        best,
+        lambda rec: (
+            (np.concatenate([rec.features["a"], rec.features["b"]], 1) - mean) / std @ coef + intercept
+        ),
+    )
 
 
 def test_ridge_cross_validation_matches_sklearn_brute_force():
@@ -255,7 +264,9 @@ def test_ridge_selects_alphas_on_validation_runs():
     np.testing.assert_allclose(enc.best_alphas_[0], best)
     np.testing.assert_allclose(enc.predict(test), predict(test), rtol=1e-4, atol=1e-4)
     with pytest.raises(ValueError, match="no validation records"):
-        RidgeEncoder(alphas=ALPHAS, n_subjects=2).fit(train + [Rec(1, "x", train[0].fmri, train[0].features, train[0].valid)], val)
+        RidgeEncoder(alphas=ALPHAS, n_subjects=2).fit(
+            train + [Rec(1, "x", train[0].fmri, train[0].features, train[0].valid)], val
+        )
 
 
 def test_ridge_with_more_features_than_trs_matches_sklearn():
@@ -266,7 +277,9 @@ def test_ridge_with_more_features_than_trs_matches_sklearn():
     rec = Rec(0, "run0", Y, {"a": X[:, :F_a], "b": X[:, F_a:]}, np.ones(n, dtype=bool))
     enc = RidgeEncoder(alphas=[3.0], dtype="float64").fit([rec])
     Xs = (X - X.mean(0)) / X.std(0)
-    np.testing.assert_allclose(enc.predict(rec), Ridge(alpha=3.0).fit(Xs, Y).predict(Xs), rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(
+        enc.predict(rec), Ridge(alpha=3.0).fit(Xs, Y).predict(Xs), rtol=1e-4, atol=1e-4
+    )
     assert enc.n_params == (F_a + F_b) * V + V
 
 

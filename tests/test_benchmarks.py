@@ -158,11 +158,24 @@ def test_scale_study_has_the_release_shape(tmp_path, monkeypatch):
     assert ("sub-02", "s05e20a") not in have and ("sub-01", "s05e20a") in have
     assert ("sub-05", "s04e13b") not in have and ("sub-03", "s04e13b") in have
     assert {r.run for r in study.records} == set(stamp["runs"])
-    res = {"n_stimuli": 11, "n_runs": 11, "n_stimulus_trs": 100, "n_subject_trs": 400, "disk_bytes": 1e9,
-           "feature_bytes_in_memory": 5e8, "load_s": 2.0, "load_peak_rss_bytes": 1.3e9, "load_base_rss_bytes": 0.3e9}
+    res = {
+        "n_stimuli": 11,
+        "n_runs": 11,
+        "n_stimulus_trs": 100,
+        "n_subject_trs": 400,
+        "disk_bytes": 1e9,
+        "feature_bytes_in_memory": 5e8,
+        "load_s": 2.0,
+        "load_peak_rss_bytes": 1.3e9,
+        "load_base_rss_bytes": 0.3e9,
+    }
     one = bench_scale.scale_table([res])
     row = one[one.measure == "peak RSS, load stage (GB)"].iloc[0]
     assert row.iloc[-1] == f"{(0.3 + 1.0 * 336 / 11):.2f}"  # base + growth / (11 of 336 stimuli)
-    two = bench_scale.scale_table([res, {**res, "n_stimuli": 22, "load_s": 3.0, "load_peak_rss_bytes": 2.3e9}])
-    assert two[two.measure == "load_study (s)"].iloc[0].iloc[-1] == f"{1.0 + 336 / 11:.1f}"  # the line 1 + n / 11
+    two = bench_scale.scale_table(
+        [res, {**res, "n_stimuli": 22, "load_s": 3.0, "load_peak_rss_bytes": 2.3e9}]
+    )
+    assert (
+        two[two.measure == "load_study (s)"].iloc[0].iloc[-1] == f"{1.0 + 336 / 11:.1f}"
+    )  # the line 1 + n / 11
     assert two[two.measure == "peak RSS, load stage (GB)"].iloc[0].iloc[-1] == f"{0.3 + 336 / 11:.2f}"

@@ -30,11 +30,19 @@ ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM = Path("/usr/bin/chromium")
 SHOTS = ROOT / "runs" / "browser"
 FLAGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
 ]
 NB = ".jp-NotebookPanel:not(.lm-mod-hidden)"  # the notebook of the current tab
-ENABLE = "install Debian's browser with `apt-get install chromium` (and Playwright with `pip install -e .[dev]`)"
+ENABLE = (
+    "install Debian's browser with `apt-get install chromium` (and Playwright with `pip install -e .[dev]`)"
+)
 
 try:
     import playwright.sync_api as pw
@@ -84,16 +92,32 @@ def lab(tmp_path_factory, studies_dir, repo_status):
         path.write_text(json.dumps(values))
     env = {k: v for k, v in os.environ.items() if k != "MPLBACKEND"}  # kernels draw inline, as in Lab
     env.update(
-        JUPYTER_RUNTIME_DIR=str(base / "runtime"), JUPYTERLAB_SETTINGS_DIR=str(settings),
-        JUPYTERLAB_WORKSPACES_DIR=str(base / "workspaces"), MIND_STUDIES_DIR=str(studies_dir),
+        JUPYTER_RUNTIME_DIR=str(base / "runtime"),
+        JUPYTERLAB_SETTINGS_DIR=str(settings),
+        JUPYTERLAB_WORKSPACES_DIR=str(base / "workspaces"),
+        MIND_STUDIES_DIR=str(studies_dir),
     )
     port, token = _free_port(), secrets.token_hex(16)
     log = (base / "lab.log").open("w")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "jupyter", "lab", "--no-browser", "--ip=127.0.0.1", f"--port={port}",
-         "--ServerApp.port_retries=0", f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={ROOT}",
-         "--ServerApp.allow_root=True", "--ServerApp.terminals_enabled=False"],
-        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+        [
+            sys.executable,
+            "-m",
+            "jupyter",
+            "lab",
+            "--no-browser",
+            "--ip=127.0.0.1",
+            f"--port={port}",
+            "--ServerApp.port_retries=0",
+            f"--IdentityProvider.token={token}",
+            f"--ServerApp.root_dir={ROOT}",
+            "--ServerApp.allow_root=True",
+            "--ServerApp.terminals_enabled=False",
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
     )
     url = f"http://127.0.0.1:{port}"
     try:
@@ -124,7 +148,10 @@ def browser(tmp_path_factory):
     profile = tmp_path_factory.mktemp("chromium-profile")
     with pw.sync_playwright() as p:
         context = p.chromium.launch_persistent_context(
-            str(profile), executable_path=str(CHROMIUM), headless=True, args=FLAGS,
+            str(profile),
+            executable_path=str(CHROMIUM),
+            headless=True,
+            args=FLAGS,
             viewport={"width": 1400, "height": 1000},
         )
         try:
@@ -162,7 +189,9 @@ def _assert_no_dialog(page, what: str) -> None:
     if dialogs.count():
         SHOTS.mkdir(parents=True, exist_ok=True)
         page.screenshot(path=str(SHOTS / "dialog.png"))
-        raise AssertionError(f"{what}: a dialog is open: {dialogs.first.inner_text()!r} (see runs/browser/dialog.png)")
+        raise AssertionError(
+            f"{what}: a dialog is open: {dialogs.first.inner_text()!r} (see runs/browser/dialog.png)"
+        )
 
 
 @pytest.mark.parametrize("path", ["notebooks/00_overview.ipynb", "notebooks/01_temporal_alignment.py"])
@@ -173,7 +202,9 @@ def test_lab_opens_notebook_without_kernel_dialog(lab, browser, path):
     _assert_no_dialog(page, path)
     assert page.locator(f"{NB} .jp-Cell").count() > 3, f"{path} opened without its cells"
     tab = page.locator(".lm-TabBar-tab.lm-mod-current")
-    assert "jp-mod-dirty" not in (tab.first.get_attribute("class") or ""), f"{path} is marked modified on opening"
+    assert "jp-mod-dirty" not in (tab.first.get_attribute("class") or ""), (
+        f"{path} is marked modified on opening"
+    )
     SHOTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SHOTS / f"lab_open_{Path(path).name.replace('.', '_')}.png"))
     page.close()
@@ -227,7 +258,8 @@ def test_lab_run_all_shows_figures_without_errors(lab, browser, smoke_copy):
     assert images.count() >= 1, "Run All showed no figure"
     images.first.scroll_into_view_if_needed()
     widths = page.evaluate(
-        "s => Array.from(document.querySelectorAll(s)).map(i => i.naturalWidth)", f"{NB} .jp-OutputArea-output img"
+        "s => Array.from(document.querySelectorAll(s)).map(i => i.naturalWidth)",
+        f"{NB} .jp-OutputArea-output img",
     )
     assert all(w > 100 for w in widths), f"figures did not load: widths {widths}"
     page.screenshot(path=str(SHOTS / "lab_run_all_00_overview.png"))
@@ -280,7 +312,9 @@ def test_built_docs_render(browser, smoke_docs):
     assert "Overview" in page.locator("h1").first.inner_text()
     images = page.locator("article img")
     assert images.count() >= 1
-    widths = page.evaluate("() => Array.from(document.querySelectorAll('article img')).map(i => i.naturalWidth)")
+    widths = page.evaluate(
+        "() => Array.from(document.querySelectorAll('article img')).map(i => i.naturalWidth)"
+    )
     assert widths and all(w > 100 for w in widths), f"figures on the notebook page did not load: {widths}"
     images.first.scroll_into_view_if_needed()
     page.screenshot(path=str(SHOTS / f"docs_{first}.png"))

@@ -581,7 +581,9 @@ def test_feature_store_overwrite_replaces_completely(tmp_path):
     store.write("s01e01b", "video", np.ones((3, 2)))
     new = data.FeatureStore.create(tmp_path, "toy", 2.0, "none", {"video": (1, 2)}, overwrite=True)
     assert new.stimuli("video") == [] and data.FeatureStore(tmp_path, "toy").stimuli("video") == []
-    staged = data.FeatureStore.create(tmp_path, "toy", 1.0, "none", {"video": (1, 2)}, overwrite=True, staged=True)
+    staged = data.FeatureStore.create(
+        tmp_path, "toy", 1.0, "none", {"video": (1, 2)}, overwrite=True, staged=True
+    )
     staged.write("bourne01", "video", np.ones((3, 2)))
     assert data.FeatureStore(tmp_path, "toy").feature_hz == 2.0 and data.list_backbones(tmp_path) == ["toy"]
     staged.commit()

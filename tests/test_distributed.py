@@ -18,32 +18,46 @@ from tests.stand_ins import MODALITIES, V, planted_records, planted_weights
 # 3 runs × 2 subjects of 40-42 TRs -> 28 windows of 16 TRs; global batches of 9 -> 9, 9, 9, 1 windows: shards of
 # 5 and 4 windows, and a last batch that leaves rank 1 without any
 CONFIG = train.TrainConfig(epochs=2, batch_size=9, window=16, stride=8, lr=1e-2, device="cpu", progress=False)
-DECODERS = {"baseline": {"dropout": 0.0}, "mind": {"n_experts": 4, "top_k": 2, "lambda_balance": 0.0, "expert_dropout": 0.0}}
+DECODERS = {
+    "baseline": {"dropout": 0.0},
+    "mind": {"n_experts": 4, "top_k": 2, "lambda_balance": 0.0, "expert_dropout": 0.0},
+}
 
 
 def records():
     rng = np.random.default_rng(0)
     weights = planted_weights(rng)
-    return (planted_records(("sub-01", "sub-02"), ("s01e01a", "s01e01b", "bourne01"), weights, rng),
-            planted_records(("sub-01", "sub-02"), ("s01e02a",), weights, rng))
+    return (
+        planted_records(("sub-01", "sub-02"), ("s01e01a", "s01e01b", "bourne01"), weights, rng),
+        planted_records(("sub-01", "sub-02"), ("s01e02a",), weights, rng),
+    )
 
 
 def build(decoder: str) -> torch.nn.Module:
     torch.manual_seed(0)
-    afire = AFIREConfig(modalities=dict(MODALITIES), d_model=8, dropout=0.0)  # no dropout: masks are per shard
+    afire = AFIREConfig(
+        modalities=dict(MODALITIES), d_model=8, dropout=0.0
+    )  # no dropout: masks are per shard
     return models.build_model(decoder, afire, 2, V, **DECODERS[decoder])
 
 
 def fit(decoder: str, config: train.TrainConfig) -> dict:
     train_recs, val_recs = records()
     result = train.fit(build(decoder), train_recs, val_recs, config)
-    return {"state": {k: v.clone() for k, v in result.model.state_dict().items()},
-            "history": [h["train_loss"] for h in result.history]}
+    return {
+        "state": {k: v.clone() for k, v in result.model.state_dict().items()},
+        "history": [h["train_loss"] for h in result.history],
+    }
 
 
 def worker(rank: int, world: int, port: int, out: str) -> None:
-    os.environ.update(RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank), MASTER_ADDR="127.0.0.1",
-                      MASTER_PORT=str(port))
+    os.environ.update(
+        RANK=str(rank),
+        WORLD_SIZE=str(world),
+        LOCAL_RANK=str(rank),
+        MASTER_ADDR="127.0.0.1",
+        MASTER_PORT=str(port),
+    )
     torch.set_num_threads(1)
     g = distributed.init("gloo")
     assert (g.rank, g.world, g.active, g.is_main) == (rank, world, True, rank == 0)
@@ -87,9 +101,15 @@ def test_two_processes_equal_one_and_resume(tmp_path):
             for name, value in one["state"].items():
                 diff = float((two["state"][name] - value).abs().max())
                 # AdamW divides by the gradients' RMS: float noise on near-zero gradients shows at ~1e-5
-                torch.testing.assert_close(two["state"][name], value, rtol=1e-4, atol=1e-4,
-                                           msg=f"{decoder} ({run}): {name} differs by {diff:.2g} from one process")
+                torch.testing.assert_close(
+                    two["state"][name],
+                    value,
+                    rtol=1e-4,
+                    atol=1e-4,
+                    msg=f"{decoder} ({run}): {name} differs by {diff:.2g} from one process",
+                )
             np.testing.assert_allclose(two["history"], one["history"], rtol=1e-5)
+
 
 def test_one_process_group_is_a_no_op():
     g = distributed.group()
@@ -109,7 +129,9 @@ def test_init_picks_nccl_and_the_local_gpu_when_cuda_is_there(monkeypatch):
     monkeypatch.setenv("LOCAL_RANK", "3")
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "set_device", lambda i: calls.append(("set_device", i)))
-    monkeypatch.setattr(distributed.dist, "init_process_group", lambda backend: calls.append(("init", backend)))
+    monkeypatch.setattr(
+        distributed.dist, "init_process_group", lambda backend: calls.append(("init", backend))
+    )
     monkeypatch.setattr(distributed, "group", lambda: distributed.Group(3, 4))
     assert distributed.init() == distributed.Group(3, 4)
     assert calls == [("set_device", 3), ("init", "nccl")]

@@ -25,8 +25,16 @@ build = importlib.util.module_from_spec(SPEC)
 SPEC.loader.exec_module(build)
 
 SECTIONS = (
-    "Data", "Time", "Backbones and the feature store", "AFIRE", "SADGate", "MIND", "Objective and training",
-    "Baselines", "Evaluation", "Interpretation",
+    "Data",
+    "Time",
+    "Backbones and the feature store",
+    "AFIRE",
+    "SADGate",
+    "MIND",
+    "Objective and training",
+    "Baselines",
+    "Evaluation",
+    "Interpretation",
 )
 
 
@@ -84,12 +92,20 @@ def _notebook(path: Path, cells: list[dict]) -> Path:
 
 
 def _code(source: str, outputs=(), count=1) -> dict:
-    return {"cell_type": "code", "source": source, "outputs": list(outputs), "execution_count": count,
-            "metadata": {}}
+    return {
+        "cell_type": "code",
+        "source": source,
+        "outputs": list(outputs),
+        "execution_count": count,
+        "metadata": {},
+    }
 
 
-PNG = {"output_type": "display_data", "data": {"image/png": "iVBORw0KGgo=", "text/plain": "<Figure>"},
-       "metadata": {}}
+PNG = {
+    "output_type": "display_data",
+    "data": {"image/png": "iVBORw0KGgo=", "text/plain": "<Figure>"},
+    "metadata": {},
+}
 
 
 def test_check_executed_accepts_a_complete_notebook(tmp_path):
@@ -101,8 +117,15 @@ def test_check_executed_accepts_a_complete_notebook(tmp_path):
     "cells, expected",
     [
         ([_code("x = 1", count=None)], "never ran"),
-        ([_code("1/0", [{"output_type": "error", "ename": "ZeroDivisionError", "evalue": "", "traceback": []}])],
-         "ZeroDivisionError"),
+        (
+            [
+                _code(
+                    "1/0",
+                    [{"output_type": "error", "ename": "ZeroDivisionError", "evalue": "", "traceback": []}],
+                )
+            ],
+            "ZeroDivisionError",
+        ),
         ([_code("fig, ax = plt.subplots()\nax.plot([1])")], "holds no figure"),
     ],
     ids=["not-executed", "error", "figure-lost"],
@@ -166,9 +189,23 @@ def test_broken_reference_fails_the_build(tmp_path):
     src.mkdir()
     (src / "index.md").write_text("# t\n\nSee {py:func}`mindlib.align.no_such_function`.\n")
     done = subprocess.run(
-        [sys.executable, "-m", "sphinx", "-b", "html", "-c", str(ROOT / "docs"), "-W", "-n", "-q",
-         str(src), str(tmp_path / "html")],
-        capture_output=True, text=True, cwd=ROOT,
+        [
+            sys.executable,
+            "-m",
+            "sphinx",
+            "-b",
+            "html",
+            "-c",
+            str(ROOT / "docs"),
+            "-W",
+            "-n",
+            "-q",
+            str(src),
+            str(tmp_path / "html"),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
     )
     assert done.returncode != 0
     assert "no_such_function" in done.stderr
@@ -207,8 +244,12 @@ def test_site_shows_every_figure(smoke_docs):
         for src in page.images:
             assert (html_dir / "tutorial" / src).resolve().is_file(), f"{nb.name}: {src} missing"
         executed = json.loads((html_dir.parent / "src" / "tutorial" / f"{nb.name}.ipynb").read_text())
-        figures = [o for c in executed["cells"] for o in c.get("outputs", []) if "image/png" in o.get("data", {})]
-        assert len(page.images) == len(figures), f"{nb.name}: {len(page.images)} images for {len(figures)} figures"
+        figures = [
+            o for c in executed["cells"] for o in c.get("outputs", []) if "image/png" in o.get("data", {})
+        ]
+        assert len(page.images) == len(figures), (
+            f"{nb.name}: {len(page.images)} images for {len(figures)} figures"
+        )
     text = (html_dir / "tutorial" / "06_train_mind.html").read_text()
     assert "Traceback" not in text
 
@@ -218,7 +259,9 @@ def test_executed_notebooks_keep_figures_when_mplbackend_is_agg(tmp_path, studie
     """`make` and the tests export MPLBACKEND=Agg; the kernels must still draw inline, or the site has no figures."""
     monkeypatch.setenv("MPLBACKEND", "Agg")
     spec = notebooks.find("01")
-    out = notebooks.execute(spec, "smoke", out_dir=tmp_path, parameters={"results_dir": str(tmp_path), "fig_dir": ""})
+    out = notebooks.execute(
+        spec, "smoke", out_dir=tmp_path, parameters={"results_dir": str(tmp_path), "fig_dir": ""}
+    )
     assert build.check_executed(out) == []
     nb = json.loads(out.read_text())
     assert sum(1 for c in nb["cells"] for o in c.get("outputs", []) if "image/png" in o.get("data", {})) >= 1

@@ -22,7 +22,9 @@ def test_config_validates_and_filters_decoder_options():
         experiment.ExperimentConfig(decoder="transformer")
     with pytest.raises(ValueError, match="at least one value"):
         experiment.ExperimentConfig(lrs=())
-    assert {"n_experts", "top_k", "mode"} <= set(experiment.ExperimentConfig(decoder="mind").decoder_options())
+    assert {"n_experts", "top_k", "mode"} <= set(
+        experiment.ExperimentConfig(decoder="mind").decoder_options()
+    )
     assert experiment.ExperimentConfig(decoder="baseline").decoder_options() == {}
     cfg = experiment.config_from_params(decoder="mmoe", lrs=[1e-3], unrelated="x", ignore=["unrelated"])
     assert cfg.lrs == (1e-3,) and cfg.decoder == "mmoe"
@@ -36,7 +38,9 @@ def test_selection_ignores_the_test_runs(study):
     clean = experiment.run(study, cfg)
     rng = np.random.default_rng(0)
     scrambled_records = [
-        replace(r, fmri=rng.standard_normal(r.fmri.shape).astype(np.float32)) if study.split.of(r.run) == "test" else r
+        replace(r, fmri=rng.standard_normal(r.fmri.shape).astype(np.float32))
+        if study.split.of(r.run) == "test"
+        else r
         for r in study.records
     ]
     scrambled = experiment.run(replace(study, records=scrambled_records), cfg)
@@ -71,7 +75,9 @@ def test_save_and_load_reproduce_predictions(study, tmp_path):
     ref = np.mean([np.corrcoef(rec.fmri[rec.valid][:, v], pred[:, v])[0, 1] for v in range(pred.shape[1])])
     assert per_run[f"{rec.subject}/{rec.run}"] == pytest.approx(ref, abs=1e-5)
     val = study.select("val")[:1]
-    np.testing.assert_allclose(train.predict_runs(model, val)[0], train.predict_runs(res.model, val)[0], atol=1e-6)
+    np.testing.assert_allclose(
+        train.predict_runs(model, val)[0], train.predict_runs(res.model, val)[0], atol=1e-6
+    )
     with pytest.raises(ValueError, match="holds a 'qwen' model"):
         experiment.load(tmp_path / "m.pt", replace(study, backbone="tribe"))
 
@@ -86,7 +92,14 @@ def test_isg_scores_an_unseen_subject(study):
 
 def test_noise_ceiling_fraction_is_mean_ratio():
     res = experiment.ExperimentResult(
-        experiment.ExperimentConfig(), "x", None, None, [], val={}, seconds=0.0, n_params=0,
+        experiment.ExperimentConfig(),
+        "x",
+        None,
+        None,
+        [],
+        val={},
+        seconds=0.0,
+        n_params=0,
         test={"pearson": {"per_subject": {"sub-01": 0.2, "sub-02": 0.3}}},
     )
     ceilings = {"sub-01": np.array([0.4, 0.4]), "sub-02": np.array([0.5, 0.7])}

@@ -126,7 +126,9 @@ def transcripts(root):
 
 def word_store(root, paths, **kw):
     stimuli = [features.Stimulus.from_transcript(p) for p in paths]
-    return features.extract_to_store(root, "wc", stimuli, [WordCount(kw.pop("scale", 1.0))], progress=False, **kw)
+    return features.extract_to_store(
+        root, "wc", stimuli, [WordCount(kw.pop("scale", 1.0))], progress=False, **kw
+    )
 
 
 # ----------------------------------------------------------------------------------------------
@@ -152,7 +154,9 @@ def test_fault_missing_study_file(real):
     study = load(real, studies=("friends",))  # one study, asked for explicitly
     assert {layout.study_of(r.run) for r in study.records} == {"friends"}
     layout.fmri_path(real, "sub-01", "movie10").unlink()  # no subject has Movie10: read on, visibly
-    with pytest.warns(UserWarning, match=r"no subject under .* has a movie10 fMRI file; reading friends only"):
+    with pytest.warns(
+        UserWarning, match=r"no subject under .* has a movie10 fMRI file; reading friends only"
+    ):
         assert {layout.study_of(r.run) for r in load(real).records} == {"friends"}
 
 
@@ -187,7 +191,9 @@ def test_fault_source_changed(real, tmp_path):
     with pytest.raises(data.StaleFeaturesError) as err:
         load(real, backbone="wc")
     msg = str(err.value)
-    assert "wc/text/s01e01a.npy" in msg and str(tsv) in msg and "changed since" in msg and "allow_stale" in msg
+    assert (
+        "wc/text/s01e01a.npy" in msg and str(tsv) in msg and "changed since" in msg and "allow_stale" in msg
+    )
     assert len(load(real, backbone="wc", allow_stale=True).records) > 0  # told otherwise, explicitly
 
 
@@ -280,7 +286,9 @@ def test_fault_algonauts_nan_parcel():
     pred = {s: {r: v + rng.standard_normal(v.shape) for r, v in runs.items()} for s, runs in y.items()}
     assert np.isfinite(metrics.algonauts_score(pred, y)["mean"])
     pred["sub-01"]["s01e01b"][:, 3] = np.nan
-    with pytest.raises(ValueError, match=r"sub-01 run s01e01b: .*NaN or infinite values in 1 of 6 parcels \(first: \[3\]\)"):
+    with pytest.raises(
+        ValueError, match=r"sub-01 run s01e01b: .*NaN or infinite values in 1 of 6 parcels \(first: \[3\]\)"
+    ):
         metrics.algonauts_score(pred, y)
 
 
@@ -289,7 +297,9 @@ def test_fault_repeat_unequal_length():
     signal_ = rng.standard_normal((307, 5))
     run1 = signal_[:306] + rng.standard_normal((306, 5))  # life01_run-1: 306 TRs
     run2 = signal_ + rng.standard_normal((307, 5))  # life01_run-2: 307 TRs
-    with pytest.warns(UserWarning, match=r"306 and 307 TRs: scoring their first 306 common TRs \(1 TR\(s\) trimmed"):
+    with pytest.warns(
+        UserWarning, match=r"306 and 307 TRs: scoring their first 306 common TRs \(1 TR\(s\) trimmed"
+    ):
         ceiling = metrics.repeat_ceiling(run1, run2)
     expected = [stats.pearsonr(run1[:, v], run2[:306, v])[0] for v in range(5)]
     np.testing.assert_allclose(ceiling, expected, rtol=1e-10)
@@ -307,9 +317,15 @@ def test_fault_import_movie_file_names(real, tmp_path):
     src = tmp_path / "tribe_out"
     _write_src(src, ["friends_s01e01a_video", "movie10_bourne01_video", "s01e01b_video"], (30, 2, 4))
     with pytest.raises(ValueError) as err:
-        features.import_tribe(src, real, backbone="t2", modalities=("video",), expected_dims=None, progress=False)
+        features.import_tribe(
+            src, real, backbone="t2", modalities=("video",), expected_dims=None, progress=False
+        )
     msg = str(err.value)
-    assert str(src) in msg and "'friends_s01e01a' -> 's01e01a'" in msg and "'movie10_bourne01' -> 'bourne01'" in msg
+    assert (
+        str(src) in msg
+        and "'friends_s01e01a' -> 's01e01a'" in msg
+        and "'movie10_bourne01' -> 'bourne01'" in msg
+    )
     assert "s01e01b'" not in msg.split("Expected")[0]  # a good name is not blamed
     assert "t2" not in data.list_backbones(real)  # nothing written
     src2 = tmp_path / "imagebind_out"
@@ -374,7 +390,9 @@ def test_fault_param_number_for_list():
         params.check_parameters(ns)
     msg = str(err.value)
     assert "'lrs' must be list" in msg and "got float 0.003" in msg and "-y 'lrs: [0.003]'" in msg
-    with pytest.raises(TypeError, match="'epochs' must be int as the parameters cell declares, got bool True"):
+    with pytest.raises(
+        TypeError, match="'epochs' must be int as the parameters cell declares, got bool True"
+    ):
         params.check_parameters(_namespace({"epochs": 15}, {"epochs": int}, {"epochs": True}))
     assert params.check_parameters(_namespace({"lr": 0.1}, {"lr": float}, {"lr": 1})) == {"lr": 1}
 
@@ -384,7 +402,11 @@ def test_fault_param_string_for_list():
     with pytest.raises(TypeError) as err:
         params.check_parameters(ns)
     msg = str(err.value)
-    assert "'backbones' must be list" in msg and "got str 'tribe'" in msg and """-y 'backbones: ["tribe"]'""" in msg
+    assert (
+        "'backbones' must be list" in msg
+        and "got str 'tribe'" in msg
+        and """-y 'backbones: ["tribe"]'""" in msg
+    )
     ns = _namespace({"backbones": ["tribe"]}, {"backbones": list}, {"backbones": "[tribe, qwen]"})
     with pytest.raises(TypeError, match="papermill -p always gives one number or string"):
         params.check_parameters(ns)
@@ -396,20 +418,34 @@ def test_fault_param_unknown_name(tmp_path):
 
     nb = nbformat.v4.new_notebook()
     nb.cells = [
-        nbformat.v4.new_code_cell('lrs: list = [1e-3]  # learning rates\ntag: str = ""  # name', metadata={"tags": ["parameters"]}),
+        nbformat.v4.new_code_cell(
+            'lrs: list = [1e-3]  # learning rates\ntag: str = ""  # name', metadata={"tags": ["parameters"]}
+        ),
         nbformat.v4.new_code_cell('__import__("mindlib.params").params.check_parameters(globals())'),
     ]
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
     src = tmp_path / "nb.ipynb"
     nbformat.write(nb, src)
     with pytest.raises(pm.PapermillExecutionError) as err:
-        pm.execute_notebook(str(src), str(tmp_path / "bad.ipynb"), parameters={"lrss": [0.1]},
-                            progress_bar=False, kernel_name="python3")
+        pm.execute_notebook(
+            str(src),
+            str(tmp_path / "bad.ipynb"),
+            parameters={"lrss": [0.1]},
+            progress_bar=False,
+            kernel_name="python3",
+        )
     assert "unknown notebook parameter(s) 'lrss' (did you mean 'lrs'?)" in str(err.value)
     # in a kernel, injected names are those of papermill's cell: re-running a cell never flags the
     # notebook's own variables (x, fig, ...)
     history = ["", 'tag: str = ""', "# Parameters\ntag = 'a'\n", "x = 1", "check_parameters(globals())"]
-    kernel = {"tag": "a", "x": 1, "In": history, "Out": {}, "get_ipython": lambda: None, "__annotations__": {"tag": str}}
+    kernel = {
+        "tag": "a",
+        "x": 1,
+        "In": history,
+        "Out": {},
+        "get_ipython": lambda: None,
+        "__annotations__": {"tag": str},
+    }
     assert params.check_parameters(kernel) == {"tag": "a"}
     with pytest.raises(ValueError, match="'tga'"):
         params.check_parameters({**kernel, "In": [*history[:2], "# Parameters\ntga = 'a'\n"], "tga": "a"})
@@ -440,9 +476,15 @@ def test_notebook_drivers_pass_only_declared_parameters():
         exec(_cells(spec.name)[0], ns)
         declared = {k: v for k, v in ns.items() if k != "__builtins__"}
         for size, overrides in spec.sizes.items():
-            params.check_parameters({**declared, **overrides, "results_dir": "r", "fig_dir": "f"}), (spec.name, size)
+            (
+                params.check_parameters({**declared, **overrides, "results_dir": "r", "fig_dir": "f"}),
+                (spec.name, size),
+            )
     text = (REPO / "notebooks" / "08_tables.py").read_text()
-    passed = set(re.findall(r"(\w+)=", text.split("params = dict(", 1)[1].split(")\n", 1)[0])) | {"lrs", "num_threads"}
+    passed = set(re.findall(r"(\w+)=", text.split("params = dict(", 1)[1].split(")\n", 1)[0])) | {
+        "lrs",
+        "num_threads",
+    }
     ns = {}
     exec(_cells("06_train_mind")[0], ns)
     assert passed <= set(ns["__annotations__"]), passed - set(ns["__annotations__"])
@@ -465,8 +507,17 @@ def test_fault_results_real_size(real, tmp_path, monkeypatch):
     monkeypatch.chdir(REPO / "notebooks")
     text = (REPO / "notebooks" / "06_train_mind.py").read_text()
     body = text.split('# %% tags=["parameters"]\n', 1)[1]
-    injected = dict(dataset=str(real), epochs=1, d_model=16, lrs=[3e-3], decoder="baseline", device="cpu",
-                    results_dir=str(tmp_path / "results"), fig_dir="", tag="real-check")
+    injected = dict(
+        dataset=str(real),
+        epochs=1,
+        d_model=16,
+        lrs=[3e-3],
+        decoder="baseline",
+        device="cpu",
+        results_dir=str(tmp_path / "results"),
+        fig_dir="",
+        tag="real-check",
+    )
     parameters, rest = body.split("\n# %%\n", 1)
     ns: dict = {"__name__": "__main__"}
     exec(parameters, ns)
@@ -525,8 +576,12 @@ def test_interrupted_feature_write(real):
     store = data.FeatureStore(real, "tribe")
     p = store.path("s01e01a", "video")
     old, listed = p.read_bytes(), store.stimuli("video")
-    proc = subprocess.Popen([sys.executable, "-c", KILLED_WRITER, str(real)], stdout=subprocess.PIPE, text=True,
-                            env={**os.environ, "PYTHONPATH": str(REPO)})
+    proc = subprocess.Popen(
+        [sys.executable, "-c", KILLED_WRITER, str(real)],
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
     try:
         assert proc.stdout.readline().strip() == "half written"
         os.kill(proc.pid, signal.SIGKILL)
@@ -591,8 +646,16 @@ def test_interrupted_checkpoint_write(tmp_path, monkeypatch):
     weights = planted_weights(rng)
     train_recs = planted_records(("sub-01",), ("s01e01a", "bourne01"), weights, rng, n_trs=40, noise=0.5)
     val_recs = planted_records(("sub-01",), ("s01e02a",), weights, rng, n_trs=40, noise=0.5)
-    cfg = train.TrainConfig(epochs=3, batch_size=4, window=16, stride=8, lr=5e-2, device="cpu", progress=False,
-                            checkpoint_dir=str(tmp_path / "ckpt"))
+    cfg = train.TrainConfig(
+        epochs=3,
+        batch_size=4,
+        window=16,
+        stride=8,
+        lr=5e-2,
+        device="cpu",
+        progress=False,
+        checkpoint_dir=str(tmp_path / "ckpt"),
+    )
     real_save = torch.save
     saves = []
 
@@ -615,12 +678,19 @@ def test_interrupted_checkpoint_write(tmp_path, monkeypatch):
     result = train.fit(TinyDecoder(), train_recs, val_recs, cfg)  # the rerun resumes and completes
     assert len(result.history) == 3 and not result.stopped_early
     torch.manual_seed(0)
-    straight = train.fit(TinyDecoder(), train_recs, val_recs, replace(cfg, checkpoint_dir=str(tmp_path / "b")))
+    straight = train.fit(
+        TinyDecoder(), train_recs, val_recs, replace(cfg, checkpoint_dir=str(tmp_path / "b"))
+    )
     assert [h["val_r"] for h in result.history] == pytest.approx([h["val_r"] for h in straight.history])
 
 
 def test_check_parameters_reads_generic_union_and_postponed_annotations():
-    ns = {"lrs": [1e-3, "x"], "tag": None, "n": 3, "__annotations__": {"lrs": list[float], "tag": str | None, "n": "int"}}
+    ns = {
+        "lrs": [1e-3, "x"],
+        "tag": None,
+        "n": 3,
+        "__annotations__": {"lrs": list[float], "tag": str | None, "n": "int"},
+    }
     with pytest.raises(TypeError, match=r"'lrs' must be list\[float\]"):
         params.check_parameters(ns)
     ns["lrs"] = [1e-3, 2]

@@ -32,9 +32,17 @@ def stand_in_cell(params: dict, runs_dir: str, num_threads: int) -> str:
     if params["decoder"] == "flaky" and not marker.exists():
         marker.write_text("1")
         raise RuntimeError("transient failure")
-    (runs / f"{params['tag']}.json").write_text(json.dumps(
-        {"tag": params["tag"], "seed": params["seed"], "best_lr": params["lrs"][-1],
-         "best_weight_decay": params["weight_decays"][-1], "num_threads": num_threads}))
+    (runs / f"{params['tag']}.json").write_text(
+        json.dumps(
+            {
+                "tag": params["tag"],
+                "seed": params["seed"],
+                "best_lr": params["lrs"][-1],
+                "best_weight_decay": params["weight_decays"][-1],
+                "num_threads": num_threads,
+            }
+        )
+    )
     return str(runs / f"{params['tag']}.json")
 
 
@@ -43,15 +51,25 @@ def fixed_broken_cell(params: dict, runs_dir: str, num_threads: int) -> str:
     return stand_in_cell({**params, "decoder": "fixed"}, runs_dir, num_threads)
 
 
-SPEC = grid.GridSpec(dataset="synthetic", size="smoke", seeds=(0, 1), isg_subjects=("sub-01",), d_model=32,
-                     epochs=1, lrs=(1e-3, 3e-3), weight_decays=(1e-2,))
+SPEC = grid.GridSpec(
+    dataset="synthetic",
+    size="smoke",
+    seeds=(0, 1),
+    isg_subjects=("sub-01",),
+    d_model=32,
+    epochs=1,
+    lrs=(1e-3, 3e-3),
+    weight_decays=(1e-2,),
+)
 
 
 def test_tags_and_table_cells_follow_notebook_08():
     cells = grid.table1_cells(["tribe"], ["mind", "ridge"], [0, 1])
     assert [c.tag for c in cells] == ["tribe-mind-both-s0", "tribe-mind-both-s1", "tribe-ridge-both-s0"]
-    assert [c.tag for c in grid.table2_cells(["qwen"], ["token", "both"], [3])] == \
-        ["qwen-mind-token-s3", "qwen-mind-both-s3"]
+    assert [c.tag for c in grid.table2_cells(["qwen"], ["token", "both"], [3])] == [
+        "qwen-mind-token-s3",
+        "qwen-mind-both-s3",
+    ]
 
 
 def test_cell_params_written_out(tmp_path):
@@ -59,10 +77,23 @@ def test_cell_params_written_out(tmp_path):
     runs.mkdir()
     first = grid.cell_params(grid.Cell("tribe", "mind", "both", 0), SPEC, runs)
     assert first == {
-        "dataset": "synthetic", "size": "smoke", "seed": 0, "backbone": "tribe", "decoder": "mind", "mode": "both",
-        "d_model": 32, "epochs": 1, "fir_lags_trs": [2, 3, 4], "device": "auto", "tag": "tribe-mind-both-s0",
-        "results_dir": str(tmp_path), "fig_dir": "", "isg_subjects": ["sub-01"], "lrs": [1e-3, 3e-3],
-        "weight_decays": [1e-2], "features_root": "",
+        "dataset": "synthetic",
+        "size": "smoke",
+        "seed": 0,
+        "backbone": "tribe",
+        "decoder": "mind",
+        "mode": "both",
+        "d_model": 32,
+        "epochs": 1,
+        "fir_lags_trs": [2, 3, 4],
+        "device": "auto",
+        "tag": "tribe-mind-both-s0",
+        "results_dir": str(tmp_path),
+        "fig_dir": "",
+        "isg_subjects": ["sub-01"],
+        "lrs": [1e-3, 3e-3],
+        "weight_decays": [1e-2],
+        "features_root": "",
     }
     # later seeds need the first seed's choice; no ISG on them, nor on ridge or other router modes
     with pytest.raises(FileNotFoundError, match="tribe-mind-both-s0"):
@@ -98,8 +129,12 @@ def test_local_engine_runs_caches_and_reruns_on_changed_parameters(tmp_path):
 
 def test_failing_cell_reported_with_its_log_then_resumed(tmp_path):
     runs = tmp_path / "runs"
-    cells = [grid.Cell("tribe", "mind", "both", 0), grid.Cell("tribe", "flaky", "both", 0),
-             grid.Cell("tribe", "broken", "both", 0), grid.Cell("tribe", "broken", "both", 1)]
+    cells = [
+        grid.Cell("tribe", "mind", "both", 0),
+        grid.Cell("tribe", "flaky", "both", 0),
+        grid.Cell("tribe", "broken", "both", 0),
+        grid.Cell("tribe", "broken", "both", 1),
+    ]
     runner = grid.GridRunner(runs, workers=2, retries=1, job_fn=stand_in_cell, progress=False)
     with pytest.raises(grid.GridError) as info:
         runner.run(SPEC, cells)
@@ -126,9 +161,15 @@ def test_runner_options_checked():
         grid.GridRunner("runs", engine="pbs")
     with pytest.raises(ValueError, match="workers"):
         grid.GridRunner("runs", workers=0)
-    runner = grid.runner_from_params("runs", engine="slurm", partition="gpu", gpus_per_job=2, time_limit_min=30,
-                                     workers=4, lrs=[1e-3])  # names the runner lacks are ignored
-    assert (runner.engine, runner.partition, runner.gpus_per_job, runner.time_limit_min) == ("slurm", "gpu", 2, 30)
+    runner = grid.runner_from_params(
+        "runs", engine="slurm", partition="gpu", gpus_per_job=2, time_limit_min=30, workers=4, lrs=[1e-3]
+    )  # names the runner lacks are ignored
+    assert (runner.engine, runner.partition, runner.gpus_per_job, runner.time_limit_min) == (
+        "slurm",
+        "gpu",
+        2,
+        30,
+    )
     assert grid.spec_from_params(seeds=[0, 1], engine="slurm").seeds == (0, 1)
 
 
@@ -141,11 +182,21 @@ def _slurm_answers() -> bool:
         return False
 
 
-@pytest.mark.skipif(not _slurm_answers(), reason="no Slurm cluster answers here (sbatch/sinfo); on Debian as root: "
-                    "apt-get install -y slurm-wlm munge && bash tests/slurm_one_node.sh")
+@pytest.mark.skipif(
+    not _slurm_answers(),
+    reason="no Slurm cluster answers here (sbatch/sinfo); on Debian as root: "
+    "apt-get install -y slurm-wlm munge && bash tests/slurm_one_node.sh",
+)
 def test_slurm_engine_runs_real_jobs(tmp_path):
-    runner = grid.GridRunner(tmp_path / "runs", engine="slurm", workers=2, retries=0, time_limit_min=5,
-                             job_fn=stand_in_cell, progress=False)
+    runner = grid.GridRunner(
+        tmp_path / "runs",
+        engine="slurm",
+        workers=2,
+        retries=0,
+        time_limit_min=5,
+        job_fn=stand_in_cell,
+        progress=False,
+    )
     cells = [grid.Cell("tribe", "mind", "both", 0), grid.Cell("tribe", "broken", "both", 0)]
     with pytest.raises(grid.GridError) as info:
         runner.run(SPEC, cells)

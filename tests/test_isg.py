@@ -20,8 +20,12 @@ def make_split_records(n_trs=40, noise=0.5, seed=0):
     """{split: records} with fmri = Σ_m X_m W_m · gain_s + bias_s + noise (shared W: subjects generalise)."""
     rng = np.random.default_rng(seed)
     weights = planted_weights(rng)
-    return {split: planted_records(SUBJECTS, runs, weights, rng, n_trs=n_trs, noise=noise, gain_step=0.3, bias_step=0.5)
-            for split, runs in SPLITS.items()}
+    return {
+        split: planted_records(
+            SUBJECTS, runs, weights, rng, n_trs=n_trs, noise=noise, gain_step=0.3, bias_step=0.5
+        )
+        for split, runs in SPLITS.items()
+    }
 
 
 CFG = TrainConfig(epochs=4, batch_size=4, window=16, stride=8, lr=5e-2, device="cpu", progress=False)
@@ -165,7 +169,10 @@ def test_draw_minutes_is_random_consecutive_and_reproducible(splits):
     assert sum(p.fmri.shape[0] for p in a) == 60 and len({p.run for p in a}) == len(a)
     b = isg._draw_minutes(calib, 60, np.random.default_rng(0))
     assert [(p.run, p.fmri.shape[0]) for p in a] == [(p.run, p.fmri.shape[0]) for p in b]
-    draws = {tuple((p.run, p.fmri.shape[0]) for p in isg._draw_minutes(calib, 30, np.random.default_rng(s))) for s in range(8)}
+    draws = {
+        tuple((p.run, p.fmri.shape[0]) for p in isg._draw_minutes(calib, 30, np.random.default_rng(s)))
+        for s in range(8)
+    }
     assert len(draws) > 2  # different starts and run orders
     head, tail = isg._split_tail(a, 15)
     assert sum(p.fmri.shape[0] for p in tail) == 15 and sum(p.fmri.shape[0] for p in head) == 45
@@ -175,15 +182,30 @@ def test_draw_minutes_is_random_consecutive_and_reproducible(splits):
 
 def test_few_shot_protocol_chooses_the_strength_on_held_out_minutes(splits):
     torch.manual_seed(0)
-    model = isg.loso(lambda n: TinyDecoder(n_subjects=n), splits, held_out="sub-03", config=CFG, score_trained=False).model
+    model = isg.loso(
+        lambda n: TinyDecoder(n_subjects=n), splits, held_out="sub-03", config=CFG, score_trained=False
+    ).model
     calib = [r for r in splits["train"] if r.subject == "sub-03"]
     held = [r for r in splits["test"] if r.subject == "sub-03"]
     before = _snapshot(model)
-    curve = isg.few_shot_protocol(model, 2, calib, held, [0, 1.0], n_draws=2, epochs_grid=(0, 1, 3), config=CALIB)
-    assert list(curve.columns) == ["minutes", "draw", "n_trs", "n_holdout_trs", "epochs", "holdout_r", "r", "algonauts"]
+    curve = isg.few_shot_protocol(
+        model, 2, calib, held, [0, 1.0], n_draws=2, epochs_grid=(0, 1, 3), config=CALIB
+    )
+    assert list(curve.columns) == [
+        "minutes",
+        "draw",
+        "n_trs",
+        "n_holdout_trs",
+        "epochs",
+        "holdout_r",
+        "r",
+        "algonauts",
+    ]
     assert all(torch.equal(p, before[n]) for n, p in model.named_parameters())  # deep copies only
     zero = curve[curve.minutes == 0]
-    population = train.evaluate(model, [replace(r, subject_index=2) for r in held], window=16)["pearson"]["mean"]
+    population = train.evaluate(model, [replace(r, subject_index=2) for r in held], window=16)["pearson"][
+        "mean"
+    ]
     assert zero.r.tolist() == pytest.approx([population] * 2)
     one = curve[curve.minutes == 1.0]
     assert (one.n_trs + one.n_holdout_trs == 40).all() and (one.n_holdout_trs == 10).all()
@@ -194,13 +216,25 @@ def test_few_shot_protocol_chooses_the_strength_on_held_out_minutes(splits):
         m = copy.deepcopy(model)
         if k:
             isg.calibrate_subject(m, 2, fit_part, minutes=30 * 1.49 / 60, config=replace(CALIB, epochs=k))
-        fresh[k] = (isg._mean_r(held_out, train.predict_runs(m, held_out, window=16, stride=8)),
-                    train.evaluate(m, [replace(r, subject_index=2) for r in held], window=16, stride=8)["pearson"]["mean"])
+        fresh[k] = (
+            isg._mean_r(held_out, train.predict_runs(m, held_out, window=16, stride=8)),
+            train.evaluate(m, [replace(r, subject_index=2) for r in held], window=16, stride=8)["pearson"][
+                "mean"
+            ],
+        )
     k_best = max(fresh, key=lambda k: (fresh[k][0], -k))
     assert one.epochs.iloc[0] == k_best
     assert one.holdout_r.iloc[0] == pytest.approx(fresh[k_best][0], abs=1e-6)
     assert one.r.iloc[0] == pytest.approx(fresh[k_best][1], abs=1e-6)
     # a strength that wrecks the subject (a huge learning rate) is rejected on the held-out minutes
-    wild = isg.few_shot_protocol(model, 2, calib, held, [1.0], n_draws=1, epochs_grid=(0, 3),
-                                 config=replace(CALIB, lr=1e3, grad_clip=None))
+    wild = isg.few_shot_protocol(
+        model,
+        2,
+        calib,
+        held,
+        [1.0],
+        n_draws=1,
+        epochs_grid=(0, 3),
+        config=replace(CALIB, lr=1e3, grad_clip=None),
+    )
     assert wild.epochs.tolist() == [0] and wild.r.iloc[0] == pytest.approx(population)

@@ -1,4 +1,4 @@
-"""Tests for mindlib.layout: Algonauts 2025 paths and run names (SPEC §1)."""
+"""Tests for mindlib.layout: Algonauts 2025 paths and run names (docs/method.md §1)."""
 
 from pathlib import Path
 

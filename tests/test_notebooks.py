@@ -68,19 +68,27 @@ def test_notebook_smoke(spec, out_dirs):
     solutions = [c for c in code if "solution" in c.metadata.get("tags", [])]
     assert 1 <= len(solutions) <= 3, f"{spec.name}: {len(solutions)} exercise solutions (1 to 3 expected)"
     for i, c in enumerate(solutions, 1):
-        assert c.source.startswith("if solutions"), f"{spec.name}: solution {i} is not hidden behind `solutions`"
+        assert c.source.startswith("if solutions"), (
+            f"{spec.name}: solution {i} is not hidden behind `solutions`"
+        )
         assert any(_text(o).strip() for o in c.outputs), f"{spec.name}: solution {i} printed nothing"
-    assert not any("[PosixPath(" in _text(o) for c in code for o in c.outputs), f"{spec.name} prints file paths"
+    assert not any("[PosixPath(" in _text(o) for c in code for o in c.outputs), (
+        f"{spec.name} prints file paths"
+    )
     bars = []
     for c in code:
         assert len(c.outputs) <= MAX_OUTPUTS_PER_CELL, f"{spec.name}: a cell stores {len(c.outputs)} outputs"
         for o in c.outputs:
             if o.output_type == "stream":
-                assert not _is_bar(o.text), f"{spec.name}: a progress bar redraw was stored as a stream: {o.text!r}"
+                assert not _is_bar(o.text), (
+                    f"{spec.name}: a progress bar redraw was stored as a stream: {o.text!r}"
+                )
             elif _is_bar(_text(o)):
                 bars.append(_text(o))
     if spec.name in TRAINS:
         assert bars, f"{spec.name} trains but showed no progress bar"
         assert all("100%|" in b for b in bars), f"{spec.name}: a stored bar is not in its final state: {bars}"
         fits = [b for b in bars if "step" in b]
-        assert all(" lr " in f" {b}" and " wd " in b for b in fits), f"{spec.name}: unlabelled training bar: {fits}"
+        assert all(" lr " in f" {b}" and " wd " in b for b in fits), (
+            f"{spec.name}: unlabelled training bar: {fits}"
+        )

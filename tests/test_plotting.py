@@ -69,8 +69,14 @@ def test_split_figure_is_categorical_with_a_legend_and_readable_labels():
     import pandas as pd
 
     runs = [f"s01e{i:02d}a" for i in range(80)]
-    desc = pd.DataFrame([{"subject": s, "run": r, "split": ("train", "val", "test")[i % 3]}
-                         for s in ("sub-01", "sub-02") for i, r in enumerate(runs) if not (s == "sub-02" and i == 5)])
+    desc = pd.DataFrame(
+        [
+            {"subject": s, "run": r, "split": ("train", "val", "test")[i % 3]}
+            for s in ("sub-01", "sub-02")
+            for i, r in enumerate(runs)
+            if not (s == "sub-02" and i == 5)
+        ]
+    )
     # by hand: i % 3 gives 27 train, 27 val, 26 test runs per subject; sub-02 lacks run 5 (test)
     ax = plotting.plot_split(desc)
     fig = ax.figure
@@ -91,12 +97,14 @@ def test_split_figure_is_categorical_with_a_legend_and_readable_labels():
 def test_table1_bars_are_means_with_seed_std_error_bars_and_an_outside_legend():
     import pandas as pd
 
-    cells = pd.DataFrame([
-        {"backbone": "tribe", "decoder": "mind", "seed": 0, "val_r": 0.30},
-        {"backbone": "tribe", "decoder": "mind", "seed": 1, "val_r": 0.32},
-        {"backbone": "tribe", "decoder": "mind", "seed": 2, "val_r": 0.34},
-        {"backbone": "tribe", "decoder": "ridge", "seed": 0, "val_r": 0.20},
-    ])
+    cells = pd.DataFrame(
+        [
+            {"backbone": "tribe", "decoder": "mind", "seed": 0, "val_r": 0.30},
+            {"backbone": "tribe", "decoder": "mind", "seed": 1, "val_r": 0.32},
+            {"backbone": "tribe", "decoder": "mind", "seed": 2, "val_r": 0.34},
+            {"backbone": "tribe", "decoder": "ridge", "seed": 0, "val_r": 0.20},
+        ]
+    )
     ax = plotting.plot_table1(cells, ["tribe"], ["mind", "ridge"])
     heights = [p.get_height() for p in ax.patches]
     np.testing.assert_allclose(heights, [0.32, 0.20])  # hand-computed means
@@ -111,10 +119,16 @@ def test_table1_bars_are_means_with_seed_std_error_bars_and_an_outside_legend():
 
 
 def test_brain_map_labels_views_hemispheres_and_colorbar():
-    fig = plotting.plot_brain_map(np.linspace(0, 1, 1000), title="tribe · MIND: test r per parcel", label="Pearson r")
+    fig = plotting.plot_brain_map(
+        np.linspace(0, 1, 1000), title="tribe · MIND: test r per parcel", label="Pearson r"
+    )
     titles = [ax.get_title() for ax in fig.axes if ax.get_title()]
-    assert titles == ["left hemisphere, lateral", "left hemisphere, medial", "right hemisphere, medial",
-                      "right hemisphere, lateral"]
+    assert titles == [
+        "left hemisphere, lateral",
+        "left hemisphere, medial",
+        "right hemisphere, medial",
+        "right hemisphere, lateral",
+    ]
     assert fig.axes[-1].get_ylabel() == "Pearson r"
     assert fig._suptitle.get_text() == "tribe · MIND: test r per parcel"
     plt.close(fig)

@@ -115,8 +115,13 @@ def test_papermill_help_notebook_lists_every_parameter_with_type_and_help():
         ipynb = py.with_suffix(".ipynb")
         if py.stem == "06_train_mind":
             exe = Path(sys.executable).with_name("papermill")
-            proc = subprocess.run([str(exe), "--help-notebook", str(ipynb.relative_to(ROOT))], cwd=ROOT,
-                                  capture_output=True, text=True, timeout=120)
+            proc = subprocess.run(
+                [str(exe), "--help-notebook", str(ipynb.relative_to(ROOT))],
+                cwd=ROOT,
+                capture_output=True,
+                text=True,
+                timeout=120,
+            )
             assert proc.returncode == 0, proc.stderr
             text = proc.stdout
         else:
@@ -135,9 +140,13 @@ def test_training_notebooks_have_progress_and_all_have_solutions_and_repo_relati
         assert params["solutions"][0] == "bool", py.name
         assert ("progress" in params) == (py.name[:2] in trains), py.name
         src = jupytext.read(py).cells
-        assert [c for c in src if "parameters" in c.metadata.get("tags", [])][0].source.count('"runs/{size}/') == 2
+        assert [c for c in src if "parameters" in c.metadata.get("tags", [])][0].source.count(
+            '"runs/{size}/'
+        ) == 2
         text = py.read_text()
-        assert "project.output_dir(results_dir, size)" in text and "project.output_dir(fig_dir, size)" in text, py.name
+        assert (
+            "project.output_dir(results_dir, size)" in text and "project.output_dir(fig_dir, size)" in text
+        ), py.name
 
 
 def test_output_dir_resolves_from_the_repository_root_wherever_the_caller_is(tmp_path, monkeypatch):
@@ -155,8 +164,14 @@ def test_output_dir_resolves_from_the_repository_root_wherever_the_caller_is(tmp
 def test_default_outputs_are_ignored_by_git_and_committed_figures_are_not():
     if subprocess.run(["git", "rev-parse", "--git-dir"], cwd=ROOT, capture_output=True).returncode != 0:
         pytest.skip("not a git checkout")
-    for path in ("runs/smoke/results/06_train_mind.json", "runs/demo/figures/02_split.png", "runs/demo/06.ipynb",
-                 "runs/full/reproduction.md", "results/x.json", "studies/synthetic-smoke-seed0/study.json"):
+    for path in (
+        "runs/smoke/results/06_train_mind.json",
+        "runs/demo/figures/02_split.png",
+        "runs/demo/06.ipynb",
+        "runs/full/reproduction.md",
+        "results/x.json",
+        "studies/synthetic-smoke-seed0/study.json",
+    ):
         assert subprocess.run(["git", "check-ignore", "-q", path], cwd=ROOT).returncode == 0, path
     for path in ("figures/02_split.png", "papers/reproduction.md", "papers/timings.json", "runs/README.md"):
         assert subprocess.run(["git", "check-ignore", "-q", path], cwd=ROOT).returncode == 1, path
@@ -216,3 +231,20 @@ def test_progress_bar_redraws_a_bounded_number_of_times(capsys):
     redraws = err.count("\r")
     assert 2 <= redraws <= PROGRESS_UPDATES + 3, redraws
     assert "lr 0.003 wd 0.01" in err and "1000/1000" in err
+
+
+def test_every_module_is_listed_in_the_package_docstring_and_the_readme():
+    """mindlib/__init__ and the README's layout block name every module with one line each."""
+    import re
+
+    import mindlib
+
+    root = Path(__file__).resolve().parent.parent
+    modules = sorted(p.stem for p in (root / "mindlib").glob("*.py") if p.stem != "__init__")
+    readme = (root / "README.md").read_text()
+    layout = readme[readme.index("## Layout") :]
+    for name, text in (("mindlib/__init__.py", mindlib.__doc__), ("README.md", layout)):
+        listed = re.findall(r"^\s+([a-z_]+)\s{2,}\S", text, flags=re.M)
+        missing = [m for m in modules if m not in listed]
+        assert not missing, f"{name} does not list the modules {missing}"
+        assert len(listed) == len(set(listed)), f"{name} lists a module twice"

@@ -8,15 +8,44 @@ from mindlib import report
 
 
 def test_report_reads_tables_and_claims_from_results(tmp_path):
-    pd.DataFrame([
-        {"backbone": "tribe", "decoder": "mind", "seed": 0, "val_r": 0.30, "test_r": 0.28, "isg_r": 0.2, "size": "full"},
-        {"backbone": "tribe", "decoder": "mind", "seed": 1, "val_r": 0.32, "test_r": 0.30, "isg_r": 0.22, "size": "full"},
-        {"backbone": "tribe", "decoder": "baseline", "seed": 0, "val_r": 0.25, "test_r": 0.24, "isg_r": 0.1, "size": "full"},
-    ]).to_csv(tmp_path / "table1_cells.csv", index=False)
-    (tmp_path / "01_temporal_alignment.json").write_text(json.dumps(
-        {"drift_s_at_tr500": 5.005, "impulse_tr_naive": 497, "impulse_tr_exact": 500}))
+    pd.DataFrame(
+        [
+            {
+                "backbone": "tribe",
+                "decoder": "mind",
+                "seed": 0,
+                "val_r": 0.30,
+                "test_r": 0.28,
+                "isg_r": 0.2,
+                "size": "full",
+            },
+            {
+                "backbone": "tribe",
+                "decoder": "mind",
+                "seed": 1,
+                "val_r": 0.32,
+                "test_r": 0.30,
+                "isg_r": 0.22,
+                "size": "full",
+            },
+            {
+                "backbone": "tribe",
+                "decoder": "baseline",
+                "seed": 0,
+                "val_r": 0.25,
+                "test_r": 0.24,
+                "isg_r": 0.1,
+                "size": "full",
+            },
+        ]
+    ).to_csv(tmp_path / "table1_cells.csv", index=False)
+    (tmp_path / "01_temporal_alignment.json").write_text(
+        json.dumps({"drift_s_at_tr500": 5.005, "impulse_tr_naive": 497, "impulse_tr_exact": 500})
+    )
     text = report.build_report(tmp_path)
-    assert "| tribe | mind | 0.273 | 0.241 | 0.310 ± 0.014 | – | – | 0.290 ± 0.014 | 0.210 ± 0.014 | 2 |" in text
+    assert (
+        "| tribe | mind | 0.273 | 0.241 | 0.310 ± 0.014 | – | – | 0.290 ± 0.014 | 0.210 ± 0.014 | 2 |" in text
+    )
     assert "MIND minus baseline, test r) | tribe: +0.050 |" in text  # (0.28 + 0.30) / 2 - 0.24
     assert "(paper: +0.017 to +0.095 r) | tribe: +0.060 |" in text  # validation r: (0.30 + 0.32) / 2 - 0.25
     assert "| tribe | baseline | 0.256 | 0.187 | 0.250 |" in text
@@ -56,15 +85,29 @@ def test_mind_minus_rows_carry_a_paired_interval_and_a_worded_claim(tmp_path):
         ("mind", 0): [0.30 + 0.01 * (i % 3) for i in range(12)],
         ("mind", 1): [0.31 + 0.01 * (i % 3) for i in range(12)],
         ("baseline", 0): [0.25 + 0.01 * (i % 2) for i in range(12)],  # MIND ahead on every run
-        ("ridge", 0): [0.31 + 0.04 * (-1) ** i for i in range(12)],  # ahead on half the runs, behind on the rest
+        ("ridge", 0): [
+            0.31 + 0.04 * (-1) ** i for i in range(12)
+        ],  # ahead on half the runs, behind on the rest
     }
     rows = []
     (tmp_path / "runs").mkdir()
     for (decoder, seed), scores in per_run.items():
         mean = sum(scores) / len(scores)
-        rows.append({"backbone": "tribe", "decoder": decoder, "mode": "both", "seed": seed, "val_r": mean, "test_r": mean})
-        (tmp_path / "runs" / f"tribe-{decoder}-both-s{seed}.json").write_text(json.dumps(
-            {"test_per_run_r": dict(zip(units, scores)), "val_per_run_r": dict(zip(units, scores))}))
+        rows.append(
+            {
+                "backbone": "tribe",
+                "decoder": decoder,
+                "mode": "both",
+                "seed": seed,
+                "val_r": mean,
+                "test_r": mean,
+            }
+        )
+        (tmp_path / "runs" / f"tribe-{decoder}-both-s{seed}.json").write_text(
+            json.dumps(
+                {"test_per_run_r": dict(zip(units, scores)), "val_per_run_r": dict(zip(units, scores))}
+            )
+        )
     pd.DataFrame(rows).to_csv(tmp_path / "table1_cells.csv", index=False)
     text = report.build_report(tmp_path)
     # seed 0 and seed 1 of MIND each against the one baseline seed: mean difference by hand
@@ -80,15 +123,35 @@ def test_mind_minus_rows_carry_a_paired_interval_and_a_worded_claim(tmp_path):
 
 def test_report_quotes_subject_routing_few_shot_spread_and_unseen_subject_intervals(tmp_path):
     units = [f"sub-01/r{i}" for i in range(8)]
-    (tmp_path / "07_isg.json").write_text(json.dumps({
-        "loso_r": {"mind": 0.31, "baseline": 0.30}, "swap_isg": {"mind": 0.3, "baseline": 0.3},
-        "loso_per_run_r": {"mind": {u: 0.31 + 0.01 * (i % 2) for i, u in enumerate(units)},
-                           "baseline": {u: 0.30 - 0.01 * (i % 3) for i, u in enumerate(units)}},
-        "few_shot": {"mind": {"0.0": 0.30, "2.0": 0.32}}, "few_shot_std": {"mind": {"0.0": 0.0, "2.0": 0.004}},
-        "few_shot_draws": 3, "repeat_ceiling": {"sub-01": 0.25}}))
-    (tmp_path / "05_sadgate.json").write_text(json.dumps({"subject_routing": {
-        "prior_r": {"sub-01": 0.8, "sub-02": 0.5}, "usage_r": {"sub-01": 0.7, "sub-02": 0.4},
-        "logit_spread": 0.3, "bias_spread": 0.01, "embedding_spread": 0.29}}))
+    (tmp_path / "07_isg.json").write_text(
+        json.dumps(
+            {
+                "loso_r": {"mind": 0.31, "baseline": 0.30},
+                "swap_isg": {"mind": 0.3, "baseline": 0.3},
+                "loso_per_run_r": {
+                    "mind": {u: 0.31 + 0.01 * (i % 2) for i, u in enumerate(units)},
+                    "baseline": {u: 0.30 - 0.01 * (i % 3) for i, u in enumerate(units)},
+                },
+                "few_shot": {"mind": {"0.0": 0.30, "2.0": 0.32}},
+                "few_shot_std": {"mind": {"0.0": 0.0, "2.0": 0.004}},
+                "few_shot_draws": 3,
+                "repeat_ceiling": {"sub-01": 0.25},
+            }
+        )
+    )
+    (tmp_path / "05_sadgate.json").write_text(
+        json.dumps(
+            {
+                "subject_routing": {
+                    "prior_r": {"sub-01": 0.8, "sub-02": 0.5},
+                    "usage_r": {"sub-01": 0.7, "sub-02": 0.4},
+                    "logit_spread": 0.3,
+                    "bias_spread": 0.01,
+                    "embedding_spread": 0.29,
+                }
+            }
+        )
+    )
     text = report.build_report(tmp_path)
     assert "MIND minus baseline over the unseen subjects' test runs +0.024 [95 % CI" in text
     assert "MIND higher than baseline (the interval excludes 0; 8 runs × 1 seed)" in text

@@ -50,7 +50,10 @@ def test_seed_interval_matches_scipy_ttest_rel_interval():
 
 def test_compare_pairs_seeds_reuses_a_single_seed_and_words_the_claim():
     units = [f"sub-0{s}/run{r}" for s in (1, 2) for r in range(5)]
-    mind = {0: {u: 0.30 + 0.001 * i for i, u in enumerate(units)}, 1: {u: 0.31 + 0.001 * i for i, u in enumerate(units)}}
+    mind = {
+        0: {u: 0.30 + 0.001 * i for i, u in enumerate(units)},
+        1: {u: 0.31 + 0.001 * i for i, u in enumerate(units)},
+    }
     ridge = {0: dict.fromkeys(units, 0.25)}  # one deterministic fit, paired with every seed of MIND
     res = stats.compare(mind, ridge, n_boot=2000)
     assert (res.n_units, res.n_seeds) == (10, 2)
@@ -58,9 +61,13 @@ def test_compare_pairs_seeds_reuses_a_single_seed_and_words_the_claim():
     assert res.excludes_zero and res.low > 0.05
     assert "MIND higher than ridge (the interval excludes 0; 10 runs × 2 seeds)" in res.claim("MIND", "ridge")
     assert res.interval().startswith("+0.059 [95 % CI +0.05")
-    ci = sps.ttest_rel([0.3045, 0.3145], [0.25, 0.25]).confidence_interval()  # per-seed means of MIND vs ridge
+    ci = sps.ttest_rel(
+        [0.3045, 0.3145], [0.25, 0.25]
+    ).confidence_interval()  # per-seed means of MIND vs ridge
     assert f"across the 2 seeds alone {ci.low:+.3f} to {ci.high:+.3f}" in res.claim()
-    same = stats.compare({0: dict(zip(units, np.linspace(-1, 1, 10)))}, {0: dict.fromkeys(units, 0.0)}, n_boot=2000)
+    same = stats.compare(
+        {0: dict(zip(units, np.linspace(-1, 1, 10)))}, {0: dict.fromkeys(units, 0.0)}, n_boot=2000
+    )
     assert not same.excludes_zero and "no difference resolved" in same.claim()
     with pytest.raises(ValueError, match="other runs"):
         stats.compare(mind, {0: dict.fromkeys(units[:-1], 0.2)})
@@ -70,6 +77,8 @@ def test_compare_pairs_seeds_reuses_a_single_seed_and_words_the_claim():
 
 def test_too_few_runs_make_no_claim():
     units = ["sub-01/a", "sub-01/b", "sub-02/a"]
-    res = stats.compare({0: dict.fromkeys(units, 0.3)}, {0: {"sub-01/a": 0.1, "sub-01/b": 0.2, "sub-02/a": 0.15}}, n_boot=500)
+    res = stats.compare(
+        {0: dict.fromkeys(units, 0.3)}, {0: {"sub-01/a": 0.1, "sub-01/b": 0.2, "sub-02/a": 0.15}}, n_boot=500
+    )
     assert res.low > 0 and not res.excludes_zero
     assert "too few paired runs for a claim (3 runs × 1 seed; at least 5 needed)" in res.claim()

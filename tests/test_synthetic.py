@@ -348,12 +348,16 @@ def test_heldout_stimuli_have_features_targets_and_only_hidden_fmri(info):
     for subject in info.subjects:
         for target_set in layout.TARGET_SETS:
             counts = np.load(layout.target_samples_path(root, subject, target_set), allow_pickle=True).item()
-            assert counts == {r: n for r, n in info.heldout_n_trs.items() if layout.target_set_of(r) == target_set}
+            assert counts == {
+                r: n for r, n in info.heldout_n_trs.items() if layout.target_set_of(r) == target_set
+            }
         in_study = data.load_fmri(root, subject)
         assert not set(in_study) & set(spec.heldout_runs)
         assert not layout.fmri_path(root, subject, "ood").exists()
         truth = data.load_fmri(hidden, subject, studies=("friends", "ood"))
-        assert {r: y.shape for r, y in truth.items()} == {r: (n, layout.N_PARCELS) for r, n in info.heldout_n_trs.items()}
+        assert {r: y.shape for r, y in truth.items()} == {
+            r: (n, layout.N_PARCELS) for r, n in info.heldout_n_trs.items()
+        }
     # the training split never sees them
     study = data.load_study(root, "qwen")
     seen = {r for name in ("train", "val", "test") for r in getattr(study.split, name)}

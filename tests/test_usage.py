@@ -28,15 +28,21 @@ def _bash_blocks(markdown: str) -> list[str]:
 
 
 def _run(cmd: str, cwd: Path, env: dict, timeout: int = 300) -> subprocess.CompletedProcess:
-    proc = subprocess.run(["bash", "-e", "-c", cmd], cwd=cwd, env=env, capture_output=True, text=True,
-                          timeout=timeout)
+    proc = subprocess.run(
+        ["bash", "-e", "-c", cmd], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout
+    )
     assert proc.returncode == 0, f"`{cmd}` failed in {cwd}:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
     return proc
 
 
 def _status(repo: Path) -> str:
-    return subprocess.run(["git", "status", "--porcelain", "--untracked-files=all"], cwd=repo, capture_output=True,
-                          text=True, check=True).stdout
+    return subprocess.run(
+        ["git", "status", "--porcelain", "--untracked-files=all"],
+        cwd=repo,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
 
 
 @pytest.fixture(scope="module")
@@ -48,8 +54,13 @@ def clone(tmp_path_factory, smoke_study):
     repo = base / "mind"
     subprocess.run(["git", "clone", "-q", str(ROOT), str(repo)], check=True, timeout=120)
     (repo / ".venv").symlink_to(Path(sys.prefix), target_is_directory=True)
-    env = {**os.environ, "PYTHONPATH": str(repo), "MPLBACKEND": "Agg", "OPENBLAS_NUM_THREADS": "1",
-           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(repo),
+        "MPLBACKEND": "Agg",
+        "OPENBLAS_NUM_THREADS": "1",
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+    }
     env.pop("VIRTUAL_ENV", None)
     assert _status(repo) == "", "a fresh clone must be clean"
     return repo, env
@@ -85,8 +96,14 @@ def test_real_data_commands_of_the_readme_and_notebook_00_name_real_parameters(c
     repo, env = clone
     readme = (repo / "README.md").read_text()
     nb00 = nbformat.read(repo / "notebooks" / "00_overview.ipynb", as_version=4)
-    printed = [ln.strip() for c in nb00.cells if c.cell_type == "markdown" for b in _bash_blocks(c.source)
-               for ln in b.splitlines() if ln.strip().startswith("papermill")]
+    printed = [
+        ln.strip()
+        for c in nb00.cells
+        if c.cell_type == "markdown"
+        for b in _bash_blocks(c.source)
+        for ln in b.splitlines()
+        if ln.strip().startswith("papermill")
+    ]
     inline = re.findall(r"`(papermill [^`]*/data/[^`]*)`", readme)
     assert printed and inline, "notebook 00 and the README show how to run on real data"
     for cmd in printed + inline:
@@ -113,6 +130,8 @@ def test_runner_writes_to_runs_and_only_publish_touches_committed_files(clone):
     timings_before = json.loads((repo / "papers" / "timings.json").read_text())
     _run(f"{py} --publish", repo, env)
     changed = sorted(line[3:] for line in _status(repo).splitlines())
-    assert changed and all(re.fullmatch(r"figures/01_\w+\.png|papers/timings\.json", p) for p in changed), changed
+    assert changed and all(re.fullmatch(r"figures/01_\w+\.png|papers/timings\.json", p) for p in changed), (
+        changed
+    )
     timings = json.loads((repo / "papers" / "timings.json").read_text())
     assert timings["smoke"]["01_temporal_alignment"] > 0 and timings["full"] == timings_before["full"]
