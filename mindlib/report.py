@@ -354,6 +354,16 @@ def build_report(results_dir: str | Path | None = None) -> str:
                     ", ".join(f"{n} {v:.2f}" for n, v in fr.items()),
                 )
             )
+    sub = _read(results, "11_submission")
+    if sub and sub.get("ensemble_score") is not None:
+        claims.append(
+            (
+                "(beyond the paper) held-out stimuli (Friends s7, OOD films) from features alone: checked "
+                "submission files, official metric against the held-out fMRI",
+                f"single model {_fmt(sub['single_score'])}, {sub['n_models']}-model ensemble "
+                f"{_fmt(sub['ensemble_score'])}",
+            )
+        )
     al = _read(results, "01_temporal_alignment")
     if al:
         claims.append(

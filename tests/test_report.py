@@ -42,7 +42,11 @@ def test_report_reads_tables_and_claims_from_results(tmp_path):
     (tmp_path / "01_temporal_alignment.json").write_text(
         json.dumps({"drift_s_at_tr500": 5.005, "impulse_tr_naive": 497, "impulse_tr_exact": 500})
     )
+    (tmp_path / "11_submission.json").write_text(
+        json.dumps({"single_score": 0.3784, "ensemble_score": 0.3861, "n_models": 3})
+    )
     text = report.build_report(tmp_path)
+    assert "held-out stimuli" in text and "single model 0.378, 3-model ensemble 0.386 |" in text
     assert (
         "| tribe | mind | 0.273 | 0.241 | 0.310 ± 0.014 | – | – | 0.290 ± 0.014 | 0.210 ± 0.014 | 2 |" in text
     )
