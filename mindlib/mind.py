@@ -423,7 +423,7 @@ class MIND(nn.Module):
         return index
 
     def subject_parameters(self) -> list[nn.Parameter]:
-        """The gate's subject parameters (leading axis S; :meth:`SADGate.subject_parameters`)."""
+        """The gate's subject parameters (leading axis S; :meth:`mindlib.sadgate.SADGate.subject_parameters`)."""
         return self.gate.subject_parameters()
 
 

@@ -74,7 +74,7 @@ class PairedDifference:
     @property
     def excludes_zero(self) -> bool:
         """True when the bootstrap interval lies entirely above or entirely below 0 (and rests on at least
-        :data:`MIN_UNITS` paired runs)."""
+        ``MIN_UNITS`` paired runs)."""
         return self.n_units >= MIN_UNITS and (self.low > 0 or self.high < 0)
 
     def interval(self) -> str:

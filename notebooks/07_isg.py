@@ -196,7 +196,7 @@ if solutions:
 # %% tags=["solution", "hide-cell"]
 if solutions:
     for (decoder, subject), df in curves.groupby(["decoder", "held_out"]):
-        r = df.set_index("minutes").r
+        r = df.groupby("minutes").r.mean()  # mean over the draws of each budget
         enough = r.index[(r - r.loc[0.0]) >= 0.01] if 0.0 in r.index else []
         print(f"{decoder:>8} {subject}: " + (f"+0.01 r after {min(enough):g} min" if len(enough) else
                                              "no budget here gains 0.01 r"))

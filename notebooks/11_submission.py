@@ -35,10 +35,10 @@
 dataset: str = "synthetic"  # "synthetic" | path to an Algonauts 2025 folder
 size: str = "demo"  # synthetic study size: "smoke" | "demo" | "full"
 features_root: str = ""  # empty: <dataset>/features; else a folder of feature stores
-model_path: str = "runs/{size}/results/models/06_train_mind.pt"  # decoder saved by notebook 06 (experiment.save)
+model_path: str = ""  # decoder saved by notebook 06 (experiment.save); empty: <results_dir>/models/06_train_mind.pt
 ensemble_seeds: list = [1, 2]  # extra seeds trained here with the model's config and learning rate; [] skips
 target_sets: list = ["friends-s7", "ood"]  # "friends-s7" (phase 1) and/or "ood" (phase 2)
-out_dir: str = "runs/{size}/results/submission"  # where the .npy and .zip files go (relative: from the repository)
+out_dir: str = ""  # where the .npy and .zip files go; empty: <results_dir>/submission
 results_dir: str = "runs/{size}/results"  # results file (relative paths are taken from the repository root)
 fig_dir: str = "runs/{size}/figures"  # figures ("figures" is the committed set); empty string: save none
 solutions: bool = False  # run the solutions of the "Try it" exercises at the end
@@ -57,7 +57,8 @@ import pandas as pd
 from mindlib import experiment, layout, plotting, project, submission, synthetic
 
 results_dir, fig_dir = project.output_dir(results_dir, size), project.output_dir(fig_dir, size)
-out_dir, model_path = project.output_dir(out_dir, size), project.output_dir(model_path, size)
+out_dir = project.output_dir(out_dir, size) or Path(results_dir) / "submission"
+model_path = project.output_dir(model_path, size) or Path(results_dir) / "models" / "06_train_mind.pt"
 root = project.resolve_dataset(dataset, size=size, seed=0)
 
 # %% [markdown]

@@ -468,7 +468,7 @@ def _cells(name: str) -> tuple[str, str]:
 
 
 def test_notebook_drivers_pass_only_declared_parameters():
-    """Every parameter mindlib.notebooks and notebook 08 pass is declared, with its type."""
+    """Every parameter mindlib.notebooks and notebook 08's grid pass is declared, with its type."""
     from mindlib import notebooks
 
     for spec in notebooks.NOTEBOOKS:
@@ -480,11 +480,10 @@ def test_notebook_drivers_pass_only_declared_parameters():
                 params.check_parameters({**declared, **overrides, "results_dir": "r", "fig_dir": "f"}),
                 (spec.name, size),
             )
-    text = (REPO / "notebooks" / "08_tables.py").read_text()
-    passed = set(re.findall(r"(\w+)=", text.split("params = dict(", 1)[1].split(")\n", 1)[0])) | {
-        "lrs",
-        "num_threads",
-    }
+    from mindlib import grid  # notebook 08's cells: what grid.cell_params hands to notebook 06
+
+    cell_params = grid.cell_params(grid.Cell("tribe", "mind", "both", 0), grid.GridSpec(), REPO / "runs")
+    passed = set(cell_params) | {"num_threads"}  # grid.run_notebook_cell adds num_threads
     ns = {}
     exec(_cells("06_train_mind")[0], ns)
     assert passed <= set(ns["__annotations__"]), passed - set(ns["__annotations__"])

@@ -27,6 +27,17 @@ def _bash_blocks(markdown: str) -> list[str]:
     return re.findall(r"```bash\n(.*?)```", markdown, flags=re.S)
 
 
+def _commands(block: str) -> list[str]:
+    """The block's commands, one per line once backslash continuations are joined; comments dropped."""
+    joined = re.sub(r"\\\n\s*", " ", block)
+    return [ln.strip() for ln in joined.strip().splitlines() if ln.strip() and not ln.strip().startswith("#")]
+
+
+def _real_data(cmd: str) -> bool:
+    """Commands for real data (``/data/...``) cannot run here: they are checked without running them."""
+    return "/data/" in cmd
+
+
 def _run(cmd: str, cwd: Path, env: dict, timeout: int = 300) -> subprocess.CompletedProcess:
     proc = subprocess.run(
         ["bash", "-e", "-c", cmd], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout
@@ -73,10 +84,10 @@ def test_readme_commands_run_verbatim_from_root_and_notebooks_with_the_same_resu
     results = repo / "runs" / "smoke" / "results" / "02_data_and_splits.json"
     seen = []
     for block in blocks:
-        lines = [ln for ln in block.strip().splitlines() if ln.strip() and not ln.startswith("#")]
+        lines = _commands(block)
         setup = [ln for ln in lines if ln.startswith("source ")]
         for line in lines:
-            if line in setup:
+            if line in setup or _real_data(line):
                 continue
             proc = _run("\n".join([*setup, line]), repo, env)
             if "--help-notebook" in line:
@@ -105,6 +116,9 @@ def test_real_data_commands_of_the_readme_and_notebook_00_name_real_parameters(c
         if ln.strip().startswith("papermill")
     ]
     inline = re.findall(r"`(papermill [^`]*/data/[^`]*)`", readme)
+    inline += [
+        c for b in _bash_blocks(readme) for c in _commands(b) if c.startswith("papermill") and _real_data(c)
+    ]
     assert printed and inline, "notebook 00 and the README show how to run on real data"
     for cmd in printed + inline:
         argv = shlex.split(cmd)
@@ -135,3 +149,22 @@ def test_runner_writes_to_runs_and_only_publish_touches_committed_files(clone):
     )
     timings = json.loads((repo / "papers" / "timings.json").read_text())
     assert timings["smoke"]["01_temporal_alignment"] > 0 and timings["full"] == timings_before["full"]
+
+
+def test_readme_torchrun_commands_name_real_options(clone):
+    """The multi-GPU command cannot run here (no GPUs, no data): every option it passes must be one that
+    ``python -m mindlib.distributed`` takes, and its module must start."""
+    repo, env = clone
+    cmds = [
+        c
+        for b in _bash_blocks((repo / "README.md").read_text())
+        for c in _commands(b)
+        if c.startswith("torchrun")
+    ]
+    assert cmds, "the README shows no torchrun command"
+    helptext = _run(f"{sys.executable} -m mindlib.distributed --help", repo, env, timeout=120).stdout
+    for cmd in cmds:
+        argv = shlex.split(cmd)
+        assert argv[argv.index("-m") + 1] == "mindlib.distributed", cmd
+        for opt in (a for a in argv[argv.index("-m") + 2 :] if a.startswith("--")):
+            assert opt in helptext, f"`{cmd}` passes {opt}, which python -m mindlib.distributed does not take"
