@@ -168,6 +168,7 @@ class ExperimentResult:
             "backbone": self.backbone,
             "decoder": self.config.decoder,
             "mode": self.config.mode,
+            "balance": self.config.balance,
             "seed": self.config.seed,
             "val_r": self.val["pearson"]["mean"],
             "val_spearman": self.val["spearman"]["mean"],

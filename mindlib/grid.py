@@ -33,7 +33,7 @@ import json
 import os
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -58,19 +58,26 @@ ENGINES = ("local", "slurm")  # submitit.LocalExecutor | submitit.AutoExecutor o
 POLL_S = 0.2  # seconds between looks at running jobs
 
 
+DEFAULT_BALANCE = "switch"  # MIND's load-balance loss of every cell unless a Table 2 row says otherwise
+
+
 @dataclass(frozen=True, order=True)
 class Cell:
-    """One execution of notebook 06: a decoder on a backbone with a router mode and a seed."""
+    """One execution of notebook 06: a decoder on a backbone with a router mode, a seed and (MIND) the kind
+    of load-balance loss (:class:`mindlib.sadgate.SADGateConfig` ``balance``)."""
 
     backbone: str
     decoder: str
     mode: str
     seed: int
+    balance: str = DEFAULT_BALANCE
 
     @property
     def tag(self) -> str:
-        """``backbone-decoder-mode-sN``: the stem of the cell's files in ``runs_dir``."""
-        return f"{self.backbone}-{self.decoder}-{self.mode}-s{self.seed}"
+        """``backbone-decoder-mode-sN`` (``backbone-decoder-mode-balance-sN`` for another balance loss): the
+        stem of the cell's files in ``runs_dir``."""
+        kind = "" if self.balance == DEFAULT_BALANCE else f"-{self.balance}"
+        return f"{self.backbone}-{self.decoder}-{self.mode}{kind}-s{self.seed}"
 
 
 def table1_cells(backbones: Sequence[str], decoders: Sequence[str], seeds: Sequence[int]) -> list[Cell]:
@@ -84,9 +91,22 @@ def table1_cells(backbones: Sequence[str], decoders: Sequence[str], seeds: Seque
     ]
 
 
-def table2_cells(backbones: Sequence[str], modes: Sequence[str], seeds: Sequence[int]) -> list[Cell]:
-    """Table 2 cells in table order: MIND with each router mode on every backbone."""
-    return [Cell(b, "mind", m, s) for b in backbones for m in modes for s in seeds]
+def table2_cells(
+    backbones: Sequence[str],
+    modes: Sequence[str],
+    seeds: Sequence[int],
+    balances: Sequence[str] = (DEFAULT_BALANCE,),
+) -> list[Cell]:
+    """Table 2 cells in table order: MIND with each router mode on every backbone, then (router ``both``)
+    each balance-loss kind of ``balances`` other than the default, the ablation that chose the default."""
+    cells = [Cell(b, "mind", m, s) for b in backbones for m in modes for s in seeds]
+    return cells + [
+        Cell(b, "mind", "both", s, k)
+        for b in backbones
+        for k in balances
+        if k != DEFAULT_BALANCE
+        for s in seeds
+    ]
 
 
 @dataclass(frozen=True)
@@ -124,7 +144,7 @@ def cell_params(cell: Cell, spec: GridSpec, runs_dir: str | Path) -> dict[str, A
     if (
         cell.seed != spec.seeds[0] and not spec.grid_every_seed
     ):  # reuse the first seed's choice (on validation)
-        first = Cell(cell.backbone, cell.decoder, cell.mode, spec.seeds[0])
+        first = replace(cell, seed=spec.seeds[0])
         path = runs_dir / f"{first.tag}.json"
         if not path.exists():
             raise FileNotFoundError(
@@ -141,6 +161,7 @@ def cell_params(cell: Cell, spec: GridSpec, runs_dir: str | Path) -> dict[str, A
         backbone=cell.backbone,
         decoder=cell.decoder,
         mode=cell.mode,
+        balance=cell.balance,
         d_model=spec.d_model,
         epochs=spec.epochs,
         fir_lags_trs=list(spec.fir_lags_trs),

@@ -70,6 +70,10 @@ def test_tags_and_table_cells_follow_notebook_08():
         "qwen-mind-token-s3",
         "qwen-mind-both-s3",
     ]
+    assert [c.tag for c in grid.table2_cells(["qwen"], ["both"], [3], ["switch", "importance"])] == [
+        "qwen-mind-both-s3",
+        "qwen-mind-both-importance-s3",
+    ]
 
 
 def test_cell_params_written_out(tmp_path):
@@ -83,6 +87,7 @@ def test_cell_params_written_out(tmp_path):
         "backbone": "tribe",
         "decoder": "mind",
         "mode": "both",
+        "balance": "switch",
         "d_model": 32,
         "epochs": 1,
         "fir_lags_trs": [2, 3, 4],
@@ -103,6 +108,9 @@ def test_cell_params_written_out(tmp_path):
     assert (later["lrs"], later["weight_decays"], later["isg_subjects"]) == ([3e-3], [1e-2], [])
     assert grid.cell_params(grid.Cell("tribe", "ridge", "both", 0), SPEC, runs)["isg_subjects"] == []
     assert grid.cell_params(grid.Cell("tribe", "mind", "token", 0), SPEC, runs)["isg_subjects"] == []
+    importance = grid.Cell("tribe", "mind", "both", 1, "importance")  # reuses its own first seed's choice
+    with pytest.raises(FileNotFoundError, match="tribe-mind-both-importance-s0"):
+        grid.cell_params(importance, SPEC, runs)
     every = replace(SPEC, grid_every_seed=True)
     assert grid.cell_params(grid.Cell("tribe", "mind", "both", 1), every, runs)["lrs"] == [1e-3, 3e-3]
 
