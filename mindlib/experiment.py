@@ -14,7 +14,6 @@ chosen on the same validation runs, then it is scored exactly like the others.
 
 from __future__ import annotations
 
-import difflib
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
@@ -28,6 +27,7 @@ from mindlib import models, train
 from mindlib.afire import AFIREConfig
 from mindlib.baselines import RidgeEncoder
 from mindlib.data import Study
+from mindlib.params import unknown_names
 
 DECODERS = (*models.DECODERS, "ridge")
 
@@ -333,12 +333,8 @@ def config_from_params(*, ignore: Iterable[str] = (), **params: Any) -> Experime
     skip = set(ignore)
     unknown = sorted(set(params) - names - skip)
     if unknown:
-        hints = []
-        for k in unknown:
-            close = difflib.get_close_matches(k, sorted(names), n=1)
-            hints.append(f"{k!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
         raise ValueError(
-            f"unknown ExperimentConfig parameter(s) {', '.join(hints)}; its fields are {sorted(names)}. "
+            f"unknown ExperimentConfig parameter(s) {unknown_names(unknown, names)}; its fields are {sorted(names)}. "
             "Fix the name, or list a notebook-only parameter in ignore=..."
         )
     kw = {k: tuple(v) if isinstance(v, list) else v for k, v in params.items() if k not in skip}

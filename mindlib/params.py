@@ -150,6 +150,15 @@ def _hidden_names(namespace: Mapping[str, Any]) -> set[str]:
         return set()
 
 
+def unknown_names(unknown: list[str], known) -> str:
+    """``'lr' (did you mean 'lrs'?), 'x'``: the unknown names, each with its closest known name if any."""
+    hints = []
+    for name in unknown:
+        close = difflib.get_close_matches(name, sorted(known), n=1)
+        hints.append(f"{name!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+    return ", ".join(hints)
+
+
 def check_parameters(namespace: Mapping[str, Any]) -> dict[str, Any]:
     """Check the notebook's parameters against the parameters cell's annotations.
 
@@ -188,12 +197,8 @@ def check_parameters(namespace: Mapping[str, Any]) -> dict[str, Any]:
         }
     unknown = sorted(injected - set(annotations))
     if unknown:
-        hints = []
-        for name in unknown:
-            close = difflib.get_close_matches(name, list(annotations), n=1)
-            hints.append(f"{name!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
         raise ValueError(
-            f"unknown notebook parameter(s) {', '.join(hints)}: the parameters cell declares "
+            f"unknown notebook parameter(s) {unknown_names(unknown, annotations)}: the parameters cell declares "
             f"{sorted(annotations)}. Fix the name, or declare the parameter in the parameters cell."
         )
     problems = []
