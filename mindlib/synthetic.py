@@ -859,14 +859,20 @@ def _write_all(root: Path, size: str, seed: int) -> StudyInfo:
         for modality in info["modalities"]:
             (folder / modality).mkdir(parents=True, exist_ok=True)
         _write_json(folder / "backbone.json", info)
-    with h5py.File(gt_dir / "stimuli.h5", "w") as f:
-        for s, stim in stimuli.items():
+
+    def write_inputs(s: str, stim, transcript: bool = True) -> None:
+        """What the release gives for a stimulus: its transcript (unless silent) and every backbone's features."""
+        if transcript:
             path = layout.transcript_path(root, s)
             path.parent.mkdir(parents=True, exist_ok=True)
             _transcript(stim).to_csv(path, sep="\t", index=False)
-            for backbone, mods in _backbone_features(stim, model, spec, seed).items():
-                for modality, array in mods.items():
-                    np.save(layout.feature_path(root, backbone, modality, s), array)
+        for backbone, mods in _backbone_features(stim, model, spec, seed).items():
+            for modality, array in mods.items():
+                np.save(layout.feature_path(root, backbone, modality, s), array)
+
+    with h5py.File(gt_dir / "stimuli.h5", "w") as f:
+        for s, stim in stimuli.items():
+            write_inputs(s, stim)
             f.create_dataset(f"content_frame/{s}", data=_frame_content(stim).astype(np.int8))
             f.create_dataset(
                 f"latent_frame/{s}", data=_frames(stim.latent_fine, stim.n_frames).astype(np.float32)
@@ -876,13 +882,7 @@ def _write_all(root: Path, size: str, seed: int) -> StudyInfo:
     heldout = {s: int(_rng(seed, "length", size, s).integers(lo, hi + 1)) for s in spec.heldout_runs}
     heldout_stimuli = {s: _make_stimulus(s, heldout[s], seed, model) for s in heldout}
     for s, stim in heldout_stimuli.items():
-        if layout.movie_of(s) not in layout.SILENT_MOVIES:
-            path = layout.transcript_path(root, s)
-            path.parent.mkdir(parents=True, exist_ok=True)
-            _transcript(stim).to_csv(path, sep="\t", index=False)
-        for backbone, mods in _backbone_features(stim, model, spec, seed).items():
-            for modality, array in mods.items():
-                np.save(layout.feature_path(root, backbone, modality, s), array)
+        write_inputs(s, stim, transcript=layout.movie_of(s) not in layout.SILENT_MOVIES)
     target_sets = {
         t: {s: n for s, n in heldout.items() if layout.target_set_of(s) == t} for t in layout.TARGET_SETS
     }
