@@ -15,9 +15,10 @@
 low-rank signal (so validation r means something); the timings do not depend on it.
 
 Each stage runs in a fresh process so its peak RSS (``VmHWM``) is its own: ``load`` (``data.load_study``),
-``train`` (one epoch of each neural decoder at d = 256, validation included), ``ridge`` (``RidgeEncoder`` on the
-training TRs, at one lag, on features reduced per modality by PCA to ``--ridge-components``: the F × F Gram matrix
-of all 16,512 dimensions alone is 2.2 GB per subject in float64, and three FIR lags make it 20 GB).
+``train`` (one epoch of each neural decoder at d = 256, validation included), ``ridge`` (the FIR ridge, lags 2, 3
+and 4 TRs, as :mod:`mindlib.reduce` bounds it: the study aligned at lag 2, features reduced per modality by PCA
+to ``--ridge-components`` on the training stimuli, the other lags by shifting the reduced tokens, then
+``RidgeEncoder``; at full dimension the F × F Gram matrix of 3 × 16,512 columns would be 20 GB per subject).
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ TR_RANGE = (400, 600)
 N_PARCELS = 1000
 RANK = 16  # latent dimensions of the planted signal
 FORMAT = 1
+RIDGE_LAGS = (2, 3, 4)  # FIR delays of the ridge stage, in TRs (the ExperimentConfig default)
 
 
 def release_runs() -> list[str]:
@@ -174,15 +176,17 @@ def peak_rss_bytes() -> int:
 
 def stage(name: str, root: str, device: str, decoders: list[str], ridge_components: int, mmap: bool) -> dict:
     """Run one stage in this process and return its figures (the parent starts one process per stage)."""
-    import sklearn.decomposition  # noqa: F401  (imported before the baseline RSS is read)
+    import scipy.linalg  # noqa: F401  (imported before the baseline RSS is read)
 
     from mindlib import baselines, data, experiment, train  # noqa: F401
+    from mindlib.align import DEFAULT_LAG_TRS
     from mindlib.cache import FeatureCache
 
     base_rss = peak_rss_bytes()
     t0 = time.perf_counter()
     cache = FeatureCache(Path(root) / CACHE_DIR, "float16") if mmap else None
-    study = data.load_study(root, "tribe", feature_cache=cache)
+    lags = (RIDGE_LAGS[0],) if name == "ridge" else (DEFAULT_LAG_TRS,)  # the ridge shifts from its first lag
+    study = data.load_study(root, "tribe", lags_trs=lags, feature_cache=cache)
     out: dict = {"load_s": time.perf_counter() - t0}
     arrays = {id(x): x for r in study.records for x in r.features.values()}
     out["feature_bytes_in_memory"] = int(
@@ -207,46 +211,27 @@ def stage(name: str, root: str, device: str, decoders: list[str], ridge_componen
 
 
 def ridge_stage(study, n_components: int) -> dict:
-    """PCA per modality (fitted on the training stimuli), then RidgeEncoder selected on validation."""
-    from dataclasses import replace
-
-    from sklearn.decomposition import PCA
-
-    from mindlib import train
+    """The FIR ridge at bounded memory (:mod:`mindlib.reduce`): the study aligned at the first FIR lag, PCA per
+    modality fitted on the training stimuli, FIR lags by shifting the reduced tokens, then RidgeEncoder with its
+    penalties selected on validation."""
+    from mindlib import reduce, train
     from mindlib.baselines import RidgeEncoder
 
     t0 = time.perf_counter()
-    train_recs = study.select("train")
-    pcas = {}
-    for m in study.modalities:
-        unique = {r.run.split("_run-")[0]: r.features[m] for r in train_recs}
-        x = np.concatenate([np.asarray(v, dtype=np.float32) for v in unique.values()])
-        pcas[m] = PCA(n_components=min(n_components, *x.shape), svd_solver="randomized", random_state=0).fit(
-            x
-        )
-        del x
-    reduced: dict = {}
-
-    def reduce(r):
-        key = r.run.split("_run-")[0]
-        if key not in reduced:
-            reduced[key] = {
-                m: pcas[m].transform(np.asarray(r.features[m], dtype=np.float32)).astype(np.float32)
-                for m in study.modalities
-            }
-        return replace(r, features=reduced[key])
-
+    pcas = reduce.fit_pca(study, n_components, progress=False)
+    fir = reduce.delay_study(reduce.reduce_study(study, pcas, progress=False), RIDGE_LAGS)
     pca_s = time.perf_counter() - t0
-    tr, va = [reduce(r) for r in train_recs], [reduce(r) for r in study.select("val")]
     t1 = time.perf_counter()
-    model = RidgeEncoder(n_subjects=len(study.subjects), dtype="float32").fit(tr, va)
+    model = RidgeEncoder(n_subjects=len(study.subjects), dtype="float32").fit(
+        fir.select("train"), fir.select("val")
+    )
     fit_s = time.perf_counter() - t1
-    val_r = train.evaluate(model, va)["pearson"]["mean"]
+    val_r = train.evaluate(model, fir.select("val"))["pearson"]["mean"]
     return {
         "ridge_pca_s": pca_s,
         "ridge_fit_s": fit_s,
         "ridge_val_r": val_r,
-        "ridge_dim": int(sum(p.n_components_ for p in pcas.values())),
+        "ridge_dim": int(sum(fir.feature_dims.values())),
     }
 
 
@@ -378,7 +363,7 @@ def scale_table(results: list[dict]):
         rows.append(row(f"one epoch, {decoder} d=256, with validation (s)", key))
         rows.append(row(f"validation r, {decoder} (1 epoch)", f"{decoder}_val_r", fmt="{:.3f}", full=False))
     if "ridge_fit_s" in results[0]:
-        rows.append(row(f"ridge: PCA to {results[0]['ridge_dim']} dims (s)", "ridge_pca_s"))
+        rows.append(row(f"ridge: PCA and FIR shifts to {results[0]['ridge_dim']} columns (s)", "ridge_pca_s"))
         rows.append(row("ridge: fit, alphas on validation (s)", "ridge_fit_s"))
         rows.append(row("validation r, ridge", "ridge_val_r", fmt="{:.3f}", full=False))
     columns = [

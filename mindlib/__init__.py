@@ -15,6 +15,7 @@ One module per concept; ``docs/method.md`` describes the method they implement::
       sadgate      SADGate: token router x subject prior, Top-K, the balance loss
       mind         MIND: the expert heads, their sparse dispatch, the decoder
       baselines    the baseline, MLP, MMoE and FIR ridge decoders of Table 1
+      reduce       the ridge's design at real size: PCA per modality, FIR lags by shifting
       models       decoder registry: build any decoder from its name
     Fitting and scoring
       train        the objective, the schedule, checkpoints and resume, whole-run predictions

@@ -1273,7 +1273,8 @@ def load_study(
     records = []
     past_end: dict[str, int] = {}  # run -> TRs after the last one its features cover
     for i, s in enumerate(subjects):
-        for run, raw in fmri[s].items():
+        for run in list(fmri[s]):
+            raw = fmri[s].pop(run)  # freed once z-scored: raw and z-scored runs are never all held at once
             n_trs = raw.shape[0]
             feats, valid = {}, ~np.isnan(raw).all(axis=1)
             for m in store.modalities:

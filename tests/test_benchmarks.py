@@ -2,6 +2,7 @@
 
 import math
 
+import numpy as np
 import pandas as pd
 import pytest
 import torch
@@ -158,6 +159,9 @@ def test_scale_study_has_the_release_shape(tmp_path, monkeypatch):
     assert ("sub-02", "s05e20a") not in have and ("sub-01", "s05e20a") in have
     assert ("sub-05", "s04e13b") not in have and ("sub-03", "s04e13b") in have
     assert {r.run for r in study.records} == set(stamp["runs"])
+    # the ridge stage: PCA per modality, FIR lags 2-4 by shifting, RidgeEncoder on validation
+    ridge = bench_scale.ridge_stage(data.load_study(tmp_path, "tribe", lags_trs=(2,)), 2)
+    assert ridge["ridge_dim"] == 3 * 3 * 2 and np.isfinite(ridge["ridge_val_r"])
     res = {
         "n_stimuli": 11,
         "n_runs": 11,
