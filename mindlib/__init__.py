@@ -30,6 +30,7 @@ One module per concept; ``docs/method.md`` describes the method they implement::
       plotting     brain maps on fsaverage5, gates, priors, tables, training curves
     Tooling
       params       notebook parameters checked against the parameters cell
+      files        write beside then rename; JSON with NaN as null
       project      where studies, results and figures live; results files
       notebooks    the papermill runner of the notebook story (make demo, make reproduce)
       grid         grids of independent runs through submitit (local processes or Slurm)

@@ -17,12 +17,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+
+from mindlib.files import atomic_write
 
 __all__ = ["FeatureCache", "DTYPES"]
 
@@ -125,11 +125,10 @@ class FeatureCache:
         self.misses += 1
         tokens, covered = compute()
         stem.parent.mkdir(parents=True, exist_ok=True)
-        _atomic(data, lambda p: np.save(p, np.asarray(tokens, dtype=self.dtype)))
-        _atomic(valid, lambda p: np.save(p, np.asarray(covered, dtype=bool)))
-        _atomic(
-            meta, lambda p: Path(p).write_text(json.dumps(fields, sort_keys=True))
-        )  # last: marks it complete
+        atomic_write(data, lambda p: np.save(p, np.asarray(tokens, dtype=self.dtype)), suffix=".npy")
+        atomic_write(valid, lambda p: np.save(p, np.asarray(covered, dtype=bool)), suffix=".npy")
+        # last: marks it complete
+        atomic_write(meta, lambda p: Path(p).write_text(json.dumps(fields, sort_keys=True)), suffix="")
         return np.load(data, mmap_mode="c"), np.load(valid)
 
     def size_bytes(self) -> int:
@@ -139,17 +138,3 @@ class FeatureCache:
             if self.directory.exists()
             else 0
         )
-
-
-def _atomic(path: Path, write) -> None:
-    """Write through a temporary file in the same folder, then rename (no half-written entry is ever read)."""
-    fd, tmp = tempfile.mkstemp(
-        dir=path.parent, prefix=f".{path.name}.", suffix=".npy" if path.suffix == ".npy" else ""
-    )
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

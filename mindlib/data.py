@@ -58,6 +58,8 @@ import numpy as np
 import pandas as pd
 import torch
 
+from mindlib.files import atomic_write, write_json
+
 from . import layout
 from .align import FEATURE_HZ, TR_S, align_features
 
@@ -476,13 +478,6 @@ def _normalise_modalities(modalities: Mapping) -> dict[str, dict[str, int]]:
     return out
 
 
-def _write_json(path: Path, obj: dict) -> None:
-    """Write JSON beside, then rename: a reader never sees half a file, an interrupted write leaves the old."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(obj, indent=2) + "\n")
-    os.replace(tmp, path)
-
-
 def file_record(path: str | Path, root: str | Path | None = None) -> dict:
     """Provenance of one source file: ``{"path", "size", "mtime_ns"}`` (bytes, ns).
 
@@ -619,7 +614,7 @@ class FeatureStore:
                 info = old  # reuse, keeping the sources it records
         for m in info["modalities"]:
             (d / m).mkdir(parents=True, exist_ok=True)
-        _write_json(d / "backbone.json", info)
+        write_json(d / "backbone.json", info, newline=True)
         if d == final:
             return cls(root, backbone, features_root=features_root)
         store = cls.__new__(cls)
@@ -750,18 +745,11 @@ class FeatureStore:
             x = x.astype(np.float32)
         p = self.path(stimulus, modality)
         p.parent.mkdir(parents=True, exist_ok=True)
-        # write beside, then rename: a reader never sees half a file, an interrupted write leaves none
-        tmp = p.with_name(f".{p.stem}.{os.getpid()}.tmp.npy")
-        try:
-            np.save(tmp, x)
-            os.replace(tmp, p)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
+        atomic_write(p, lambda tmp: np.save(tmp, x), suffix=".npy")  # an interrupted write leaves none
         if sources is not None:
             records = [file_record(s, self.root) for s in sources]
             self.info.setdefault("sources", {})[f"{modality}/{stimulus}"] = records
-            _write_json(self.dir / "backbone.json", self.info)
+            write_json(self.dir / "backbone.json", self.info, newline=True)
         return p
 
     def check_fresh(self, stimulus: str, modality: str) -> None:

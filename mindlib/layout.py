@@ -41,6 +41,8 @@ HELDOUT_SEASON = 7  # Friends season whose fMRI the challenge withheld (phase 1)
 # What a submission predicts: the name of each target sample number file (one per subject).
 TARGET_SETS = ("friends-s7", "ood")
 SPACE_ATLAS = "space-MNI152NLin2009cAsym_atlas-Schaefer18_parcel-1000Par7Net"
+# the seven networks of the Schaefer "Par7Net" labels (Yeo 2011), in the atlas's order
+NETWORKS: tuple[str, ...] = ("Vis", "SomMot", "DorsAttn", "SalVentAttn", "Limbic", "Cont", "Default")
 
 # Runs absent from the released data (docs/method.md §1). The reader reports them; it never invents them.
 KNOWN_MISSING_RUNS: dict[str, tuple[str, ...]] = {

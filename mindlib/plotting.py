@@ -16,7 +16,8 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import numpy as np
 
-NETWORKS = ("Vis", "SomMot", "DorsAttn", "SalVentAttn", "Limbic", "Cont", "Default")
+from mindlib.layout import NETWORKS
+
 SPLITS = ("train", "val", "test")
 SPLIT_COLORS = {
     "train": "#66c2a5",

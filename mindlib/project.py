@@ -16,14 +16,12 @@ Environment overrides (used by tests and CI): ``MIND_STUDIES_DIR`` (where synthe
 from __future__ import annotations
 
 import json
-import math
 import os
 from pathlib import Path
-from typing import Any
 
-import numpy as np
+from mindlib.files import write_json
+from mindlib.synthetic import SIZES
 
-SIZES = ("smoke", "demo", "full")
 RESULTS_DIR = "runs/{size}/results"  # default results_dir of every notebook (relative to the repository root)
 FIG_DIR = "runs/{size}/figures"  # default fig_dir of every notebook; "figures" is the committed set
 
@@ -99,34 +97,13 @@ def resolve_dataset(dataset: str = "synthetic", size: str = "demo", seed: int = 
     return root
 
 
-def _jsonable(x: Any) -> Any:
-    if isinstance(x, dict):
-        return {str(k): _jsonable(v) for k, v in x.items()}
-    if isinstance(x, list | tuple):
-        return [_jsonable(v) for v in x]
-    if isinstance(x, np.ndarray):
-        return _jsonable(x.tolist())
-    if isinstance(x, np.generic):
-        return _jsonable(x.item())
-    if isinstance(x, float) and not math.isfinite(x):
-        return None
-    if isinstance(x, Path):
-        return str(x)
-    return x
-
-
 def write_results(name: str, results: dict, results_dir: str | Path) -> Path:
     """Write a notebook's key numbers to ``<results_dir>/<name>.json`` and return the path.
 
     A relative ``results_dir`` is taken from the repository root (:func:`output_dir`). NaN and infinite
     floats are written as ``null`` (JSON has no NaN).
     """
-    path = Path(output_dir(results_dir)) / f"{name}.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(_jsonable(results), indent=2, sort_keys=True))
-    os.replace(tmp, path)
-    return path
+    return write_json(Path(output_dir(results_dir)) / f"{name}.json", results, sort_keys=True)
 
 
 def read_results(name: str, results_dir: str | Path) -> dict:

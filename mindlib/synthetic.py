@@ -73,15 +73,17 @@ except ImportError:  # pragma: no cover
         return contextlib.nullcontext()
 
 
+from mindlib.files import write_json
+
 from . import layout
 from .align import DEFAULT_LAG_TRS, FEATURE_HZ, TR_S, overlap_matrix
+from .layout import NETWORKS
 
 logger = logging.getLogger(__name__)
 
 Size = Literal["smoke", "demo", "full"]
 SIZES: tuple[str, ...] = ("smoke", "demo", "full")
 CONTENT_TYPES: tuple[str, ...] = ("dialogue", "music", "action", "faces", "scenery")
-NETWORKS: tuple[str, ...] = ("Vis", "SomMot", "DorsAttn", "SalVentAttn", "Limbic", "Cont", "Default")
 MODE_NAMES: tuple[str, ...] = ("language", "auditory", "visual-motion", "social")
 N_MODES = len(MODE_NAMES)  # E of the true mixture of experts
 BACKBONES: tuple[str, ...] = ("tribe", "imagebind", "qwen")
@@ -835,12 +837,6 @@ def _sessions(spec: SizeSpec, subject_index: int) -> dict[str, str]:
     return keys
 
 
-def _write_json(path: Path, obj: Any) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2))
-    os.replace(tmp, path)
-
-
 def _write_all(root: Path, size: str, seed: int) -> StudyInfo:
     spec = size_spec(size)
     model = _make_model(spec, seed)
@@ -858,7 +854,7 @@ def _write_all(root: Path, size: str, seed: int) -> StudyInfo:
         folder = layout.features_dir(root, backbone)
         for modality in info["modalities"]:
             (folder / modality).mkdir(parents=True, exist_ok=True)
-        _write_json(folder / "backbone.json", info)
+        write_json(folder / "backbone.json", info)
 
     def write_inputs(s: str, stim, transcript: bool = True) -> None:
         """What the release gives for a stimulus: its transcript (unless silent) and every backbone's features."""
@@ -963,7 +959,7 @@ def _write_all(root: Path, size: str, seed: int) -> StudyInfo:
         block_amplitude=BLOCK_AMPLITUDE,
         hrf=_hrf(),
     )
-    _write_json(
+    write_json(
         gt_dir / "truth.json",
         {
             "content_types": list(CONTENT_TYPES),
@@ -1085,13 +1081,13 @@ def make_study(
     if fresh:
         shutil.rmtree(build, ignore_errors=True)
     else:  # in place: mark the study incomplete until the end, so a crash is rebuilt next time
-        _write_json(meta_path, {"generator": GENERATOR, "format_version": FORMAT_VERSION, "complete": False})
+        write_json(meta_path, {"generator": GENERATOR, "format_version": FORMAT_VERSION, "complete": False})
     # Many small matrix products: threaded BLAS only spins (and slows 5x on a busy 2-core machine).
     with threadpool_limits(limits=1, user_api="blas"):
         info = _write_all(build, size, seed)
     meta = {"generator": GENERATOR, "format_version": FORMAT_VERSION, "complete": True, **info.to_json()}
     meta["write_seconds"] = round(time.perf_counter() - start, 3)
-    _write_json(study_json_path(build), meta)
+    write_json(study_json_path(build), meta)
     if fresh:
         try:
             if root.exists():
