@@ -354,7 +354,7 @@ def save(result: ExperimentResult, path) -> None:
         "backbone": result.backbone,
         "state_dict": result.model.state_dict(),
     }
-    train._atomic_save(blob, Path(path))  # beside, then renamed: an interrupted save leaves the old file
+    train.atomic_save(blob, Path(path))  # beside, then renamed: an interrupted save leaves the old file
 
 
 def load(path, study: Study) -> tuple[torch.nn.Module, ExperimentConfig]:
