@@ -1,7 +1,7 @@
 """MIND's expert head: sparse dispatch vs the dense formula (docs/method.md §6; paper §2.4, Eq. 4).
 
 The head maps tokens ``x`` (B, T, d) and SADGate's routing to parcels (B, T, V):
-``ŷ_t = Σ_e w_{t,e} f_e(x_t)``. Both rows below call :meth:`mindlib.mind.Experts.mix`, the method
+``ŷ_t = Σ_e w_{t,e} f_e(x_t)``. Both rows below call :meth:`mindlib.experts.Experts.mix`, the method
 ``MIND.forward`` runs, so the benchmark times exactly the model's code:
 
 - ``dense``: ``Experts.mix(x, gate, "dense")`` — every expert on every token, then the weighted sum
@@ -32,7 +32,7 @@ import pandas as pd
 import torch
 from torch import Tensor
 
-from mindlib.mind import Experts
+from mindlib.experts import Experts
 from mindlib.sadgate import SADGate, SADGateConfig
 
 from .common import MB, cuda_peak_bytes, round_robin_times, saved_bytes

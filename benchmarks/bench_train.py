@@ -24,6 +24,7 @@ from torch import nn
 
 from mindlib import layout
 from mindlib.afire import AFIREConfig
+from mindlib.decoder import n_parameters
 from mindlib.models import build_model
 from mindlib.train import masked_mse
 
@@ -151,7 +152,7 @@ def run_train_steps(
                     "d_model": size.d_model,
                     "F_total": sum(F for _, F in size.feature_dims),
                     "V": size.n_parcels,
-                    "params_M": sum(p.numel() for p in model.parameters()) / 1e6,
+                    "params_M": n_parameters(model, trainable_only=False) / 1e6,
                     "B": size.B,
                     "T": size.T,
                     "step_ms": 1e3 * seconds,

@@ -13,7 +13,9 @@ One module per concept; ``docs/method.md`` describes the method they implement::
     Model
       afire        AFIRE: per-modality projectors, fusion, temporal module -> TR tokens
       sadgate      SADGate: token router x subject prior, Top-K, the balance loss
-      mind         MIND: the expert heads, their sparse dispatch, the decoder
+      experts      the E expert heads, their gate-weighted sum (Eq. 4) and its sparse dispatch
+      mind         MIND: AFIRE tokens -> SADGate -> experts, with the auxiliary loss
+      decoder      what every decoder shares: its output, subject checks, nn.Linear init, size
       baselines    the baseline, MLP, MMoE and FIR ridge decoders of Table 1
       reduce       the ridge's design at real size: PCA per modality, FIR lags by shifting
       models       decoder registry: build any decoder from its name

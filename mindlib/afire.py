@@ -307,8 +307,3 @@ class AFIRE(nn.Module):
     def extra_repr(self) -> str:
         cfg = self.config
         return f"M={cfg.n_modalities}, d={cfg.d_model}, fusion={cfg.fusion!r}, temporal={cfg.temporal!r}"
-
-
-def n_parameters(module: nn.Module) -> int:
-    """Number of trainable parameters of a module."""
-    return sum(p.numel() for p in module.parameters() if p.requires_grad)

@@ -2,7 +2,7 @@
 
 Torch decoders on the same AFIRE tokens as MIND, with MIND's interface
 (``forward(features, subject, modality_mask=None) -> ModelOutput``, ``add_subject()``,
-``subject_parameters()``):
+``subject_parameters()``; :mod:`mindlib.decoder`):
 
 - :class:`BaselineDecoder`: a per-subject ``Linear(d, V)`` head (TRIBE-style);
 - :class:`MLPDecoder`: one shared MLP ``d -> h -> V`` with a subject embedding added to the token;
@@ -16,7 +16,6 @@ cross-validation over training runs), solved through one Gram eigendecomposition
 
 from __future__ import annotations
 
-import math
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -30,7 +29,7 @@ from torch import Tensor, nn
 
 from mindlib import metrics
 from mindlib.afire import AFIRE, AFIREConfig
-from mindlib.mind import ModelOutput, _check_subject
+from mindlib.decoder import ModelOutput, check_subject_indices, uniform_parameter
 
 DEFAULT_ALPHAS = tuple(np.logspace(-2, 6, 17))  # ridge penalties tried per parcel: 1e-2 .. 1e6, 2 per decade
 
@@ -92,12 +91,6 @@ class MMoEConfig:
             raise ValueError(f"MMoEConfig: hidden={self.hidden} and n_experts={self.n_experts} must be > 0")
 
 
-def _uniform(shape: tuple[int, ...], fan_in: int) -> nn.Parameter:
-    """A parameter initialised like nn.Linear: U(-1/sqrt(fan_in), 1/sqrt(fan_in))."""
-    bound = 1.0 / math.sqrt(fan_in)
-    return nn.Parameter(torch.empty(shape).uniform_(-bound, bound))
-
-
 class _SubjectDecoder(nn.Module):
     """Shared plumbing: AFIRE, subject-axis parameters, population init of a new subject."""
 
@@ -155,14 +148,14 @@ class BaselineDecoder(_SubjectDecoder):
         d, S, V = config.afire.d_model, config.n_subjects, config.n_parcels
         self.afire = AFIRE(config.afire)
         self.dropout = nn.Dropout(config.dropout)
-        self.head_weight = _uniform((S, d, V), d)
-        self.head_bias = _uniform((S, V), d)
+        self.head_weight = uniform_parameter((S, d, V), d)
+        self.head_bias = uniform_parameter((S, V), d)
 
     def forward(
         self, features: Mapping[str, Tensor], subject: Tensor, modality_mask: Tensor | None = None
     ) -> ModelOutput:
-        """Predict (B, T, V); ``gate`` is None and ``aux_loss`` 0 (see :class:`mindlib.mind.ModelOutput`)."""
-        _check_subject(subject, self.n_subjects)
+        """Predict (B, T, V); ``gate`` is None and ``aux_loss`` 0 (see :class:`mindlib.decoder.ModelOutput`)."""
+        check_subject_indices(subject, self.n_subjects)
         x = self.dropout(self.afire(features, modality_mask))  # (B, T, d)
         weights, biases = self.head_weight.unbind(0), self.head_bias.unbind(0)
         pred = x.new_zeros(*x.shape[:2], self.config.n_parcels)  # (B, T, V)
@@ -198,7 +191,7 @@ class MLPDecoder(_SubjectDecoder):
         self, features: Mapping[str, Tensor], subject: Tensor, modality_mask: Tensor | None = None
     ) -> ModelOutput:
         """Predict (B, T, V); ``gate`` is None and ``aux_loss`` 0."""
-        _check_subject(subject, self.n_subjects)
+        check_subject_indices(subject, self.n_subjects)
         x = self.afire(features, modality_mask) + self.subject_embedding(subject)[:, None]  # (B, T, d)
         pred = self.mlp(x)
         return ModelOutput(pred, None, pred.new_zeros(()))
@@ -228,19 +221,19 @@ class MMoEDecoder(_SubjectDecoder):
             config.n_parcels,
         )
         self.afire = AFIRE(config.afire)
-        self.w1 = _uniform((E, d, h), d)
-        self.b1 = _uniform((E, h), d)
-        self.gate_weight = _uniform((S, d, E), d)
+        self.w1 = uniform_parameter((E, d, h), d)
+        self.b1 = uniform_parameter((E, h), d)
+        self.gate_weight = uniform_parameter((S, d, E), d)
         self.gate_bias = nn.Parameter(torch.zeros(S, E))
         self.dropout = nn.Dropout(config.dropout)
-        self.readout_weight = _uniform((S, h, V), h)
-        self.readout_bias = _uniform((S, V), h)
+        self.readout_weight = uniform_parameter((S, h, V), h)
+        self.readout_bias = uniform_parameter((S, V), h)
 
     def forward(
         self, features: Mapping[str, Tensor], subject: Tensor, modality_mask: Tensor | None = None
     ) -> ModelOutput:
         """Predict (B, T, V); ``gate`` is None and ``aux_loss`` 0."""
-        _check_subject(subject, self.n_subjects)
+        check_subject_indices(subject, self.n_subjects)
         x = self.afire(features, modality_mask)  # (B, T, d)
         hidden = F.gelu(torch.einsum("btd,edh->bteh", x, self.w1) + self.b1)  # (B, T, E, h)
         logits = torch.einsum("btd,bde->bte", x, self.gate_weight[subject]) + self.gate_bias[subject][:, None]

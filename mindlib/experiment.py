@@ -27,6 +27,7 @@ from mindlib import models, train
 from mindlib.afire import AFIREConfig
 from mindlib.baselines import RidgeEncoder
 from mindlib.data import Study
+from mindlib.decoder import n_parameters
 from mindlib.params import unknown_names
 
 DECODERS = (*models.DECODERS, "ridge")
@@ -238,7 +239,7 @@ def run(
             config.train_config(checkpoint_dir),
         )
         model, grid, history = gr.best_result.model, gr.table, gr.best_result.history
-        n_params = int(sum(p.numel() for p in model.parameters()))
+        n_params = n_parameters(model, trainable_only=False)
     seconds = time.perf_counter() - t0
     val = train.evaluate(model, val_recs, **eval_kw)
     test = train.evaluate(model, test_recs, **eval_kw) if test_recs else None
@@ -353,7 +354,7 @@ def save(result: ExperimentResult, path) -> None:
         "backbone": result.backbone,
         "state_dict": result.model.state_dict(),
     }
-    train._atomic_save(blob, Path(path))  # beside, then renamed: an interrupted save leaves the old file
+    train.atomic_save(blob, Path(path))  # beside, then renamed: an interrupted save leaves the old file
 
 
 def load(path, study: Study) -> tuple[torch.nn.Module, ExperimentConfig]:

@@ -37,13 +37,13 @@ from mindlib.data import WindowDataset
 from mindlib.train import (
     TrainConfig,
     TrainResult,
-    _run_epoch,
     check_records,
     evaluate,
     fit,
     predict_runs,
     progress_bar,
     resolve_device,
+    run_epoch,
 )
 
 __all__ = [
@@ -243,10 +243,10 @@ def loso(
 def _mean_r(records: Sequence, preds: Sequence[np.ndarray]) -> float:
     """Pearson r on valid TRs, mean over parcels then runs."""
     per_run = [
-        metrics._nanmean(metrics.pearson_r(r.fmri, p, mask=np.asarray(r.valid)))
+        metrics.nanmean(metrics.pearson_r(r.fmri, p, mask=np.asarray(r.valid)))
         for r, p in zip(records, preds)
     ]
-    return metrics._nanmean(per_run)
+    return metrics.nanmean(per_run)
 
 
 def cross_subject_swap(
@@ -301,8 +301,8 @@ def cross_subject_swap(
     off = table["true_subject"] != table["used_subject"]
     return SwapResult(
         table=table,
-        swap_isg=metrics._nanmean(table.loc[off, "r"]),
-        diagonal=metrics._nanmean(table.loc[~off, "r"]),
+        swap_isg=metrics.nanmean(table.loc[off, "r"]),
+        diagonal=metrics.nanmean(table.loc[~off, "r"]),
     )
 
 
@@ -434,7 +434,7 @@ def calibrate_subject(
     dataset = WindowDataset(taken, window=config.window, stride=config.stride)
     try:
         for epoch in range(config.epochs):
-            _run_epoch(
+            run_epoch(
                 model,
                 dataset,
                 epoch,

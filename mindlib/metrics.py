@@ -25,6 +25,7 @@ __all__ = [
     "spearman_r",
     "r2_score",
     "summarize",
+    "nanmean",
     "algonauts_score",
     "repeat_ceiling",
     "normalise_by_ceiling",
@@ -152,8 +153,21 @@ def r2_score(y_true, y_pred, mask=None) -> np.ndarray:
 # ---------------------------------------------------------------------------------------------
 
 
-def _nanmean(values) -> float:
-    """Mean ignoring NaN; NaN (without a warning) when nothing is left."""
+def nanmean(values) -> float:
+    """Mean ignoring NaN: the average of scores, some of them undefined (a parcel constant in a run).
+
+    Unlike ``np.nanmean``, all-NaN or empty input gives NaN without a ``RuntimeWarning``.
+
+    Parameters
+    ----------
+    values : array-like of any shape
+        Scores, e.g. per-parcel r (V,) or per-run means; flattened.
+
+    Returns
+    -------
+    float
+        The mean over the non-NaN entries, NaN when there is none.
+    """
     arr = np.asarray(values, dtype=np.float64).ravel()
     arr = arr[~np.isnan(arr)]
     return float(arr.mean()) if arr.size else float("nan")
@@ -175,12 +189,12 @@ def summarize(scores: Mapping[tuple[str, str], np.ndarray]) -> dict:
     """
     if not scores:
         raise ValueError("summarize() got no scores; pass a dict {(subject, run): (V,) array}")
-    per_run = {key: _nanmean(value) for key, value in scores.items()}
+    per_run = {key: nanmean(value) for key, value in scores.items()}
     by_subject: dict[str, list[float]] = {}
     for (subject, _run), value in per_run.items():
         by_subject.setdefault(subject, []).append(value)
-    per_subject = {subject: _nanmean(values) for subject, values in by_subject.items()}
-    return {"mean": _nanmean(list(per_subject.values())), "per_subject": per_subject, "per_run": per_run}
+    per_subject = {subject: nanmean(values) for subject, values in by_subject.items()}
+    return {"mean": nanmean(list(per_subject.values())), "per_subject": per_subject, "per_run": per_run}
 
 
 def algonauts_score(
@@ -282,12 +296,12 @@ def algonauts_score(
                 yt_parts.append(yt[keep])
                 yp_parts.append(yp[keep])
             r = _pearson(np.concatenate(yt_parts), np.concatenate(yp_parts), stacklevel=3)
-            per_movie[subject][movie] = _nanmean(r)
-        per_subject[subject] = _nanmean(list(per_movie[subject].values()))
+            per_movie[subject][movie] = nanmean(r)
+        per_subject[subject] = nanmean(list(per_movie[subject].values()))
     return {
         "per_subject": per_subject,
         "per_movie": per_movie,
-        "mean": _nanmean(list(per_subject.values())),
+        "mean": nanmean(list(per_subject.values())),
     }
 
 

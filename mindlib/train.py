@@ -49,6 +49,8 @@ __all__ = [
     "resolve_device",
     "masked_mse",
     "fit",
+    "run_epoch",
+    "atomic_save",
     "predict_runs",
     "evaluate",
     "grid_search",
@@ -422,7 +424,7 @@ def _epoch_batches(n_items: int, batch_size: int, seed: int, epoch: int) -> list
     return [order[i : i + batch_size] for i in range(0, n_items, batch_size)]
 
 
-def _run_epoch(
+def run_epoch(
     model: nn.Module,
     dataset: WindowDataset,
     epoch: int,
@@ -434,7 +436,45 @@ def _run_epoch(
     after_step: Callable[[], None] | None = None,
     bar=None,
 ) -> tuple[float, float]:
-    """One pass over the shuffled windows; returns (mean loss per window, lr of the last step)."""
+    """One pass over the shuffled windows: forward, masked MSE + ``aux_loss``, backward, one step per batch.
+
+    Epoch ``epoch`` shuffles with a generator seeded ``seed · 1000 + epoch`` and reseeds torch's dropout
+    the same way, so a resumed run replays it (docs/method.md §7). :func:`fit` calls it once per epoch;
+    :func:`mindlib.isg.calibrate_subject` calls it to train a new subject's row only.
+
+    Parameters
+    ----------
+    model : nn.Module
+        A decoder returning a :class:`~mindlib.decoder.ModelOutput`; set to training mode here.
+    dataset : WindowDataset
+        The training windows (B windows of T TRs per batch).
+    epoch : int
+        Index of the epoch, from 0 (seeds the shuffle and the dropout).
+    config : TrainConfig
+        ``batch_size``, ``seed``, ``grad_clip``, ``amp`` and ``epochs`` (shown on the progress bar).
+    device : torch.device
+    optimizer : torch.optim.Optimizer
+    params : list of nn.Parameter
+        The parameters the optimizer updates (clipped together; summed over processes under torchrun).
+    scheduler : learning-rate scheduler, optional
+        Stepped after every optimizer step.
+    after_step : callable, optional
+        Called after every step (e.g. to restore the rows calibration must not change).
+    bar : progress bar, optional
+        Advanced by one per step, its postfix showing the epoch and the loss.
+
+    Returns
+    -------
+    mean_loss : float
+        Mean loss per window over the epoch.
+    lr : float
+        Learning rate of the last step (NaN when there was no step).
+
+    Raises
+    ------
+    FloatingPointError
+        The loss of a step is not finite.
+    """
     torch.manual_seed(config.seed * 1000 + epoch)  # dropout / modality dropout replay on resume
     model.train()
     group = distributed.group()  # several processes (torchrun): each takes its share of every global batch
@@ -515,8 +555,16 @@ def _validation_r(model: nn.Module, records: Sequence, config: TrainConfig, devi
 # ---------------------------------------------------------------------------------------------
 
 
-def _atomic_save(obj, path: Path) -> None:
-    """torch.save to a temporary file beside ``path``, then rename: a crash never leaves half a checkpoint."""
+def atomic_save(obj, path: Path) -> None:
+    """torch.save to a temporary file beside ``path``, then rename: a crash never leaves half a checkpoint.
+
+    Parameters
+    ----------
+    obj : object
+        What ``torch.save`` writes (a checkpoint dict, a model).
+    path : Path
+        Destination; its folder is created, an existing file is replaced only once the new one is whole.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
@@ -664,7 +712,7 @@ def _fit(
             break
         t0 = time.perf_counter()
         try:
-            train_loss, lr = _run_epoch(
+            train_loss, lr = run_epoch(
                 model, dataset, epoch, config, device, optimizer, params, scheduler, bar=bar
             )
             validate = (epoch + 1) % config.eval_every == 0 or epoch == config.epochs - 1
@@ -692,7 +740,7 @@ def _fit(
         logger.info("epoch %d: train loss %.4f, val r %.4f", epoch, train_loss, val_r)
         if ckpt_path is not None:
             if distributed.group().is_main:  # one writer; every rank resumes from the same file
-                _atomic_save(
+                atomic_save(
                     {
                         "model": model.state_dict(),
                         "optimizer": optimizer.state_dict(),
@@ -888,7 +936,7 @@ def evaluate(
                 "subject": rec.subject,
                 "run": rec.run,
                 "movie": movie_of(rec.run),
-                **{name: metrics._nanmean(scores[key]) for name, scores in per_parcel.items()},
+                **{name: metrics.nanmean(scores[key]) for name, scores in per_parcel.items()},
             }
         )
     result = {name: metrics.summarize(scores) for name, scores in per_parcel.items()}

@@ -39,7 +39,7 @@
 # | temporal alignment | 2 Hz frames → TR tokens with exact overlap weights and an HRF lag | `mindlib.align` |
 # | **AFIRE** | per-modality projectors over layer groups, fusion (concat / sum / gated), temporal MLP | `mindlib.afire` |
 # | **SADGate** | token router `softmax(W_r(x_t + e_s) + b_r)` × subject prior `softmax(g + B_s)`, Top-K, renormalise | `mindlib.sadgate` |
-# | **MIND** | E expert heads `d → V`; each token runs only its K experts | `mindlib.mind` |
+# | **MIND** | E expert heads `d → V`; each token runs only its K experts | `mindlib.mind`, `mindlib.experts` |
 #
 # ## Dimension legend (used in every notebook)
 #

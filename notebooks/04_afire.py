@@ -46,7 +46,7 @@ import matplotlib.pyplot as plt
 import pandas as pd
 import torch
 
-from mindlib import afire, analysis, data, experiment, plotting, project, train
+from mindlib import afire, analysis, data, decoder, experiment, plotting, project, train
 
 results_dir, fig_dir = project.output_dir(results_dir, size), project.output_dir(fig_dir, size)
 root = project.resolve_dataset(dataset, size=size, seed=0)
@@ -65,7 +65,7 @@ for name in data.list_backbones(root, features_root):
     tokens = module(batch["features"])
     shapes = {m: tuple(x.shape) for m, x in batch["features"].items()}
     print(f"{name:>10}: features {shapes} -> (B, T, d) tokens {tuple(tokens.shape)};  "
-          f"{afire.n_parameters(module):,} parameters")
+          f"{decoder.n_parameters(module, trainable_only=True):,} parameters")
 
 # %% [markdown]
 # ## 2. Fusion operators
@@ -138,7 +138,7 @@ results
 if solutions:
     for fusion in ("concat", "sum", "gated"):
         cfg = afire.AFIREConfig(modalities=dict(study.feature_dims), d_model=d_model, fusion=fusion)
-        print(f"{fusion:>7}: {afire.n_parameters(afire.AFIRE(cfg)):,} parameters")
+        print(f"{fusion:>7}: {decoder.n_parameters(afire.AFIRE(cfg), trainable_only=True):,} parameters")
     print("concat maps the M·d concatenation back to d; sum and gated add the M projections (gated: M more weights)")
 
 # %% [markdown]

@@ -81,7 +81,7 @@ def planted_records(subjects, runs, weights, rng, n_trs=40, noise=0.5, gain_step
 
 def spy_on_mix(monkeypatch) -> list:
     """Record the dispatch of every ``Experts.mix`` call (the method ``MIND.forward`` and the benchmark run)."""
-    from mindlib.mind import Experts
+    from mindlib.experts import Experts
 
     calls = []
     mix = Experts.mix

@@ -18,7 +18,7 @@ from mindlib.baselines import (
     MMoEDecoder,
     RidgeEncoder,
 )
-from mindlib.mind import ModelOutput
+from mindlib.decoder import ModelOutput
 
 MODS = {"video": 10, "text": 6}
 B, T, D, V, S = 3, 9, 8, 5, 3

@@ -62,8 +62,8 @@ def worker(rank: int, world: int, port: int, out: str) -> None:
     g = distributed.init("gloo")
     assert (g.rank, g.world, g.active, g.is_main) == (rank, world, True, rank == 0)
     writes = []
-    save = train._atomic_save
-    train._atomic_save = lambda obj, path: (writes.append(str(path)), save(obj, path))
+    save = train.atomic_save
+    train.atomic_save = lambda obj, path: (writes.append(str(path)), save(obj, path))
     try:
         config, out_dir = CONFIG, Path(out)
         for decoder in DECODERS:
@@ -78,7 +78,7 @@ def worker(rank: int, world: int, port: int, out: str) -> None:
             torch.save(resumed, out_dir / "mind-resumed.pt")
         (out_dir / f"writes-{rank}.json").write_text(json.dumps(writes))
     finally:
-        train._atomic_save = save
+        train.atomic_save = save
         distributed.shutdown()
 
 
