@@ -220,7 +220,7 @@ def test_make_help_prints_the_measured_times():
 
 def test_progress_bar_redraws_a_bounded_number_of_times(capsys):
     """Outside a kernel it is a tqdm bar on stderr; 1000 steps redraw it about 20 times, not 1000."""
-    from mindlib.train import PROGRESS_UPDATES, progress_bar
+    from mindlib.progress import PROGRESS_UPDATES, progress_bar
 
     bar = progress_bar(1000, "lr 0.003 wd 0.01")
     for _ in range(1000):
