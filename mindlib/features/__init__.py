@@ -1,4 +1,4 @@
-"""Bring your own backbone: extractors, the feature-store writer, adapters, transcripts (docs/method.md §2-3).
+"""Bring your own backbone: extractors, the feature-store writer, adapters, transcripts.
 
 AFIRE is backbone-agnostic: it reads any per-modality array ``(T_f, L, D)`` on the 2 Hz grid of
 docs/method.md §2 (frame ``k`` covers ``[k / feature_hz, (k + 1) / feature_hz)``) from the feature store

@@ -150,7 +150,8 @@ def import_features(
 ) -> FeatureStore:
     """Copy precomputed per-stimulus features into the store, checking shapes and stimulus names.
 
-    Accepted layouts under ``src`` (``ext`` one of npy, npz, pt, pth, h5, hdf5; see :func:`load_array`)::
+    Accepted layouts under ``src`` (``ext`` one of npy, npz, pt, pth, h5, hdf5; see
+    :func:`~mindlib.features.adapters.load_array`)::
 
         <src>/<stimulus>_<modality>.<ext>        e.g. s01e01a_video.npy
         <src>/<modality>/<stimulus>.<ext>        e.g. video/s01e01a.pt
@@ -188,8 +189,9 @@ def import_features(
     Raises
     ------
     ValueError
-        For a stimulus name that is not a store key (:func:`check_stimulus_names`): a movie file's
-        name (``friends_s01e01a``) or a repeat (``life01_run-1``; repeats share one stimulus's features).
+        For a stimulus name that is not a store key
+        (:func:`~mindlib.features.adapters.check_stimulus_names`): a movie file's name
+        (``friends_s01e01a``) or a repeat (``life01_run-1``; repeats share one stimulus's features).
     """
     check_fusion(fusion)
     if rank not in (2, 3, "any"):
@@ -292,9 +294,9 @@ def import_tribe(
     """TRIBE's per-modality, per-layer features ``(T_f, L, D)`` into the store (docs/method.md §3).
 
     Video V-JEPA2 ``(T_f, 40, 1408)``, text Llama-3.2-3B ``(T_f, 28, 3072)``, audio w2v-BERT
-    ``(T_f, 24, 1024)`` (:data:`TRIBE_DIMS`), in the layouts of :func:`import_features`; the store
-    records ``fusion="per-modality"``. Wrong rank or shape -> ValueError naming the file and the
-    expected shape.
+    ``(T_f, 24, 1024)`` (:data:`~mindlib.features.adapters.TRIBE_DIMS`), in the layouts of
+    :func:`import_features`; the store records ``fusion="per-modality"``. Wrong rank or shape ->
+    ValueError naming the file and the expected shape.
 
     Parameters
     ----------
@@ -337,7 +339,8 @@ def import_imagebind(
     src, root, backbone, modalities
         As in :func:`import_features`.
     expected_dim : int, optional
-        Embedding size ``D`` (:data:`IMAGEBIND_DIM`); None checks only rank and consistency.
+        Embedding size ``D`` (:data:`~mindlib.features.adapters.IMAGEBIND_DIM`); None checks only
+        rank and consistency.
     **options
         ``feature_hz``, ``dtype``, ``overwrite``, ``progress``, ``features_root``
         (:class:`~mindlib.features.store.StoreOptions`).
@@ -373,7 +376,8 @@ def import_qwen(
     src, root, backbone
         As in :func:`import_features`.
     expected_dim : int, optional
-        Hidden size ``D`` (:data:`QWEN_DIM`); None checks only rank and consistency.
+        Hidden size ``D`` (:data:`~mindlib.features.adapters.QWEN_DIM`); None checks only rank and
+        consistency.
     **options
         ``feature_hz``, ``dtype``, ``overwrite``, ``progress``, ``features_root``
         (:class:`~mindlib.features.store.StoreOptions`).

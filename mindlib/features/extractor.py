@@ -3,7 +3,8 @@
 An :class:`Extractor` is a backbone (docs/method.md §3): it turns a
 :class:`~mindlib.features.stimulus.Stimulus` into features ``(T_f, L, D)`` on the 2 Hz grid of
 docs/method.md §2. ``@register_extractor`` adds a subclass to :data:`REGISTRY` under its ``name``, so
-:func:`get_extractor` and :func:`~mindlib.features.store.extract_to_store` build it by name. The shipped extractors register themselves when :mod:`mindlib.features` is imported.
+:func:`get_extractor` and :func:`~mindlib.features.store.extract_to_store` build it by name. The
+shipped extractors register themselves when :mod:`mindlib.features` is imported.
 """
 
 from __future__ import annotations
@@ -60,10 +61,11 @@ REGISTRY: dict[str, type[Extractor]] = {}  # name -> Extractor subclass, filled 
 
 
 def register_extractor(cls: type[Extractor]) -> type[Extractor]:
-    """Class decorator adding an :class:`Extractor` subclass to :data:`REGISTRY` under ``cls.name``.
+    """Class decorator adding an :class:`Extractor` subclass to the registry under ``cls.name``.
 
-    Re-registering the same name is allowed only for a class of the same module and qualified name
-    (a notebook cell run twice); another class under a taken name is a ValueError.
+    The registry is :data:`mindlib.features.extractor.REGISTRY`. Re-registering the same name is
+    allowed only for a class of the same module and qualified name (a notebook cell run twice);
+    another class under a taken name is a ValueError.
     """
     if not (isinstance(cls, type) and issubclass(cls, Extractor)):
         raise TypeError(f"register_extractor decorates Extractor subclasses, got {cls!r}")
