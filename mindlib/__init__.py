@@ -7,7 +7,7 @@ One module per concept; ``docs/method.md`` describes the method they implement::
       align        2 Hz feature frames to TRs by exact overlap, the haemodynamic lag, FIR delays
       data         the fMRI reader with its checks, the feature store, splits, training windows
       synthetic    the embedded synthetic study in the release's layout, with its ground truth
-      features     feature extractors, store writers, the TRIBE/ImageBind/Qwen adapters, transcripts
+      features     subpackage: stimuli on the 2 Hz grid, extractors, the store writer, adapters, transcripts
       precomputed  importer for public precomputed features (one HDF5 per stimulus, once per TR)
       cache        aligned features kept on disk and read back by memory map
     Model
@@ -31,6 +31,7 @@ One module per concept; ``docs/method.md`` describes the method they implement::
       analysis     gates over whole runs, effective subject priors, expert usage by content
       plotting     brain maps on fsaverage5, gates, priors, tables, training curves
     Tooling
+      progress     progress bars for long loops: an ETA, bounded redraws, one output per bar
       params       notebook parameters checked against the parameters cell
       files        write beside then rename; JSON with NaN as null
       project      where studies, results and figures live; results files

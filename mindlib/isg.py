@@ -34,6 +34,7 @@ from torch import nn
 from mindlib import metrics
 from mindlib.align import TR_S
 from mindlib.data import WindowDataset
+from mindlib.progress import progress_bar
 from mindlib.train import (
     TrainConfig,
     TrainResult,
@@ -41,7 +42,6 @@ from mindlib.train import (
     evaluate,
     fit,
     predict_runs,
-    progress_bar,
     resolve_device,
     run_epoch,
 )
@@ -484,7 +484,7 @@ def few_shot_curve(
     tr_s : float
         Repetition time in seconds.
     progress : bool
-        One bar over the budgets (``mindlib.train.progress_bar``).
+        One bar over the budgets (``mindlib.progress.progress_bar``).
 
     Returns
     -------
@@ -617,7 +617,7 @@ def few_shot_protocol(
     exclude_trs, tr_s
         Passed to the official metric, and the repetition time.
     progress : bool
-        One bar over the (budget, draw) pairs (``mindlib.train.progress_bar``).
+        One bar over the (budget, draw) pairs (``mindlib.progress.progress_bar``).
 
     Returns
     -------

@@ -186,7 +186,7 @@ class WordRate(features.Extractor):
     input = "words"
 
     def extract(self, stimulus, feature_hz=FEATURE_HZ):
-        w = self._require(stimulus, "words")
+        w = self.require(stimulus, "words")
         weights = features.word_bins(w.onset_s, w.duration_s, stimulus.n_frames(feature_hz), feature_hz)
         return weights.sum(1)[:, None, None].astype(np.float32)  # (T_f, 1, 1)
 
@@ -278,7 +278,7 @@ if solutions:
         input = "words"
 
         def extract(self, stimulus, feature_hz=FEATURE_HZ):
-            w = self._require(stimulus, "words")
+            w = self.require(stimulus, "words")
             n = stimulus.n_frames(feature_hz)
             bins = np.minimum((np.asarray(w.onset_s) * feature_hz).astype(int), n - 1)
             return np.bincount(bins, minlength=n)[:, None, None].astype(np.float32)  # (T_f, 1, 1)

@@ -114,7 +114,7 @@ class WordCount(features.Extractor):
         self.scale = scale
 
     def extract(self, stimulus, feature_hz=FEATURE_HZ):
-        words = self._require(stimulus, "words")
+        words = self.require(stimulus, "words")
         counts = np.zeros(stimulus.n_frames(feature_hz), np.float32)
         np.add.at(counts, np.minimum((words.onset_s.to_numpy() * feature_hz).astype(int), len(counts) - 1), 1)
         return (self.scale * counts)[:, None, None]

@@ -14,6 +14,8 @@ from torch import nn
 from mindlib import features as F
 from mindlib import layout
 from mindlib.data import FeatureStore
+from mindlib.features import extractor as extractor_module
+from mindlib.features.text import load_text_model
 
 # --------------------------------------------------------------------------------------------------
 # Helpers
@@ -141,7 +143,7 @@ def test_text_embeddings_match_an_unbatched_reference(text_extractor):
 
     words = ["I", "can't", "believe", "it's", "Thanksgiving", "again", "Monica"]
     emb = text_extractor.embed_words(words)  # (7, 3, 384), batched and padded
-    tokenizer, model = F._load_text_model(str(text_extractor.model_path), "cpu")
+    tokenizer, model = load_text_model(str(text_extractor.model_path), "cpu")
     for j in (0, 4, 6):
         window = words[max(0, j - 4) : j + 1]
         enc = tokenizer(window, is_split_into_words=True, return_tensors="pt")
@@ -353,7 +355,8 @@ def test_registry_lists_and_rejects_unknown_names(monkeypatch):
         F.get_extractor("nope")
     assert isinstance(F.get_extractor("video-lowlevel", grid=(2, 2)), F.VideoLowLevelExtractor)
 
-    monkeypatch.setattr(F, "_REGISTRY", dict(F._REGISTRY))  # keep the test's class out of the real registry
+    # keep the test's class out of the real registry
+    monkeypatch.setattr(extractor_module, "REGISTRY", dict(extractor_module.REGISTRY))
 
     @F.register_extractor
     class Ramp(F.Extractor):  # a new backbone is one class plus one decorator line

@@ -220,7 +220,7 @@ def test_make_help_prints_the_measured_times():
 
 def test_progress_bar_redraws_a_bounded_number_of_times(capsys):
     """Outside a kernel it is a tqdm bar on stderr; 1000 steps redraw it about 20 times, not 1000."""
-    from mindlib.train import PROGRESS_UPDATES, progress_bar
+    from mindlib.progress import PROGRESS_UPDATES, progress_bar
 
     bar = progress_bar(1000, "lr 0.003 wd 0.01")
     for _ in range(1000):
@@ -234,13 +234,14 @@ def test_progress_bar_redraws_a_bounded_number_of_times(capsys):
 
 
 def test_every_module_is_listed_in_the_package_docstring_and_the_readme():
-    """mindlib/__init__ and the README's layout block name every module with one line each."""
+    """mindlib/__init__ and the README's layout block name every module and subpackage with one line each."""
     import re
 
     import mindlib
 
     root = Path(__file__).resolve().parent.parent
     modules = sorted(p.stem for p in (root / "mindlib").glob("*.py") if p.stem != "__init__")
+    modules += sorted(p.parent.name for p in (root / "mindlib").glob("*/__init__.py"))
     readme = (root / "README.md").read_text()
     layout = readme[readme.index("## Layout") :]
     for name, text in (("mindlib/__init__.py", mindlib.__doc__), ("README.md", layout)):
