@@ -31,7 +31,7 @@ import numpy as np
 
 from mindlib.align import overlap_matrix
 from mindlib.data import Study
-from mindlib.train import progress_bar
+from mindlib.progress import progress_bar
 
 __all__ = ["ModalityPCA", "fit_pca", "reduce_study", "delay_study", "first_covered_tr"]
 
