@@ -58,10 +58,9 @@ import numpy as np
 import pandas as pd
 import torch
 
+from mindlib import layout
+from mindlib.align import FEATURE_HZ, TR_S, align_features
 from mindlib.files import atomic_write, write_json
-
-from . import layout
-from .align import FEATURE_HZ, TR_S, align_features
 
 logger = logging.getLogger(__name__)
 

@@ -48,9 +48,9 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from . import layout
-from .align import TR_S
-from .data import FeatureStore
+from mindlib import layout
+from mindlib.align import TR_S
+from mindlib.data import FeatureStore
 
 logger = logging.getLogger(__name__)
 

@@ -51,9 +51,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from . import layout, metrics
-from .align import align_features
-from .data import LENGTH_TOLERANCE_S, RunRecord, Study, aggregate_layers, load_fmri
+from mindlib import layout, metrics
+from mindlib.align import align_features
+from mindlib.data import LENGTH_TOLERANCE_S, RunRecord, Study, aggregate_layers, load_fmri
 
 logger = logging.getLogger(__name__)
 
@@ -183,7 +183,7 @@ def prediction_records(
         modality), ``target_s``, ``gap_s`` (feature minus target duration) and ``n_uncovered`` (TRs without
         features, predicted as 0).
     """
-    from .data import FeatureStore
+    from mindlib.data import FeatureStore
 
     store = FeatureStore(study.root, study.backbone)
     cache: dict[tuple[str, int], tuple[dict[str, np.ndarray], np.ndarray, int]] = {}
@@ -263,7 +263,7 @@ def predict(
     """
     import torch
 
-    from .train import predict_runs
+    from mindlib.train import predict_runs
 
     models = list(models) if isinstance(models, list | tuple) else [models]
     if not models:
@@ -494,7 +494,7 @@ def load_models(paths: Iterable[str | Path], root: str | Path, **study_kwargs) -
     """
     import torch
 
-    from . import data, experiment
+    from mindlib import data, experiment
 
     paths = [Path(p) for p in paths]
     if not paths:
@@ -546,7 +546,7 @@ def write(
 
 
 def main(argv: list[str] | None = None) -> int:
-    from . import project, synthetic
+    from mindlib import project, synthetic
 
     ap = argparse.ArgumentParser(
         prog="python -m mindlib.submission",

@@ -73,11 +73,10 @@ except ImportError:  # pragma: no cover
         return contextlib.nullcontext()
 
 
+from mindlib import layout
+from mindlib.align import DEFAULT_LAG_TRS, FEATURE_HZ, TR_S, overlap_matrix
 from mindlib.files import write_json
-
-from . import layout
-from .align import DEFAULT_LAG_TRS, FEATURE_HZ, TR_S, overlap_matrix
-from .layout import NETWORKS
+from mindlib.layout import NETWORKS
 
 logger = logging.getLogger(__name__)
 

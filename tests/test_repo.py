@@ -249,3 +249,41 @@ def test_every_module_is_listed_in_the_package_docstring_and_the_readme():
         missing = [m for m in modules if m not in listed]
         assert not missing, f"{name} does not list the modules {missing}"
         assert len(listed) == len(set(listed)), f"{name} lists a module twice"
+
+
+def _package_sources():
+    import ast
+
+    for path in sorted((project.repo_root() / "mindlib").rglob("*.py")):
+        yield path, ast.parse(path.read_text())
+
+
+def test_package_imports_are_absolute_and_use_no_private_names_of_other_modules():
+    import ast
+
+    relative, private = [], []
+    for path, tree in _package_sources():
+        modules = set()  # names bound to mindlib modules in this file
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom):
+                if node.level:
+                    relative.append(f"{path.name}:{node.lineno}")
+                if (node.module or "").startswith("mindlib"):
+                    private += [
+                        f"{path.name}:{node.lineno} {a.name}" for a in node.names if a.name.startswith("_")
+                    ]
+                    if node.module == "mindlib":
+                        modules |= {a.asname or a.name for a in node.names}
+            elif isinstance(node, ast.Import):
+                modules |= {a.asname for a in node.names if a.name.startswith("mindlib.") and a.asname}
+        for node in ast.walk(tree):
+            if (
+                isinstance(node, ast.Attribute)
+                and isinstance(node.value, ast.Name)
+                and node.value.id in modules
+                and node.attr.startswith("_")
+                and not node.attr.startswith("__")
+            ):
+                private.append(f"{path.name}:{node.lineno} {node.value.id}.{node.attr}")
+    assert not relative, f"relative imports (use `from mindlib... import`): {relative}"
+    assert not private, f"private names used across modules (make them public or keep them inside): {private}"
