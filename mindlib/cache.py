@@ -24,6 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .params import check_choice
+
 __all__ = ["FeatureCache", "DTYPES"]
 
 DTYPES = ("float16", "float32")  # storage types of cached features
@@ -42,8 +44,7 @@ class FeatureCache:
     """
 
     def __init__(self, directory: str | Path, dtype: str = "float16"):
-        if dtype not in DTYPES:
-            raise ValueError(f"FeatureCache dtype must be one of {DTYPES}, got {dtype!r}")
+        check_choice(dtype, DTYPES, "FeatureCache dtype")
         self.directory, self.dtype = Path(directory), dtype
         self.hits = self.misses = 0
 

@@ -60,6 +60,7 @@ import torch
 
 from . import layout
 from .align import FEATURE_HZ, TR_S, align_features
+from .params import check_choice
 
 logger = logging.getLogger(__name__)
 
@@ -1083,8 +1084,7 @@ class Study:
 
     def select(self, split_name: str) -> list[RunRecord]:
         """Records on one side of the split: ``"train"``, ``"val"`` or ``"test"``."""
-        if split_name not in SPLIT_NAMES:
-            raise ValueError(f"split_name must be one of {SPLIT_NAMES}, got {split_name!r}")
+        check_choice(split_name, SPLIT_NAMES, "split_name")
         keep = set(getattr(self.split, split_name))
         return [r for r in self.records if r.run in keep]
 

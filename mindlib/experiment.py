@@ -47,10 +47,12 @@ from mindlib.sadgate import Balance, Mode, SADGateOptions
 Decoder = Literal[models.Decoder, "ridge"]  # Table 1 rows: the torch decoders, and ridge
 DECODERS: tuple[str, ...] = get_args(Decoder)
 
-# The experiment's defaults that differ from the module configs' on purpose, one name each:
-D_MODEL = 128  # d of the notebooks' runs (their parameter cells and mindlib.grid use it): AFIREConfig's 256 halved for CPU-sized studies
-EPOCHS = 15  # passes per grid cell in the notebooks' runs (TrainConfig's 20 is fit()'s own default)
-PROGRESS = False  # quiet: tests and grids run many experiments; a notebook passes progress=True
+# The experiment's defaults that differ from the module configs' on purpose, one name each. The notebooks'
+# runs (their parameter cells, mindlib.grid) are sized for CPU studies: a token dim of half AFIREConfig's 256
+# and 15 epochs per grid cell instead of fit()'s 20; and quiet, since tests and grids run many of them.
+D_MODEL = 128  # d, AFIRE token dim of an experiment (AFIREConfig: 256)
+EPOCHS = 15  # passes over the training windows per grid cell (TrainConfig: 20)
+PROGRESS = False  # no progress bar unless asked for (TrainConfig: True); a notebook passes progress=True
 
 
 @dataclass(frozen=True)
@@ -65,13 +67,11 @@ class ExperimentConfig:
     n_experts: int = default_of(SADGateOptions, "n_experts")  # E (MIND and MMoE)
     top_k: int = default_of(SADGateOptions, "top_k")  # K experts kept per token (MIND)
     d_model: int = D_MODEL  # d, AFIRE token dim
-    hidden: int = default_of(MLPConfig, "hidden")  # hidden width of MLP decoders / MLP experts
+    hidden: int = default_of(MLPConfig, "hidden")  # h of MLP, MMoE and MIND's MLP experts (one default)
     expert: Expert = default_of(MINDConfig, "expert")  # MIND expert heads
     fusion: Fusion = default_of(AFIREConfig, "fusion")  # AFIRE fusion operator
     temporal: Temporal = default_of(AFIREConfig, "temporal")  # AFIRE temporal module
-    modality_dropout: float = default_of(
-        AFIREConfig, "modality_dropout"
-    )  # P(drop a modality of a training window)
+    modality_dropout: float = default_of(AFIREConfig, "modality_dropout")  # P(drop a modality of a window)
     epochs: int = EPOCHS  # passes over the training windows per grid cell
     batch_size: int = default_of(train.TrainConfig, "batch_size")  # B windows per step
     window: int = default_of(train.TrainConfig, "window")  # T TRs per window
@@ -84,11 +84,7 @@ class ExperimentConfig:
     router_subject: bool = default_of(SADGateOptions, "router_subject")  # e_s on MIND's token router
     seed: int = default_of(train.TrainConfig, "seed")  # model initialisation, shuffling, dropout
     isg_subjects: tuple[str, ...] = ()  # leave-one-subject-out for each (ISG column of Table 1); () = skip
-    fir_lags_trs: tuple[float, ...] = (
-        2,
-        3,
-        4,
-    )  # ridge: FIR delays in TRs (neural decoders use the study's lag)
+    fir_lags_trs: tuple[float, ...] = (2, 3, 4)  # ridge's FIR delays in TRs (the others: the study's lag)
     device: str = default_of(train.TrainConfig, "device")  # "auto" | "cpu" | "cuda"
     progress: bool = PROGRESS  # tqdm bar per fit
 
