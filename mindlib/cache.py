@@ -24,8 +24,6 @@ from pathlib import Path
 
 import numpy as np
 
-from .params import check_choice
-
 __all__ = ["FeatureCache", "DTYPES"]
 
 DTYPES = ("float16", "float32")  # storage types of cached features
@@ -44,7 +42,8 @@ class FeatureCache:
     """
 
     def __init__(self, directory: str | Path, dtype: str = "float16"):
-        check_choice(dtype, DTYPES, "FeatureCache dtype")
+        if dtype not in DTYPES:
+            raise ValueError(f"FeatureCache dtype must be one of {DTYPES}, got {dtype!r}")
         self.directory, self.dtype = Path(directory), dtype
         self.hits = self.misses = 0
 

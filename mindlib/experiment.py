@@ -136,6 +136,7 @@ class ExperimentConfig:
         valid = models.decoder_options(self.decoder)
         return {k: v for k, v in wanted.items() if k in valid}
 
+    @property
     def prediction(self) -> train.Prediction:
         """How validation and test runs are predicted: this config's window, on its device."""
         return train.Prediction(window=self.window, device=self.device)
@@ -242,7 +243,7 @@ def run(
             "both must be non-empty (use a larger study or smaller val/test fractions)"
         )
     t0 = time.perf_counter()
-    prediction = config.prediction()  # torch decoders only (ridge predicts each record itself)
+    prediction = config.prediction  # torch decoders only (ridge predicts each record itself)
     if config.decoder == "ridge":
         # the classical voxelwise model learns the response shape from FIR-delayed features
         fir = with_lags(study, config.fir_lags_trs)

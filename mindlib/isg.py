@@ -314,7 +314,7 @@ def cross_subject_swap(
         This is not the paper's ISG (:func:`loso`): every subject here was trained on.
     """
     records = list(records)
-    prediction = Prediction.with_settings(prediction, settings)
+    prediction = prediction.with_settings(**settings)
     check_records(model, records, "records")
     subjects = subjects_of(records)
     if len(subjects) < 2:

@@ -24,7 +24,7 @@ _REGISTRY: dict[str, tuple[type, type]] = {
     "baseline": (BaselineConfig, BaselineDecoder),
     "mlp": (MLPConfig, MLPDecoder),
     "mmoe": (MMoEConfig, MMoEDecoder),
-}  # one entry per name of Decoder (tests/test_models.py checks they agree)
+}  # one entry per name of Decoder (tests/test_experiment.py checks they agree)
 
 
 def decoder_options(decoder: str) -> tuple[str, ...]:

@@ -23,8 +23,6 @@ from typing import Any
 
 import numpy as np
 
-from .params import check_choice
-
 SIZES = ("smoke", "demo", "full")
 RESULTS_DIR = "runs/{size}/results"  # default results_dir of every notebook (relative to the repository root)
 FIG_DIR = "runs/{size}/figures"  # default fig_dir of every notebook; "figures" is the committed set
@@ -85,7 +83,8 @@ def resolve_dataset(dataset: str = "synthetic", size: str = "demo", seed: int = 
     root : Path
     """
     if dataset == "synthetic":
-        check_choice(size, SIZES, "size")
+        if size not in SIZES:
+            raise ValueError(f"size must be one of {SIZES}, got {size!r}")
         from mindlib import synthetic
 
         root = studies_dir() / f"synthetic-{size}-seed{seed}"

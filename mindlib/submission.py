@@ -271,7 +271,7 @@ def predict(
 
     from .train import Prediction, predict_runs
 
-    prediction = Prediction.with_settings(prediction or Prediction(), settings)
+    prediction = (prediction or Prediction()).with_settings(**settings)
     models = list(models) if isinstance(models, list | tuple) else [models]
     if not models:
         raise ValueError("predict() needs at least one model")

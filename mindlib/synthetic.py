@@ -75,7 +75,6 @@ except ImportError:  # pragma: no cover
 
 from . import layout
 from .align import DEFAULT_LAG_TRS, FEATURE_HZ, TR_S, overlap_matrix
-from .params import check_choice
 
 logger = logging.getLogger(__name__)
 
@@ -271,7 +270,8 @@ SIZE_SPECS: dict[str, SizeSpec] = {
 
 def size_spec(size: str) -> SizeSpec:
     """The :class:`SizeSpec` of ``size`` in {"smoke", "demo", "full"} (ValueError otherwise)."""
-    check_choice(size, SIZES, "size")
+    if size not in SIZE_SPECS:
+        raise ValueError(f"size must be one of {SIZES}, got {size!r}")
     return SIZE_SPECS[size]
 
 

@@ -183,17 +183,22 @@ class Prediction:
         """TRs between window starts: ``stride``, or ``window // 2`` when it is None."""
         return max(self.window // 2, 1) if self.stride is None else self.stride
 
-    @classmethod
-    def with_settings(cls, prediction: Prediction, settings: Mapping[str, Any]) -> Prediction:
-        """``prediction`` with the fields named in ``settings`` replaced (a scorer's keyword arguments)."""
-        names = {f.name for f in fields(cls)}
+    def with_settings(self, **settings: Any) -> Prediction:
+        """This prediction with the fields named in ``settings`` replaced (a scorer's keyword arguments).
+
+        Raises
+        ------
+        TypeError
+            For a name that is not a field, with its closest field (``windw`` -> ``window``).
+        """
+        names = {f.name for f in fields(self)}
         unknown = sorted(set(settings) - names)
         if unknown:
             raise TypeError(
                 f"unknown prediction setting(s) {unknown_names(unknown, names)}; Prediction's fields are "
                 f"{sorted(names)}"
             )
-        return replace(prediction, **settings) if settings else prediction
+        return replace(self, **settings) if settings else self
 
 
 @dataclass(frozen=True)
@@ -805,7 +810,7 @@ def predict_runs(
         One array per record, in order.
     """
     output = output or (lambda out: out.pred)
-    p = Prediction.with_settings(prediction, settings)
+    p = prediction.with_settings(**settings)
     window, stride, batch_size = p.window, p.step, p.batch_size
     check_records(model, records, "records", require_valid=False)
     if p.device is None:
@@ -887,7 +892,7 @@ def evaluate(
     records = list(records)
     if not records:
         raise ValueError("evaluate() got no records")
-    preds = _predictions(model_or_fn, records, Prediction.with_settings(prediction, settings))
+    preds = _predictions(model_or_fn, records, prediction.with_settings(**settings))
     per_parcel: dict[str, dict] = {"pearson": {}, "spearman": {}, "r2": {}}
     predictions: dict[str, dict] = {}
     targets: dict[str, dict] = {}
