@@ -21,16 +21,21 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, get_args
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-PROJECTORS = ("linear", "mlp")
-FUSIONS = ("concat", "sum", "gated")
-TEMPORALS = ("mlp", "transformer", "none")
+from mindlib.params import check_literal_fields
+
+Projector = Literal["linear", "mlp"]  # P_m: Linear | Linear + LayerNorm + GELU + Dropout
+Fusion = Literal["concat", "sum", "gated"]  # how the modalities merge into one token stream
+Temporal = Literal["mlp", "transformer", "none"]  # the temporal module over neighbouring TRs
+PROJECTORS: tuple[str, ...] = get_args(Projector)
+FUSIONS: tuple[str, ...] = get_args(Fusion)
+TEMPORALS: tuple[str, ...] = get_args(Temporal)
 
 
 @dataclass(frozen=True)
@@ -43,9 +48,9 @@ class AFIREConfig:
 
     modalities: tuple[tuple[str, int], ...]  # (name, F_m) per modality, M entries
     d_model: int = 256  # d, token dim
-    projector: Literal["linear", "mlp"] = "linear"  # mlp = Linear + LayerNorm + GELU + Dropout
-    fusion: Literal["concat", "sum", "gated"] = "concat"  # how modalities merge into one stream
-    temporal: Literal["mlp", "transformer", "none"] = "mlp"  # paper default: lightweight temporal MLP
+    projector: Projector = "linear"  # mlp = Linear + LayerNorm + GELU + Dropout
+    fusion: Fusion = "concat"  # how modalities merge into one stream
+    temporal: Temporal = "mlp"  # paper default: lightweight temporal MLP
     context_trs: int = 2  # ±TRs seen by the temporal MLP (depthwise conv kernel 2w+1)
     max_len: int = 512  # longest window in TRs (learned positional embedding)
     n_layers: int = 2  # transformer layers (temporal="transformer")
@@ -74,13 +79,7 @@ class AFIREConfig:
                 raise ValueError(f"AFIREConfig: modality {name!r} has feature dim {dim}; it must be > 0")
         if self.d_model <= 0:
             raise ValueError(f"AFIREConfig.d_model must be > 0, got {self.d_model}")
-        for field, value, allowed in (
-            ("projector", self.projector, PROJECTORS),
-            ("fusion", self.fusion, FUSIONS),
-            ("temporal", self.temporal, TEMPORALS),
-        ):
-            if value not in allowed:
-                raise ValueError(f"AFIREConfig.{field}={value!r}; choose one of {allowed}")
+        check_literal_fields(self)  # projector, fusion, temporal
         if self.context_trs < 0:
             raise ValueError(f"AFIREConfig.context_trs must be >= 0, got {self.context_trs}")
         if self.max_len <= 0:

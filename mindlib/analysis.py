@@ -17,7 +17,7 @@ from mindlib import align, data, layout, metrics, train
 
 
 def gate_runs(
-    model: torch.nn.Module, records: Sequence, window: int = 100, batch_size: int = 16
+    model: torch.nn.Module, records: Sequence, prediction: train.Prediction = train.Prediction(), **settings
 ) -> list[np.ndarray]:
     """Gate weights of every TR of whole runs.
 
@@ -26,9 +26,11 @@ def gate_runs(
     model : MIND
         Any decoder whose output has a ``gate`` with ``weights`` ``(B, T, E)``.
     records : list of RunRecord
-    window : int
-        Window length (as in training); overlapping windows are averaged, the last aligned to the end
-        (the covering of :func:`mindlib.train.predict_runs`).
+    prediction : mindlib.train.Prediction
+        Window (as in training), stride, batch size, device, amp; overlapping windows are averaged, the last
+        aligned to the end (the covering of :func:`mindlib.train.predict_runs`).
+    **settings
+        Fields of ``prediction`` to change for this call (``window=50``).
 
     Returns
     -------
@@ -40,7 +42,7 @@ def gate_runs(
             raise ValueError(f"{type(model).__name__} has no gate to read")
         return out.gate.weights
 
-    return train.predict_runs(model, records, window=window, batch_size=batch_size, output=weights)
+    return train.predict_runs(model, records, prediction, output=weights, **settings)
 
 
 @torch.no_grad()
@@ -211,7 +213,13 @@ def subject_structure(learned: np.ndarray, true: np.ndarray, expert: np.ndarray)
     return metrics.pearson_r(a.T, b.T)
 
 
-def subject_routing(model: torch.nn.Module, root, records: Sequence, window: int = 100) -> dict:
+def subject_routing(
+    model: torch.nn.Module,
+    root,
+    records: Sequence,
+    prediction: train.Prediction = train.Prediction(),
+    **settings,
+) -> dict:
     """A trained MIND's subject structure, scored against the synthetic truth after matching experts to modes
     (docs/method.md §5, §10).
 
@@ -228,8 +236,8 @@ def subject_routing(model: torch.nn.Module, root, records: Sequence, window: int
         A synthetic study (its ``ground_truth/``).
     records : list of RunRecord
         Runs of every subject the model has a slot for (``subject_index`` = its slot), e.g. the val split.
-    window : int
-        Prediction window (as in training).
+    prediction, **settings
+        How the gates are read over whole runs (:func:`gate_runs`; ``window`` as in training).
 
     Returns
     -------
@@ -244,7 +252,7 @@ def subject_routing(model: torch.nn.Module, root, records: Sequence, window: int
     from mindlib import synthetic
 
     records = list(records)
-    gates = gate_runs(model, records, window=window)
+    gates = gate_runs(model, records, prediction, **settings)
     usage, subjects = mean_routing(gates, records)
     slot = {r.subject: int(r.subject_index) for r in records}
     truth = synthetic.load_ground_truth(root, subjects=subjects)
@@ -357,16 +365,21 @@ def compare_parametrisations(study, root, config, variants: dict | None = None, 
 
 
 @torch.no_grad()
-def balance_over_runs(model: torch.nn.Module, records: Sequence, window: int = 100) -> dict[str, float]:
+def balance_over_runs(
+    model: torch.nn.Module, records: Sequence, prediction: train.Prediction = train.Prediction(), **settings
+) -> dict[str, float]:
     """Both balance losses (:func:`mindlib.sadgate.balance_loss`) of a gate over every TR of whole runs, in eval mode.
 
     Reads the router probabilities over the covering windows of :func:`gate_runs` (overlaps averaged) and
-    takes the load from the K largest window-averaged gate weights of each TR.
+    takes the load from the K largest window-averaged gate weights of each TR. ``prediction`` and
+    ``**settings`` as in :func:`gate_runs`.
     """
     from mindlib import sadgate
 
-    probs = train.predict_runs(model, records, window=window, output=lambda out: out.gate.router_probs)
-    weights = gate_runs(model, records, window=window)
+    probs = train.predict_runs(
+        model, records, prediction, output=lambda out: out.gate.router_probs, **settings
+    )
+    weights = gate_runs(model, records, prediction, **settings)
     P = torch.as_tensor(np.concatenate([p[np.asarray(r.valid, bool)] for p, r in zip(probs, records)]))[None]
     W = torch.as_tensor(np.concatenate([w[np.asarray(r.valid, bool)] for w, r in zip(weights, records)]))[
         None

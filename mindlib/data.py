@@ -50,7 +50,7 @@ import shutil
 import warnings
 import zlib
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import h5py
@@ -61,6 +61,7 @@ import torch
 from mindlib import layout
 from mindlib.align import FEATURE_HZ, TR_S, align_features
 from mindlib.files import atomic_write, write_json
+from mindlib.params import check_choice
 
 logger = logging.getLogger(__name__)
 
@@ -1070,8 +1071,7 @@ class Study:
 
     def select(self, split_name: str) -> list[RunRecord]:
         """Records on one side of the split: ``"train"``, ``"val"`` or ``"test"``."""
-        if split_name not in SPLIT_NAMES:
-            raise ValueError(f"split_name must be one of {SPLIT_NAMES}, got {split_name!r}")
+        check_choice(split_name, SPLIT_NAMES, "split_name")
         keep = set(getattr(self.split, split_name))
         return [r for r in self.records if r.run in keep]
 
@@ -1311,6 +1311,39 @@ def load_study(
         info=store.info,
         features_root=store.features_root,
     )
+
+
+def with_lags(study: Study, lags_trs: Sequence[float]) -> Study:
+    """The same study (subjects, runs and split) with features aligned at other lags (FIR delays).
+
+    Parameters
+    ----------
+    study : Study
+    lags_trs : sequence of float
+        Haemodynamic lags in TRs; several give FIR-delayed features (``F_m`` times the number of lags).
+
+    Returns
+    -------
+    Study
+        ``study`` itself when the lags are its own; else the study reloaded from the same files (its
+        freshness was checked, or overridden, when ``study`` was loaded) with ``study.split`` kept.
+    """
+    if tuple(lags_trs) == tuple(study.lags_trs):
+        return study
+    other = load_study(
+        study.root,
+        study.backbone,
+        subjects=study.subjects,
+        lags_trs=tuple(lags_trs),
+        layer_fractions=study.layer_fractions,
+        tr_s=study.tr_s,
+        runs=sorted({r.run for r in study.records}),
+        n_parcels=study.n_parcels,
+        features_root=study.features_root,
+        studies=sorted({layout.study_of(r.run) for r in study.records}),
+        allow_stale=True,  # the same files the study was loaded from: checked (or overridden) then
+    )
+    return replace(other, split=study.split)
 
 
 def _check_settings(store: FeatureStore, wanted: Mapping | None, allow_stale: bool) -> None:

@@ -173,6 +173,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from mindlib import data, experiment, project
 
+    defaults = experiment.ExperimentConfig()  # notebook 06's defaults, where this check does not set its own
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument(
         "--dataset", default="synthetic", help='"synthetic" or the path of an Algonauts 2025 folder'
@@ -181,10 +182,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--backbone", default="tribe")
     ap.add_argument("--decoder", default="mind", choices=[d for d in experiment.DECODERS if d != "ridge"])
     ap.add_argument("--epochs", type=int, default=2)
-    ap.add_argument("--d-model", type=int, default=128)
-    ap.add_argument("--batch-size", type=int, default=8, help="the global batch, split over the ranks")
+    ap.add_argument("--d-model", type=int, default=defaults.d_model)
+    ap.add_argument(
+        "--batch-size", type=int, default=defaults.batch_size, help="the global batch, split over the ranks"
+    )
     ap.add_argument("--lr", type=float, default=3e-3)
-    ap.add_argument("--device", default="auto", help="auto | cpu | cuda (each rank takes GPU LOCAL_RANK)")
+    ap.add_argument(
+        "--device", default=defaults.device, help="auto | cpu | cuda (each rank takes GPU LOCAL_RANK)"
+    )
     ap.add_argument("--checkpoint-dir", default="", help="resume from here after an interruption")
     ap.add_argument("--results-dir", default="results/ddp")
     args = ap.parse_args(argv)

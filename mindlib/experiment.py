@@ -10,70 +10,93 @@ the same protocol, so it lives here once:
 
 Ridge is the classical voxelwise model (``mindlib.baselines.RidgeEncoder``): one penalty per parcel,
 chosen on the same validation runs, then it is scored exactly like the others.
+
+One config tree, flat on top
+----------------------------
+:class:`ExperimentConfig` is flat: one field per setting a notebook varies, because the notebooks' parameter
+cells, papermill (``-p d_model 64``), ``mindlib.grid`` and the saved results and models all pass and store one
+flat dict of literals. It declares no default of its own where a module config has one: each default is
+*read from* that config's field (:func:`mindlib.params.default_of` on ``AFIREConfig``, ``SADGateOptions``,
+``MINDConfig``, ``MLPConfig``, ``TrainConfig``), and :meth:`ExperimentConfig.afire_config`,
+:meth:`~ExperimentConfig.train_config`, :meth:`~ExperimentConfig.decoder_options` and :func:`build` construct
+the module configs from it. The defaults that differ from a module's on purpose have one name each
+(:data:`D_MODEL`, :data:`EPOCHS`, :data:`PROGRESS`). Every choice is a ``typing.Literal`` declared once in its
+module and checked here for every decoder (``mode="tokn"`` is an error even for ridge).
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass, field, replace
-from typing import Any, Literal
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any, Literal, get_args
 
 import numpy as np
 import pandas as pd
 import torch
 
-from mindlib import models, train
-from mindlib.afire import AFIREConfig
-from mindlib.baselines import RidgeEncoder
-from mindlib.data import Study
+from mindlib import isg, models, train
+from mindlib.afire import AFIREConfig, Fusion, Temporal
+from mindlib.baselines import MLPConfig, RidgeEncoder
+from mindlib.data import Study, with_lags
 from mindlib.decoder import n_parameters
-from mindlib.params import unknown_names
+from mindlib.experts import Expert
+from mindlib.mind import MINDConfig
+from mindlib.params import check_literal_fields, default_of, unknown_names
+from mindlib.sadgate import Balance, Mode, SADGateOptions
 
-DECODERS = (*models.DECODERS, "ridge")
+Decoder = Literal[models.Decoder, "ridge"]  # Table 1 rows: the torch decoders, and ridge
+DECODERS: tuple[str, ...] = get_args(Decoder)
+
+# The experiment's defaults that differ from the module configs' on purpose, one name each. The notebooks'
+# runs (their parameter cells, mindlib.grid) are sized for CPU studies: a token dim of half AFIREConfig's 256
+# and 15 epochs per grid cell instead of fit()'s 20; and quiet, since tests and grids run many of them.
+D_MODEL = 128  # d, AFIRE token dim of an experiment (AFIREConfig: 256)
+EPOCHS = 15  # passes over the training windows per grid cell (TrainConfig: 20)
+PROGRESS = False  # no progress bar unless asked for (TrainConfig: True); a notebook passes progress=True
 
 
 @dataclass(frozen=True)
 class ExperimentConfig:
-    """Everything that defines a run of notebook 06 (and of each cell of Tables 1 and 2)."""
+    """Everything that defines a run of notebook 06 (and of each cell of Tables 1 and 2).
 
-    decoder: Literal["mind", "baseline", "mlp", "mmoe", "ridge"] = "mind"  # Table 1 rows
-    mode: Literal["both", "token", "prior"] = "both"  # SADGate router (Table 2); MIND only
-    n_experts: int = 8  # E (MIND and MMoE)
-    top_k: int = 2  # K experts kept per token (MIND)
-    d_model: int = 128  # d, AFIRE token dim
-    hidden: int = 256  # hidden width of MLP decoders / MLP experts
-    expert: Literal["linear", "mlp"] = "linear"  # MIND expert heads
-    fusion: Literal["concat", "sum", "gated"] = "concat"  # AFIRE fusion operator
-    temporal: Literal["mlp", "transformer", "none"] = "mlp"  # AFIRE temporal module
-    modality_dropout: float = 0.0  # P(drop a modality of a training window)
-    epochs: int = 15  # passes over the training windows per grid cell
-    batch_size: int = 8  # B windows per step
-    window: int = 100  # T TRs per window
-    stride: int = 50  # TRs between window starts
+    Flat, with each default read from the module config that uses it (see the module docstring).
+    """
+
+    decoder: Decoder = "mind"  # Table 1 rows
+    mode: Mode = default_of(SADGateOptions, "mode")  # SADGate router (Table 2); MIND only
+    n_experts: int = default_of(SADGateOptions, "n_experts")  # E (MIND and MMoE)
+    top_k: int = default_of(SADGateOptions, "top_k")  # K experts kept per token (MIND)
+    d_model: int = D_MODEL  # d, AFIRE token dim
+    hidden: int = default_of(MLPConfig, "hidden")  # h of MLP, MMoE and MIND's MLP experts (one default)
+    expert: Expert = default_of(MINDConfig, "expert")  # MIND expert heads
+    fusion: Fusion = default_of(AFIREConfig, "fusion")  # AFIRE fusion operator
+    temporal: Temporal = default_of(AFIREConfig, "temporal")  # AFIRE temporal module
+    modality_dropout: float = default_of(AFIREConfig, "modality_dropout")  # P(drop a modality of a window)
+    epochs: int = EPOCHS  # passes over the training windows per grid cell
+    batch_size: int = default_of(train.TrainConfig, "batch_size")  # B windows per step
+    window: int = default_of(train.TrainConfig, "window")  # T TRs per window
+    stride: int = default_of(train.TrainConfig, "stride")  # TRs between window starts
     lrs: tuple[float, ...] = (1e-3, 3e-3)  # learning-rate grid (validation only)
-    weight_decays: tuple[float, ...] = (1e-2,)  # weight-decay grid (validation only)
-    lambda_balance: float = 0.01  # λ1, load balance (MIND)
-    lambda_bias: float = 1e-3  # λ2, ‖B‖² (MIND)
-    balance: Literal["switch", "importance"] = "switch"  # balance-loss kind (MIND; see mindlib.sadgate)
-    router_subject: bool = True  # e_s on MIND's token router (see mindlib.sadgate.SADGateConfig)
-    seed: int = 0  # model initialisation, shuffling, dropout
+    weight_decays: tuple[float, ...] = (default_of(train.TrainConfig, "weight_decay"),)  # weight-decay grid
+    lambda_balance: float = default_of(MINDConfig, "lambda_balance")  # λ1, load balance (MIND)
+    lambda_bias: float = default_of(MINDConfig, "lambda_bias")  # λ2, ‖B‖² (MIND)
+    balance: Balance = default_of(SADGateOptions, "balance")  # balance-loss kind (MIND; see mindlib.sadgate)
+    router_subject: bool = default_of(SADGateOptions, "router_subject")  # e_s on MIND's token router
+    seed: int = default_of(train.TrainConfig, "seed")  # model initialisation, shuffling, dropout
     isg_subjects: tuple[str, ...] = ()  # leave-one-subject-out for each (ISG column of Table 1); () = skip
-    fir_lags_trs: tuple[float, ...] = (
-        2,
-        3,
-        4,
-    )  # ridge: FIR delays in TRs (neural decoders use the study's lag)
-    device: str = "auto"  # "auto" | "cpu" | "cuda"
-    progress: bool = False  # tqdm bar per epoch
+    fir_lags_trs: tuple[float, ...] = (2, 3, 4)  # ridge's FIR delays in TRs (the others: the study's lag)
+    device: str = default_of(train.TrainConfig, "device")  # "auto" | "cpu" | "cuda"
+    progress: bool = PROGRESS  # tqdm bar per fit
 
     def __post_init__(self) -> None:
-        if self.decoder not in DECODERS:
-            raise ValueError(f"decoder must be one of {DECODERS}, got {self.decoder!r}")
+        check_literal_fields(self)  # decoder, mode, expert, fusion, temporal, balance: for every decoder
         if not self.lrs or not self.weight_decays:
             raise ValueError("lrs and weight_decays must each hold at least one value")
 
     def train_config(self, checkpoint_dir: str | None = None) -> train.TrainConfig:
+        """:class:`mindlib.train.TrainConfig` of each grid cell (``lr``, ``weight_decay``: the grid's first)."""
         return train.TrainConfig(
             epochs=self.epochs,
             batch_size=self.batch_size,
@@ -88,13 +111,14 @@ class ExperimentConfig:
         )
 
     def afire_config(self, study: Study) -> AFIREConfig:
+        """:class:`mindlib.afire.AFIREConfig` for ``study``'s modalities (its positions cover the window)."""
         return AFIREConfig(
             modalities=dict(study.feature_dims),
             d_model=self.d_model,
             fusion=self.fusion,
             temporal=self.temporal,
             modality_dropout=self.modality_dropout,
-            max_len=max(512, self.window),
+            max_len=max(default_of(AFIREConfig, "max_len"), self.window),
         )
 
     def decoder_options(self) -> dict[str, Any]:
@@ -113,6 +137,11 @@ class ExperimentConfig:
         }
         valid = models.decoder_options(self.decoder)
         return {k: v for k, v in wanted.items() if k in valid}
+
+    @property
+    def prediction(self) -> train.Prediction:
+        """How validation and test runs are predicted: this config's window, on its device."""
+        return train.Prediction(window=self.window, device=self.device)
 
 
 def build(config: ExperimentConfig, study: Study, n_subjects: int | None = None) -> torch.nn.Module:
@@ -216,7 +245,7 @@ def run(
             "both must be non-empty (use a larger study or smaller val/test fractions)"
         )
     t0 = time.perf_counter()
-    eval_kw = {"window": config.window, "device": config.device if config.decoder != "ridge" else None}
+    prediction = config.prediction  # torch decoders only (ridge predicts each record itself)
     if config.decoder == "ridge":
         # the classical voxelwise model learns the response shape from FIR-delayed features
         fir = with_lags(study, config.fir_lags_trs)
@@ -228,7 +257,6 @@ def run(
             [replace(r, valid=valid[(r.subject, r.run)]) for r in fir.select(s)] for s in ("val", "test")
         )
         grid, history, n_params = pd.DataFrame(), [], model.n_params
-        eval_kw = {}
     else:
         gr = train.grid_search(
             lambda: build(config, study),
@@ -241,8 +269,8 @@ def run(
         model, grid, history = gr.best_result.model, gr.table, gr.best_result.history
         n_params = n_parameters(model, trainable_only=False)
     seconds = time.perf_counter() - t0
-    val = train.evaluate(model, val_recs, **eval_kw)
-    test = train.evaluate(model, test_recs, **eval_kw) if test_recs else None
+    val = train.evaluate(model, val_recs, prediction)
+    test = train.evaluate(model, test_recs, prediction) if test_recs else None
     result = ExperimentResult(config, study.backbone, model, grid, history, val, test, seconds, n_params)
     if config.decoder == "ridge":
         result.extra["fir_lags_trs"] = list(config.fir_lags_trs)
@@ -251,68 +279,12 @@ def run(
             raise ValueError("ISG needs a decoder with subject slots; ridge has one model per subject")
         best = grid.loc[grid.best_val_r.idxmax()]
         tcfg = replace(config.train_config(), lr=float(best.lr), weight_decay=float(best.weight_decay))
-        isg_runs = [loso_run(study, config, s, tcfg) for s in config.isg_subjects]
+        isg_runs = [
+            isg.loso_study(study, lambda n: build(config, study, n), s, tcfg) for s in config.isg_subjects
+        ]
         result.extra["isg_r"] = float(np.mean([r.scores["pearson"]["mean"] for r in isg_runs]))
         result.extra["isg_per_subject"] = {r.held_out: r.scores["pearson"]["mean"] for r in isg_runs}
     return result
-
-
-def with_lags(study: Study, lags_trs) -> Study:
-    """The same study (subjects, runs and split) with features aligned at other lags (FIR delays)."""
-    from mindlib import data, layout
-
-    if tuple(lags_trs) == tuple(study.lags_trs):
-        return study
-    other = data.load_study(
-        study.root,
-        study.backbone,
-        subjects=study.subjects,
-        lags_trs=tuple(lags_trs),
-        layer_fractions=study.layer_fractions,
-        tr_s=study.tr_s,
-        runs=sorted({r.run for r in study.records}),
-        n_parcels=study.n_parcels,
-        features_root=study.features_root,
-        studies=sorted({layout.study_of(r.run) for r in study.records}),
-        allow_stale=True,  # the same files the study was loaded from: checked (or overridden) then
-    )
-    return replace(other, split=study.split)
-
-
-def loso_run(
-    study: Study,
-    config: ExperimentConfig,
-    held_out: str,
-    train_config: train.TrainConfig | None = None,
-    eval_split: str = "test",
-):
-    """Inter-subject generalisation as the paper defines it: train on every subject but ``held_out`` (their
-    training runs, selected on their validation runs), then score ``held_out``'s ``eval_split`` runs through a
-    new subject slot at the population initialisation (MIND: ``e_s`` = mean embedding, ``B_s`` = 0; subject
-    heads: the mean head). Returns :class:`mindlib.isg.ISGResult`."""
-    from mindlib import isg
-
-    if held_out not in study.subjects:
-        raise ValueError(f"held_out={held_out!r} is not a subject of this study: {study.subjects}")
-    split = eval_split if study.select(eval_split) else "val"
-    return isg.loso(
-        lambda n: build(config, study, n_subjects=n),
-        {s: study.select(s) for s in {"train", "val", split}},
-        held_out,
-        train_config or config.train_config(),
-        eval_split=split,
-        score_trained=False,
-    )
-
-
-def noise_ceiling_fraction(
-    result: ExperimentResult, ceilings: dict[str, np.ndarray], split: str = "test"
-) -> float:
-    """Mean over subjects of (mean parcel r) / (mean parcel noise ceiling) — the share of the explainable
-    signal a model reaches. ``ceilings`` maps subject -> (V,) ceiling (synthetic truth or repeats)."""
-    scores = (result.test if split == "test" else result.val)["pearson"]["per_subject"]
-    fr = [scores[s] / float(np.nanmean(ceilings[s])) for s in scores if s in ceilings]
-    return float(np.mean(fr)) if fr else float("nan")
 
 
 def config_from_params(*, ignore: Iterable[str] = (), **params: Any) -> ExperimentConfig:
@@ -344,9 +316,6 @@ def config_from_params(*, ignore: Iterable[str] = (), **params: Any) -> Experime
 
 def save(result: ExperimentResult, path) -> None:
     """Save a trained torch decoder with the config that rebuilds it (``torch.save``; ridge not supported)."""
-    from dataclasses import asdict
-    from pathlib import Path
-
     if result.config.decoder == "ridge":
         raise ValueError("save() stores torch decoders; a ridge model is refitted in seconds instead")
     blob = {

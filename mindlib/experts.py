@@ -28,18 +28,23 @@ dispatch), then the autograd Functions the sparse dispatch is made of.
 
 from __future__ import annotations
 
+from typing import Literal, get_args
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.autograd.function import once_differentiable
 
 from mindlib.decoder import uniform_parameter
+from mindlib.params import check_choice
 from mindlib.sadgate import GateOutput
 
-__all__ = ["EXPERTS", "DISPATCHES", "Experts"]
+__all__ = ["Expert", "Dispatch", "EXPERTS", "DISPATCHES", "Experts"]
 
-EXPERTS = ("linear", "mlp")  # expert heads: Linear(d, V) | d -> h -> V MLP
-DISPATCHES = ("sparse", "dense")  # run only the K chosen experts per token | all of them
+Expert = Literal["linear", "mlp"]  # expert heads: Linear(d, V) | d -> h -> V MLP
+Dispatch = Literal["sparse", "dense"]  # run only the K chosen experts per token | all of them (same formula)
+EXPERTS: tuple[str, ...] = get_args(Expert)
+DISPATCHES: tuple[str, ...] = get_args(Dispatch)
 
 
 class Experts(nn.Module):
@@ -64,21 +69,20 @@ class Experts(nn.Module):
     """
 
     def __init__(
-        self, n_experts: int, d_model: int, n_parcels: int, kind: str = "linear", hidden: int = 256
+        self, n_experts: int, d_model: int, n_parcels: int, kind: Expert = "linear", hidden: int = 256
     ) -> None:
         super().__init__()
+        check_choice(kind, EXPERTS, "Experts(kind)")
         E, d, V, h = n_experts, d_model, n_parcels, hidden
         self.kind = kind
         if kind == "linear":
             self.weight = uniform_parameter((E, d, V), d)
             self.bias = uniform_parameter((E, V), d)
-        elif kind == "mlp":
+        else:  # "mlp"
             self.w1 = uniform_parameter((E, d, h), d)
             self.b1 = uniform_parameter((E, h), d)
             self.w2 = uniform_parameter((E, h, V), h)
             self.b2 = uniform_parameter((E, V), h)
-        else:
-            raise ValueError(f"Experts kind={kind!r}; choose one of {EXPERTS}")
 
     @property
     def n_experts(self) -> int:
@@ -106,7 +110,7 @@ class Experts(nn.Module):
         h = F.gelu(torch.einsum("...d,edh->...eh", x, self.w1) + self.b1)
         return torch.einsum("...eh,ehv->...ev", h, self.w2) + self.b2
 
-    def mix(self, x: Tensor, gate: GateOutput, dispatch: str = "sparse") -> Tensor:
+    def mix(self, x: Tensor, gate: GateOutput, dispatch: Dispatch = "sparse") -> Tensor:
         """The gate-weighted sum of the experts, ``ŷ = Σ_e w_e f_e(x)`` (Eq. 4).
 
         Parameters
@@ -128,8 +132,7 @@ class Experts(nn.Module):
         """
         if dispatch == "dense":
             return torch.einsum("...e,...ev->...v", gate.weights, self.dense(x))
-        if dispatch != "sparse":
-            raise ValueError(f"Experts.mix: dispatch={dispatch!r}; choose one of {DISPATCHES}")
+        check_choice(dispatch, DISPATCHES, "Experts.mix(dispatch)")
         lead, d = x.shape[:-1], x.shape[-1]
         K = gate.topk_idx.shape[-1]
         out = self.sparse(x.reshape(-1, d), gate.topk_idx.reshape(-1, K), gate.topk_weights.reshape(-1, K))

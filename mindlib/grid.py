@@ -35,9 +35,12 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, get_args
 
 from tqdm import tqdm
+
+from mindlib.experiment import ExperimentConfig
+from mindlib.params import check_literal_fields, default_of
 
 __all__ = [
     "Cell",
@@ -54,11 +57,14 @@ __all__ = [
     "runner_from_params",
 ]
 
-ENGINES = ("local", "slurm")  # submitit.LocalExecutor | submitit.AutoExecutor on Slurm
+Engine = Literal["local", "slurm"]  # submitit.LocalExecutor | submitit.AutoExecutor on Slurm
+ENGINES: tuple[str, ...] = get_args(Engine)
 POLL_S = 0.2  # seconds between looks at running jobs
 
 
-DEFAULT_BALANCE = "switch"  # MIND's load-balance loss of every cell unless a Table 2 row says otherwise
+DEFAULT_BALANCE = default_of(
+    ExperimentConfig, "balance"
+)  # MIND's balance loss unless a Table 2 row says otherwise
 
 
 @dataclass(frozen=True, order=True)
@@ -119,12 +125,14 @@ class GridSpec:
     seeds: tuple[int, ...] = (0,)  # seeds per cell; the first one searches the grid
     grid_every_seed: bool = False  # True: every seed searches the lr × weight-decay grid
     isg_subjects: tuple[str, ...] = ("sub-01",)  # ISG column (first seed, mode "both"); () skips it
-    d_model: int = 128  # d, AFIRE token dim
-    epochs: int = 15  # epochs per grid cell
-    lrs: tuple[float, ...] = (3e-3,)  # learning-rate grid of every decoder
-    weight_decays: tuple[float, ...] = (1e-2,)  # weight-decay grid of every decoder
-    fir_lags_trs: tuple[float, ...] = (2, 3, 4)  # ridge FIR delays in TRs
-    device: str = "auto"  # "auto" | "cpu" | "cuda"
+    d_model: int = default_of(ExperimentConfig, "d_model")  # d, AFIRE token dim
+    epochs: int = default_of(ExperimentConfig, "epochs")  # epochs per grid cell
+    lrs: tuple[float, ...] = (
+        3e-3,
+    )  # learning-rate grid of every decoder (ExperimentConfig's two would double each fit)
+    weight_decays: tuple[float, ...] = default_of(ExperimentConfig, "weight_decays")  # weight-decay grid
+    fir_lags_trs: tuple[float, ...] = default_of(ExperimentConfig, "fir_lags_trs")  # ridge FIR delays in TRs
+    device: str = default_of(ExperimentConfig, "device")  # "auto" | "cpu" | "cuda"
 
     def __post_init__(self) -> None:
         for name in ("seeds", "isg_subjects", "lrs", "weight_decays", "fir_lags_trs"):
@@ -252,7 +260,7 @@ class GridRunner:
     """
 
     runs_dir: str | Path
-    engine: str = "local"
+    engine: Engine = "local"
     workers: int = 2
     retries: int = 1
     rerun: bool = False
@@ -265,8 +273,7 @@ class GridRunner:
     ran: list[str] = field(default_factory=list, init=False)  # tags executed (not reused) by this runner
 
     def __post_init__(self) -> None:
-        if self.engine not in ENGINES:
-            raise ValueError(f"engine must be one of {ENGINES}, got {self.engine!r}")
+        check_literal_fields(self)  # engine
         if self.workers < 1 or self.retries < 0 or self.time_limit_min < 1:
             raise ValueError(
                 f"GridRunner needs workers >= 1, retries >= 0 and time_limit_min >= 1; got workers={self.workers}, "

@@ -6,7 +6,7 @@ Both are here, under their own names:
 
 - :func:`loso` (the paper's ISG): train without one subject, give it a new slot initialised at the
   population (``model.add_subject()``: MIND routes with ``B_s = 0`` and the mean subject embedding,
-  subject heads use their mean) and score its held-out runs.
+  subject heads use their mean) and score its held-out runs; :func:`loso_study` does it on a loaded study.
 - :func:`cross_subject_swap` ("swap ISG", the authors' code): every trained subject scored under
   every other trained subject's id.
 - :func:`calibrate_subject` and :func:`few_shot_curve`: fit only the new subject's rows of
@@ -33,9 +33,10 @@ from torch import nn
 
 from mindlib import metrics
 from mindlib.align import TR_S
-from mindlib.data import WindowDataset
+from mindlib.data import Study, WindowDataset
 from mindlib.progress import progress_bar
 from mindlib.train import (
+    Prediction,
     TrainConfig,
     TrainResult,
     check_records,
@@ -53,6 +54,7 @@ __all__ = [
     "subjects_of",
     "remap_subjects",
     "loso",
+    "loso_study",
     "cross_subject_swap",
     "calibrate_subject",
     "few_shot_curve",
@@ -218,17 +220,14 @@ def loso(
     )
     new_index = int(model.add_subject())
     held_records = [replace(r, subject_index=new_index) for r in held_records]
-    predict_kwargs = {"window": config.window, "stride": config.stride, "batch_size": config.batch_size}
-    scores = evaluate(model, held_records, exclude_trs=exclude_trs, amp=config.amp, **predict_kwargs)
+    scores = evaluate(model, held_records, config.prediction, exclude_trs=exclude_trs)
     trained_scores = None
     if score_trained:
         others = [r for r in records_by_split[eval_split] if r.subject != held_out]
         if others:
             slot = {s: i for i, s in enumerate(trained)}  # the trained subjects' slots in the model
             others = [replace(r, subject_index=slot[r.subject]) for r in others]
-            trained_scores = evaluate(
-                model, others, exclude_trs=exclude_trs, amp=config.amp, **predict_kwargs
-            )
+            trained_scores = evaluate(model, others, config.prediction, exclude_trs=exclude_trs)
     return ISGResult(
         held_out=held_out,
         subject_index=new_index,
@@ -237,6 +236,49 @@ def loso(
         train_result=result,
         model=model,
         subjects=(*trained, held_out),
+    )
+
+
+def loso_study(
+    study: Study,
+    build_fn: Callable[[int], nn.Module],
+    held_out: str,
+    config: TrainConfig | None = None,
+    eval_split: str = "test",
+) -> ISGResult:
+    """:func:`loso` on a loaded study, as the paper defines ISG: train on every subject but ``held_out`` (their
+    training runs, selected on their validation runs), then score ``held_out``'s ``eval_split`` runs through a
+    new subject slot at the population initialisation (MIND: ``e_s`` = mean embedding, ``B_s`` = 0; subject
+    heads: the mean head).
+
+    Parameters
+    ----------
+    study : Study
+        From :func:`mindlib.data.load_study` (its split is used as is).
+    build_fn : callable (n_subjects) -> nn.Module
+        A fresh decoder with ``n_subjects`` slots, e.g. ``lambda n: mindlib.experiment.build(cfg, study, n)``.
+    held_out : str
+        A subject of ``study``.
+    config : TrainConfig, optional
+        Training of the other subjects (e.g. ``cfg.train_config()``; default ``TrainConfig()``).
+    eval_split : str
+        Split scored; "val" when the study has no ``eval_split`` runs.
+
+    Returns
+    -------
+    ISGResult
+        Without the trained subjects' scores (``trained_scores`` is None).
+    """
+    if held_out not in study.subjects:
+        raise ValueError(f"held_out={held_out!r} is not a subject of this study: {study.subjects}")
+    split = eval_split if study.select(eval_split) else "val"
+    return loso(
+        build_fn,
+        {s: study.select(s) for s in {"train", "val", split}},
+        held_out,
+        config,
+        eval_split=split,
+        score_trained=False,
     )
 
 
@@ -250,13 +292,7 @@ def _mean_r(records: Sequence, preds: Sequence[np.ndarray]) -> float:
 
 
 def cross_subject_swap(
-    model: nn.Module,
-    records: Sequence,
-    window: int = 100,
-    stride: int | None = None,
-    batch_size: int = 16,
-    device: str | torch.device | None = None,
-    amp: bool = False,
+    model: nn.Module, records: Sequence, prediction: Prediction = Prediction(), **settings
 ) -> SwapResult:
     """ "Swap ISG" (the authors' code): score each trained subject's runs under every subject's id.
 
@@ -266,8 +302,10 @@ def cross_subject_swap(
         A trained decoder.
     records : list of RunRecord
         Runs of at least two trained subjects (their ``subject_index`` is their own slot).
-    window, stride, batch_size, device, amp
-        Passed to :func:`mindlib.train.predict_runs`.
+    prediction : Prediction
+        How :func:`mindlib.train.predict_runs` predicts whole runs.
+    **settings
+        Fields of ``prediction`` to change for this call (``window=16``).
 
     Returns
     -------
@@ -276,6 +314,7 @@ def cross_subject_swap(
         This is not the paper's ISG (:func:`loso`): every subject here was trained on.
     """
     records = list(records)
+    prediction = prediction.with_settings(**settings)
     check_records(model, records, "records")
     subjects = subjects_of(records)
     if len(subjects) < 2:
@@ -291,9 +330,7 @@ def cross_subject_swap(
         own = [r for r in records if r.subject == true_subject]
         for used_subject in subjects:
             swapped = [replace(r, subject_index=slot[used_subject]) for r in own]
-            preds = predict_runs(
-                model, swapped, window=window, stride=stride, batch_size=batch_size, device=device, amp=amp
-            )
+            preds = predict_runs(model, swapped, prediction)
             rows.append(
                 {"true_subject": true_subject, "used_subject": used_subject, "r": _mean_r(own, preds)}
             )
@@ -499,15 +536,7 @@ def few_shot_curve(
     for minutes in minutes_list:
         bar.set_postfix(minutes=minutes, refresh=False)
         calibrated = calibrate_subject(copy.deepcopy(model), new_index, calib_records, minutes, config, tr_s)
-        scores = evaluate(
-            calibrated,
-            eval_records,
-            window=config.window,
-            stride=config.stride,
-            batch_size=config.batch_size,
-            amp=config.amp,
-            exclude_trs=exclude_trs,
-        )
+        scores = evaluate(calibrated, eval_records, config.prediction, exclude_trs=exclude_trs)
         rows.append(
             {
                 "minutes": float(minutes),
@@ -637,15 +666,10 @@ def few_shot_protocol(
     config = replace(config, epochs=max(grid[-1], 1))
     calib_records = [replace(r, subject_index=new_index) for r in calib_records]
     eval_records = [replace(r, subject_index=new_index) for r in eval_records]
-    predict_kwargs = {
-        "window": config.window,
-        "stride": config.stride,
-        "batch_size": config.batch_size,
-        "amp": config.amp,
-    }
+    prediction = config.prediction
 
     def score(m, records) -> dict:
-        return evaluate(m, records, exclude_trs=exclude_trs, **predict_kwargs)
+        return evaluate(m, records, prediction, exclude_trs=exclude_trs)
 
     zero_shot = score(model, eval_records)
     rows = []
@@ -681,14 +705,14 @@ def few_shot_protocol(
             candidate = copy.deepcopy(model)
             best = {
                 "epochs": 0,
-                "r": _mean_r(held, predict_runs(candidate, held, **predict_kwargs)),
+                "r": _mean_r(held, predict_runs(candidate, held, prediction)),
                 "state": None,
             }
             params = candidate.subject_parameters
 
             def after_epoch(done: int, candidate=candidate, held=held, best=best, params=params) -> None:
                 if done in grid:
-                    r = _mean_r(held, predict_runs(candidate, held, **predict_kwargs))
+                    r = _mean_r(held, predict_runs(candidate, held, prediction))
                     if r > best["r"]:
                         best.update(epochs=done, r=r, state=[p.detach().clone() for p in params()])
 

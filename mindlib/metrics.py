@@ -29,6 +29,7 @@ __all__ = [
     "algonauts_score",
     "repeat_ceiling",
     "normalise_by_ceiling",
+    "noise_ceiling_fraction",
     "reconstruct_run",
 ]
 
@@ -373,6 +374,27 @@ def normalise_by_ceiling(r, ceiling) -> np.ndarray:
     ok = ceiling > 0  # False for NaN too
     out[ok] = r[ok] / ceiling[ok]
     return out
+
+
+def noise_ceiling_fraction(per_subject_r: Mapping[str, float], ceilings: Mapping[str, np.ndarray]) -> float:
+    """The share of the explainable signal a model reaches: mean over subjects of (mean parcel r) / (mean
+    parcel noise ceiling).
+
+    Parameters
+    ----------
+    per_subject_r : dict subject -> float
+        Each subject's mean Pearson r (``summarize(...)["per_subject"]``, e.g.
+        ``mindlib.train.evaluate(...)["pearson"]["per_subject"]``).
+    ceilings : dict subject -> array of shape (V,)
+        Each subject's noise ceiling per parcel (the synthetic truth, or :func:`repeat_ceiling`).
+
+    Returns
+    -------
+    float
+        Over the subjects present in both; NaN when none is.
+    """
+    fr = [per_subject_r[s] / float(np.nanmean(ceilings[s])) for s in per_subject_r if s in ceilings]
+    return float(np.mean(fr)) if fr else float("nan")
 
 
 # ---------------------------------------------------------------------------------------------

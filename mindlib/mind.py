@@ -14,51 +14,37 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
-from typing import Literal
 
 from torch import Tensor, nn
 
 from mindlib.afire import AFIRE, AFIREConfig
 from mindlib.decoder import ModelOutput, check_subject_indices
-from mindlib.experts import DISPATCHES, EXPERTS, Experts
-from mindlib.sadgate import BALANCES, BIAS_INITS, MODES, SADGate, SADGateConfig
+from mindlib.experts import Dispatch, Expert, Experts
+from mindlib.sadgate import SADGate, SADGateConfig, SADGateOptions
 
 
 @dataclass(frozen=True)
-class MINDConfig:
-    """Configuration of :class:`MIND`."""
+class MINDConfig(SADGateOptions):
+    """Configuration of :class:`MIND`: the token interface, S and V, the experts, the loss weights, and the
+    gate's :class:`mindlib.sadgate.SADGateOptions` (``n_experts``, ``top_k``, ``mode``, ``prior_top_k``,
+    ``balance``, ``bias_init``, ``router_subject``; keyword-only), declared once in :mod:`mindlib.sadgate`."""
 
     afire: AFIREConfig  # the token interface
     n_subjects: int  # S
     n_parcels: int  # V
-    n_experts: int = 8  # E
-    top_k: int = 2  # K experts per token
-    mode: Literal["both", "token", "prior"] = "both"  # SADGate ablation
-    expert: Literal["linear", "mlp"] = "linear"  # expert head: Linear(d, V) | d -> h -> V MLP
+    expert: Expert = "linear"  # expert head: Linear(d, V) | d -> h -> V MLP
     expert_hidden: int = 256  # h, MLP expert hidden width
     expert_dropout: float = 0.1  # dropout on the expert input (authors' code)
-    dispatch: Literal["sparse", "dense"] = "sparse"  # run only the K chosen experts | all of them
+    dispatch: Dispatch = "sparse"  # run only the K chosen experts | all of them
     lambda_balance: float = 0.01  # λ1, balance loss weight
     lambda_bias: float = 1e-3  # λ2, ‖B‖² weight
-    balance: Literal["switch", "importance"] = "switch"  # balance loss kind
-    bias_init: Literal["zeros", "normal"] = "zeros"  # subject-bias init
-    prior_top_k: bool = False  # mode="prior": Top-K of the prior (extension of the contract)
-    router_subject: bool = True  # e_s on the token router's input (paper Eq. 1); see SADGateConfig
 
     def __post_init__(self) -> None:
         if not isinstance(self.afire, AFIREConfig):
             raise TypeError(f"MINDConfig.afire must be an AFIREConfig, got {type(self.afire).__name__}")
         if self.n_parcels <= 0:
             raise ValueError(f"MINDConfig.n_parcels must be > 0, got {self.n_parcels}")
-        for field, value, allowed in (
-            ("mode", self.mode, MODES),
-            ("expert", self.expert, EXPERTS),
-            ("dispatch", self.dispatch, DISPATCHES),
-            ("balance", self.balance, BALANCES),
-            ("bias_init", self.bias_init, BIAS_INITS),
-        ):
-            if value not in allowed:
-                raise ValueError(f"MINDConfig.{field}={value!r}; choose one of {allowed}")
+        super().__post_init__()  # n_experts, top_k, router_subject and every Literal field (mode, expert, ...)
         if self.expert_hidden <= 0:
             raise ValueError(f"MINDConfig.expert_hidden must be > 0, got {self.expert_hidden}")
         if not 0.0 <= self.expert_dropout < 1.0:
@@ -67,21 +53,11 @@ class MINDConfig:
             raise ValueError(
                 f"MINDConfig: lambda_balance={self.lambda_balance} and lambda_bias={self.lambda_bias} must be >= 0"
             )
-        self.gate_config()  # validates n_subjects, n_experts, top_k
+        self.gate_config()  # validates n_subjects
 
     def gate_config(self) -> SADGateConfig:
-        """The SADGate configuration this model uses."""
-        return SADGateConfig(
-            d_model=self.afire.d_model,
-            n_subjects=self.n_subjects,
-            n_experts=self.n_experts,
-            top_k=self.top_k,
-            mode=self.mode,
-            prior_top_k=self.prior_top_k,
-            balance=self.balance,
-            bias_init=self.bias_init,
-            router_subject=self.router_subject,
-        )
+        """The SADGate configuration this model uses: d from AFIRE, S, and this config's gate options."""
+        return SADGateConfig(d_model=self.afire.d_model, n_subjects=self.n_subjects, **self.gate_options())
 
 
 class MIND(nn.Module):

@@ -8,21 +8,23 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import fields
-from typing import Any
+from typing import Any, Literal, get_args
 
 from torch import nn
 
 from mindlib.afire import AFIREConfig
 from mindlib.baselines import BaselineConfig, BaselineDecoder, MLPConfig, MLPDecoder, MMoEConfig, MMoEDecoder
 from mindlib.mind import MIND, MINDConfig
+from mindlib.params import check_choice
 
+Decoder = Literal["mind", "baseline", "mlp", "mmoe"]  # the torch decoders of Table 1
+DECODERS: tuple[str, ...] = get_args(Decoder)  # names accepted by build_model
 _REGISTRY: dict[str, tuple[type, type]] = {
     "mind": (MINDConfig, MIND),
     "baseline": (BaselineConfig, BaselineDecoder),
     "mlp": (MLPConfig, MLPDecoder),
     "mmoe": (MMoEConfig, MMoEDecoder),
-}
-DECODERS: tuple[str, ...] = tuple(_REGISTRY)  # names accepted by build_model
+}  # one entry per name of Decoder (tests/test_experiment.py checks they agree)
 
 
 def decoder_options(decoder: str) -> tuple[str, ...]:
@@ -32,8 +34,7 @@ def decoder_options(decoder: str) -> tuple[str, ...]:
 
 
 def _lookup(decoder: str) -> tuple[type, type]:
-    if decoder not in _REGISTRY:
-        raise ValueError(f"unknown decoder {decoder!r}; choose one of {DECODERS}")
+    check_choice(decoder, DECODERS, "decoder")
     return _REGISTRY[decoder]
 
 

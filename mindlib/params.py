@@ -20,20 +20,38 @@ module, not an IPython name (``In``, ``Out``, ``get_ipython``, ``exit``, ``quit`
 kernel's hidden names) and does not start with ``_`` counts as injected: at the top of the first code
 cell nothing else has been defined yet. Re-running cells in a live kernel therefore never flags the
 notebook's own variables.
+
+The same checks for configs
+---------------------------
+Every config dataclass (``AFIREConfig``, ``SADGateConfig``, ``MINDConfig``, ``ExperimentConfig``) validates
+its choices with :func:`check_literal_fields` (each choice a ``typing.Literal`` declared once, the tuple of
+allowed values ``typing.get_args`` of it) and names an unknown value's closest choice as
+:func:`unknown_names` does for unknown parameter names; :func:`default_of` lets one config reuse another's
+default instead of retyping it.
 """
 
 from __future__ import annotations
 
 import ast
 import builtins
+import dataclasses
 import difflib
+import functools
 import json
 import types
 import typing
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
-__all__ = ["check_parameters", "declared_parameters", "PAPERMILL_MARKER"]
+__all__ = [
+    "check_parameters",
+    "declared_parameters",
+    "PAPERMILL_MARKER",
+    "unknown_names",
+    "check_choice",
+    "check_literal_fields",
+    "default_of",
+]
 
 PAPERMILL_MARKER = "# Parameters"  # first line of the cell papermill injects (papermill.translators)
 IPYTHON_NAMES = frozenset({"In", "Out", "get_ipython", "exit", "quit", "open"})
@@ -157,6 +175,70 @@ def unknown_names(unknown: list[str], known) -> str:
         close = difflib.get_close_matches(name, sorted(known), n=1)
         hints.append(f"{name!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
     return ", ".join(hints)
+
+
+def check_choice(value: Any, choices: Sequence, name: str) -> None:
+    """Raise unless ``value`` is one of ``choices``: the one "choose one of" check of every config.
+
+    Parameters
+    ----------
+    value : Any
+        The value given.
+    choices : sequence
+        The allowed values (``typing.get_args`` of the field's ``Literal``).
+    name : str
+        What the value is, for the message: ``"ExperimentConfig.mode"``, ``"balance_loss(kind)"``.
+
+    Raises
+    ------
+    ValueError
+        ``ExperimentConfig.mode must be one of ('both', 'token', 'prior'), got 'tokn' (did you mean
+        'token'?)``.
+    """
+    if value in choices:
+        return
+    hint = ""
+    if isinstance(value, str):
+        close = difflib.get_close_matches(value, [str(c) for c in choices], n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+    raise ValueError(f"{name} must be one of {tuple(choices)}, got {value!r}{hint}")
+
+
+@functools.cache
+def _literal_fields(cls: type) -> dict[str, tuple]:
+    """``{field: choices}`` for the fields of dataclass ``cls`` annotated with a ``typing.Literal``."""
+    hints = typing.get_type_hints(cls)
+    return {
+        f.name: typing.get_args(hints[f.name])
+        for f in dataclasses.fields(cls)
+        if typing.get_origin(hints[f.name]) is typing.Literal
+    }
+
+
+def check_literal_fields(config: Any) -> None:
+    """:func:`check_choice` for every ``Literal`` field of a dataclass instance: the annotation is the one
+    list of choices (``mode: Mode = "both"`` with ``Mode = Literal["both", "token", "prior"]``)."""
+    for name, choices in _literal_fields(type(config)).items():
+        check_choice(getattr(config, name), choices, f"{type(config).__name__}.{name}")
+
+
+def default_of(cls: type, name: str) -> Any:
+    """The declared default of field ``name`` of dataclass ``cls``, so another config reuses it, not a copy.
+
+    Raises
+    ------
+    ValueError
+        If ``cls`` has no such field or the field has no default.
+    """
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    if name not in fields:
+        raise ValueError(f"{cls.__name__} has no field {unknown_names([name], fields)}")
+    f = fields[name]
+    if f.default is not dataclasses.MISSING:
+        return f.default
+    if f.default_factory is not dataclasses.MISSING:
+        return f.default_factory()
+    raise ValueError(f"{cls.__name__}.{name} has no default")
 
 
 def check_parameters(namespace: Mapping[str, Any]) -> dict[str, Any]:

@@ -35,58 +35,74 @@ paper's loss stays the default and the authors' code's is an option.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
-from typing import Literal, NamedTuple
+from dataclasses import dataclass, fields, replace
+from typing import Literal, NamedTuple, get_args
 
 import torch
 from torch import Tensor, nn
 
-MODES = ("both", "token", "prior")
-BALANCES = ("switch", "importance")
-BIAS_INITS = ("zeros", "normal")
+from mindlib.params import check_choice, check_literal_fields
+
+Mode = Literal["both", "token", "prior"]  # Table 2: p_t ⊙ π_s (Eq. 3) | p_t only | π_s only
+Balance = Literal["switch", "importance"]  # E·ΣImp·Load (paper Eq. 6) | E·ΣImp² (authors' code)
+BiasInit = Literal["zeros", "normal"]  # B init: population prior | N(0, 1) (authors' code)
+MODES: tuple[str, ...] = get_args(Mode)
+BALANCES: tuple[str, ...] = get_args(Balance)
+BIAS_INITS: tuple[str, ...] = get_args(BiasInit)
+
+
+@dataclass(frozen=True, kw_only=True)
+class SADGateOptions:
+    """How SADGate routes, everything but the data-given ``d`` and ``S``: declared once, here.
+
+    :class:`SADGateConfig` adds ``d_model`` and ``n_subjects``; :class:`mindlib.mind.MINDConfig` takes these
+    options as they are (so ``build_model("mind", ..., top_k=1, mode="token")`` sets them) and hands them to
+    its gate (:meth:`mindlib.mind.MINDConfig.gate_config`). Keyword-only.
+    """
+
+    n_experts: int = 8  # E
+    top_k: int = 2  # K experts kept per token
+    mode: Mode = "both"  # Table 2 ablation
+    prior_top_k: bool = False  # mode="prior": keep only the K largest prior weights (extension of the paper)
+    balance: Balance = "switch"  # balance-loss kind
+    bias_init: BiasInit = "zeros"  # subject-bias init
+    router_subject: bool = True  # e_s on the token router's input (Eq. 1) | False: subjects act through B_s only (see module doc)
+
+    def __post_init__(self) -> None:
+        name = type(self).__name__
+        if self.n_experts <= 0:
+            raise ValueError(f"{name}.n_experts must be > 0, got {self.n_experts}")
+        if not isinstance(self.router_subject, bool):
+            raise ValueError(f"{name}.router_subject must be True or False, got {self.router_subject!r}")
+        if not 1 <= self.top_k <= self.n_experts:
+            raise ValueError(
+                f"{name}.top_k={self.top_k} must satisfy 1 <= top_k <= n_experts={self.n_experts}"
+            )
+        check_literal_fields(self)
+
+    def gate_options(self) -> dict:
+        """The :class:`SADGateOptions` fields of this config, ``{name: value}``."""
+        return {f.name: getattr(self, f.name) for f in fields(SADGateOptions)}
+
+    @property
+    def sparse(self) -> bool:
+        """True when each token keeps exactly K experts (False only for mode="prior" without top-k)."""
+        return self.mode != "prior" or self.prior_top_k
 
 
 @dataclass(frozen=True)
-class SADGateConfig:
-    """Configuration of :class:`SADGate`."""
+class SADGateConfig(SADGateOptions):
+    """Configuration of :class:`SADGate`: the token dim and subject count, plus :class:`SADGateOptions`."""
 
     d_model: int  # d, token dim
     n_subjects: int  # S
-    n_experts: int = 8  # E
-    top_k: int = 2  # K experts kept per token
-    mode: Literal["both", "token", "prior"] = "both"  # Table 2 ablation
-    prior_top_k: bool = False  # mode="prior": keep only the K largest prior weights
-    balance: Literal["switch", "importance"] = "switch"  # E·ΣImp·Load (paper) | E·ΣImp² (authors' code)
-    bias_init: Literal["zeros", "normal"] = "zeros"  # B init: population prior | N(0, 1) (authors' code)
-    router_subject: bool = True  # e_s on the token router's input (Eq. 1) | False: subjects act through B_s only (see module doc)
 
     def __post_init__(self) -> None:
         if self.d_model <= 0:
             raise ValueError(f"SADGateConfig.d_model must be > 0, got {self.d_model}")
         if self.n_subjects <= 0:
             raise ValueError(f"SADGateConfig.n_subjects must be > 0, got {self.n_subjects}")
-        if self.n_experts <= 0:
-            raise ValueError(f"SADGateConfig.n_experts must be > 0, got {self.n_experts}")
-        if not isinstance(self.router_subject, bool):
-            raise ValueError(
-                f"SADGateConfig.router_subject must be True or False, got {self.router_subject!r}"
-            )
-        if not 1 <= self.top_k <= self.n_experts:
-            raise ValueError(
-                f"SADGateConfig.top_k={self.top_k} must satisfy 1 <= top_k <= n_experts={self.n_experts}"
-            )
-        for field, value, allowed in (
-            ("mode", self.mode, MODES),
-            ("balance", self.balance, BALANCES),
-            ("bias_init", self.bias_init, BIAS_INITS),
-        ):
-            if value not in allowed:
-                raise ValueError(f"SADGateConfig.{field}={value!r}; choose one of {allowed}")
-
-    @property
-    def sparse(self) -> bool:
-        """True when each token keeps exactly K experts (False only for mode="prior" without top-k)."""
-        return self.mode != "prior" or self.prior_top_k
+        super().__post_init__()
 
 
 class GateOutput(NamedTuple):
@@ -271,9 +287,7 @@ class SADGate(nn.Module):
         )
 
 
-def balance_loss(
-    gate: GateOutput, kind: Literal["switch", "importance"] = "switch", mask: Tensor | None = None
-) -> Tensor:
+def balance_loss(gate: GateOutput, kind: Balance = "switch", mask: Tensor | None = None) -> Tensor:
     """Load-balancing loss of the token router (docs/method.md §7; paper Eq. 6).
 
     ``Imp_e`` = mean over tokens of ``router_probs[..., e]``; ``Load_e`` = fraction of tokens whose
@@ -295,8 +309,7 @@ def balance_loss(
     -------
     loss : scalar Tensor
     """
-    if kind not in BALANCES:
-        raise ValueError(f"balance_loss kind={kind!r}; choose one of {BALANCES}")
+    check_choice(kind, BALANCES, "balance_loss(kind)")
     probs = gate.router_probs  # (B, T, E)
     B, T, E = probs.shape
     K = gate.topk_idx.shape[-1]

@@ -47,6 +47,7 @@ import sys
 import zipfile
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -54,6 +55,9 @@ import pandas as pd
 from mindlib import layout, metrics
 from mindlib.align import align_features
 from mindlib.data import LENGTH_TOLERANCE_S, RunRecord, Study, aggregate_layers, load_fmri
+
+if TYPE_CHECKING:  # torch is imported only when a prediction is made
+    from mindlib.train import Prediction
 
 logger = logging.getLogger(__name__)
 
@@ -236,9 +240,8 @@ def predict(
     models: object | Sequence[object],
     study: Study,
     targets: Mapping[str, Mapping[str, int]],
-    window: int = 100,
-    device: str | None = None,
-    batch_size: int = 16,
+    prediction: Prediction | None = None,
+    **settings,
 ) -> tuple[dict[str, dict[str, np.ndarray]], pd.DataFrame]:
     """Predict every target episode of every subject, averaging several models when given.
 
@@ -251,8 +254,11 @@ def predict(
     study : Study
         The study the models were trained on (see :func:`prediction_records`).
     targets : dict subject -> dict episode -> int
-    window, device, batch_size
-        Passed to :func:`mindlib.train.predict_runs` (``window``: the models' training window).
+    prediction : mindlib.train.Prediction, optional
+        How :func:`mindlib.train.predict_runs` predicts whole runs (``window``: the models' training
+        window); default ``Prediction()``.
+    **settings
+        Fields of ``prediction`` to change for this call (``window=40``, ``device="cuda"``).
 
     Returns
     -------
@@ -263,8 +269,9 @@ def predict(
     """
     import torch
 
-    from mindlib.train import predict_runs
+    from mindlib.train import Prediction, predict_runs
 
+    prediction = (prediction or Prediction()).with_settings(**settings)
     models = list(models) if isinstance(models, list | tuple) else [models]
     if not models:
         raise ValueError("predict() needs at least one model")
@@ -272,7 +279,7 @@ def predict(
     total = [np.zeros(r.fmri.shape, np.float64) for r in records]
     for model in models:
         if isinstance(model, torch.nn.Module):
-            preds = predict_runs(model, records, window=window, batch_size=batch_size, device=device)
+            preds = predict_runs(model, records, prediction)
         elif callable(getattr(model, "predict", None)):
             preds = [np.asarray(model.predict(r)) for r in records]
         else:
@@ -522,10 +529,12 @@ def write(
     out_dir: str | Path,
     target_sets: Sequence[str] = layout.TARGET_SETS,
     fmri_root: str | Path | None = None,
-    window: int = 100,
-    device: str | None = None,
+    prediction: Prediction | None = None,
+    **settings,
 ) -> dict:
     """Predict, check and save every target set found in ``study.root``; score where fMRI exists.
+
+    ``prediction`` and ``**settings`` are passed to :func:`predict`.
 
     Returns ``{target_set: {"files": {...}, "report": DataFrame, "score": dict or None,
     "predictions": dict}}``; a target set without target sample numbers is an error.
@@ -533,7 +542,7 @@ def write(
     out = {}
     for target_set in target_sets:
         targets = load_targets(study.root, target_set)
-        preds, report = predict(models, study, targets, window=window, device=device)
+        preds, report = predict(models, study, targets, prediction, **settings)
         files = save_submission(preds, targets, out_dir, target_set)
         truth = load_heldout_fmri(fmri_root, targets) if fmri_root is not None else {}
         out[target_set] = {

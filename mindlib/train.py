@@ -26,7 +26,7 @@ import tempfile
 import time
 import warnings
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -38,10 +38,12 @@ from torch import Tensor, nn
 from mindlib import distributed, metrics
 from mindlib.data import WindowDataset, collate_windows, window_starts
 from mindlib.layout import movie_of
+from mindlib.params import default_of, unknown_names
 from mindlib.progress import progress_bar
 
 __all__ = [
     "TrainConfig",
+    "Prediction",
     "TrainResult",
     "GridResult",
     "CHECKPOINT_NAME",
@@ -79,12 +81,57 @@ _TRAJECTORY_FIELDS = (
 
 
 @dataclass(frozen=True)
+class Prediction:
+    """How whole runs are predicted: covering windows, in batches, on a device (:func:`predict_runs`).
+
+    The one declaration of the settings every whole-run scorer shares (:func:`predict_runs`,
+    :func:`evaluate`, :func:`mindlib.isg.cross_subject_swap`, :func:`mindlib.analysis.gate_runs`); those take
+    a ``Prediction`` and accept its fields as keywords (``evaluate(model, records, window=16)``).
+    :attr:`TrainConfig.prediction` is a fit's own (its window, stride, batch size and amp).
+    """
+
+    window: int = 100  # T TRs per window (the model's training window); a shorter run is one window
+    stride: int | None = None  # TRs between window starts, <= window; None = window // 2
+    batch_size: int = 16  # windows per forward pass
+    device: str | torch.device | None = None  # None keeps the model where it is; "auto" or a name moves it
+    amp: bool = False  # bf16 autocast on CUDA (no effect on CPU)
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.step <= self.window:
+            raise ValueError(
+                f"stride must be in [1, window={self.window}] so windows cover every TR, got {self.stride}"
+            )
+
+    @property
+    def step(self) -> int:
+        """TRs between window starts: ``stride``, or ``window // 2`` when it is None."""
+        return max(self.window // 2, 1) if self.stride is None else self.stride
+
+    def with_settings(self, **settings: Any) -> Prediction:
+        """This prediction with the fields named in ``settings`` replaced (a scorer's keyword arguments).
+
+        Raises
+        ------
+        TypeError
+            For a name that is not a field, with its closest field (``windw`` -> ``window``).
+        """
+        names = {f.name for f in fields(self)}
+        unknown = sorted(set(settings) - names)
+        if unknown:
+            raise TypeError(
+                f"unknown prediction setting(s) {unknown_names(unknown, names)}; Prediction's fields are "
+                f"{sorted(names)}"
+            )
+        return replace(self, **settings) if settings else self
+
+
+@dataclass(frozen=True)
 class TrainConfig:
     """Configuration of :func:`fit` (docs/method.md §7). ``lr`` and ``weight_decay`` are chosen by :func:`grid_search`."""
 
     epochs: int = 20  # passes over the training windows
     batch_size: int = 8  # B windows per step, mixing subjects
-    window: int = 100  # T TRs per window
+    window: int = default_of(Prediction, "window")  # T TRs per window (docs/method.md §7: 100)
     stride: int = 50  # TRs between window starts (<= window, so windows cover every TR)
     lr: float = 1e-3  # peak learning rate of the OneCycle schedule
     weight_decay: float = 1e-2  # AdamW decoupled weight decay
@@ -145,6 +192,12 @@ class TrainConfig:
             raise ValueError(
                 f"TrainConfig.stop_after_epochs must be an integer >= 1 or None, got {self.stop_after_epochs!r}"
             )
+
+    @property
+    def prediction(self) -> Prediction:
+        """Whole-run prediction with this fit's window, stride, batch size and amp, where the model is (fit and
+        calibration have moved it to ``device``)."""
+        return Prediction(window=self.window, stride=self.stride, batch_size=self.batch_size, amp=self.amp)
 
 
 @dataclass
@@ -456,15 +509,7 @@ def _batch_loss(
 
 def _validation_r(model: nn.Module, records: Sequence, config: TrainConfig, device: torch.device) -> float:
     """Mean Pearson r over parcels -> runs -> subjects, on the valid TRs of full reconstructed runs."""
-    preds = predict_runs(
-        model,
-        records,
-        window=config.window,
-        stride=config.stride,
-        batch_size=config.batch_size,
-        device=device,
-        amp=config.amp,
-    )
+    preds = predict_runs(model, records, replace(config.prediction, device=device))
     scores = {
         (r.subject, r.run): metrics.pearson_r(r.fmri, p, mask=np.asarray(r.valid))
         for r, p in zip(records, preds)
@@ -708,12 +753,9 @@ def _fit(
 def predict_runs(
     model: nn.Module,
     records: Sequence,
-    window: int = 100,
-    stride: int | None = None,
-    batch_size: int = 16,
-    device: str | torch.device | None = None,
-    amp: bool = False,
+    prediction: Prediction = Prediction(),
     output: Callable[[Any], Tensor] | None = None,
+    **settings: Any,
 ) -> list[np.ndarray]:
     """Predict every TR of whole runs with covering windows whose overlaps are averaged.
 
@@ -723,20 +765,14 @@ def predict_runs(
         A decoder (see :func:`fit`); run in eval mode, its mode is restored afterwards.
     records : list of RunRecord
         Only ``features``, ``subject_index`` and the run length are used.
-    window : int
-        TRs per window (the model's training window); a shorter run is one window.
-    stride : int, optional
-        TRs between window starts, ``<= window``; default ``window // 2``. The last window is aligned
-        to the run's end (:func:`mindlib.data.window_starts`), so every TR is covered.
-    batch_size : int
-        Windows per forward pass.
-    device : str or torch.device, optional
-        None keeps the model where it is; ``"auto"``/a name moves it there.
-    amp : bool
-        bf16 autocast on CUDA.
+    prediction : Prediction
+        Window, stride, batch size, device, amp. Windows start every ``stride`` TRs and the last one is
+        aligned to the run's end (:func:`mindlib.data.window_starts`), so every TR is covered.
     output : callable, optional
         What to read off the model's output, a ``(B, T, X)`` tensor; default ``out.pred`` (X = V).
         ``lambda out: out.gate.weights`` reads the gate over whole runs instead (X = E).
+    **settings
+        Fields of ``prediction`` to change for this call (``window=16``).
 
     Returns
     -------
@@ -744,14 +780,13 @@ def predict_runs(
         One array per record, in order.
     """
     output = output or (lambda out: out.pred)
-    stride = max(window // 2, 1) if stride is None else stride
-    if not 1 <= stride <= window:
-        raise ValueError(f"stride must be in [1, window={window}] so windows cover every TR, got {stride}")
+    p = prediction.with_settings(**settings)
+    window, stride, batch_size = p.window, p.step, p.batch_size
     check_records(model, records, "records", require_valid=False)
-    if device is None:
+    if p.device is None:
         dev = _model_device(model)
     else:
-        dev = resolve_device(device)
+        dev = resolve_device(p.device)
         model.to(dev)
     was_training = model.training
     model.eval()
@@ -770,7 +805,7 @@ def predict_runs(
                     for m, x in feats.items()
                 }  # (B, T, F_m)
                 subject = torch.full((len(chunk),), int(rec.subject_index), dtype=torch.long, device=dev)
-                with _autocast(dev, amp):
+                with _autocast(dev, p.amp):
                     pred = output(model(batch, subject))  # (B, T, V) or what `output` reads
                 pieces.extend(zip(chunk, pred.float().cpu().numpy()))
             out.append(metrics.reconstruct_run(pieces, n_trs))
@@ -779,9 +814,9 @@ def predict_runs(
     return out
 
 
-def _predictions(model_or_fn, records, **predict_kwargs) -> list[np.ndarray]:
+def _predictions(model_or_fn, records, prediction: Prediction) -> list[np.ndarray]:
     if isinstance(model_or_fn, nn.Module):
-        return predict_runs(model_or_fn, records, **predict_kwargs)
+        return predict_runs(model_or_fn, records, prediction)
     if callable(model_or_fn):
         return [np.asarray(model_or_fn(rec)) for rec in records]
     if callable(getattr(model_or_fn, "predict", None)):
@@ -795,12 +830,9 @@ def _predictions(model_or_fn, records, **predict_kwargs) -> list[np.ndarray]:
 def evaluate(
     model_or_fn,
     records: Sequence,
-    window: int = 100,
-    stride: int | None = None,
-    batch_size: int = 16,
-    device: str | torch.device | None = None,
-    amp: bool = False,
+    prediction: Prediction = Prediction(),
     exclude_trs: int = 5,
+    **settings: Any,
 ) -> dict:
     """Score predictions of whole runs: Pearson, Spearman, R² per parcel, averaged, and the official metric.
 
@@ -811,10 +843,12 @@ def evaluate(
         object with ``.predict(record)`` such as :class:`mindlib.baselines.RidgeEncoder`: one code path.
     records : list of RunRecord
         Runs to score; Pearson/Spearman/R² use each run's valid TRs.
-    window, stride, batch_size, device, amp
-        Passed to :func:`predict_runs` (torch decoders only).
+    prediction : Prediction
+        How :func:`predict_runs` predicts whole runs (torch decoders only).
     exclude_trs : int
         TRs dropped at both ends of each run by the official metric.
+    **settings
+        Fields of ``prediction`` to change for this call (``window=16``).
 
     Returns
     -------
@@ -828,9 +862,7 @@ def evaluate(
     records = list(records)
     if not records:
         raise ValueError("evaluate() got no records")
-    preds = _predictions(
-        model_or_fn, records, window=window, stride=stride, batch_size=batch_size, device=device, amp=amp
-    )
+    preds = _predictions(model_or_fn, records, prediction.with_settings(**settings))
     per_parcel: dict[str, dict] = {"pearson": {}, "spearman": {}, "r2": {}}
     predictions: dict[str, dict] = {}
     targets: dict[str, dict] = {}

@@ -63,7 +63,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
-from mindlib import data, experiment, plotting, project, synthetic
+from mindlib import data, experiment, metrics, plotting, project, synthetic
 
 results_dir, fig_dir = project.output_dir(results_dir, size), project.output_dir(fig_dir, size)
 if num_threads > 0:
@@ -117,7 +117,8 @@ ceiling_fraction = None
 if synthetic.study_json_path(root).exists():
     truth = synthetic.load_ground_truth(root)
     ceilings = {s: v["noise_ceiling"] for s, v in truth["subjects"].items()}
-    ceiling_fraction = experiment.noise_ceiling_fraction(result, ceilings, "test" if result.test else "val")
+    scored = result.test if result.test else result.val
+    ceiling_fraction = metrics.noise_ceiling_fraction(scored["pearson"]["per_subject"], ceilings)
     print(f"share of the noise ceiling reached: {ceiling_fraction:.2f}")
 
 # %% [markdown]

@@ -79,7 +79,8 @@ for decoder in decoders:
     cfg = experiment.ExperimentConfig(decoder=decoder, d_model=d_model, epochs=epochs, lrs=(lr,), seed=seed,
                                       progress=progress)
     for subject in held_out:
-        res = experiment.loso_run(study, cfg, subject)
+        res = isg.loso_study(study, lambda n, cfg=cfg: experiment.build(cfg, study, n), subject,
+                             cfg.train_config())
         r = res.scores["pearson"]["mean"]
         loso_rows.append({"decoder": decoder, "held_out": subject, "isg_r": r})
         loso_per_run.setdefault(decoder, {}).update(

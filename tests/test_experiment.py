@@ -1,12 +1,18 @@
 """The shared experiment protocol: selection on validation only, test touched once, save/load, ISG."""
 
+import dataclasses
+import typing
 from dataclasses import replace
 
 import numpy as np
 import pytest
 import torch
 
-from mindlib import data, experiment, metrics, train
+from mindlib import data, experiment, isg, metrics, models, sadgate, train
+from mindlib.afire import AFIREConfig
+from mindlib.baselines import MLPConfig, MMoEConfig
+from mindlib.mind import MINDConfig
+from mindlib.sadgate import SADGateConfig, SADGateOptions
 
 TINY = dict(d_model=16, epochs=2, batch_size=8, lrs=(1e-3, 1e-2), hidden=32, n_experts=4)
 
@@ -30,6 +36,118 @@ def test_config_validates_and_filters_decoder_options():
     assert cfg.lrs == (1e-3,) and cfg.decoder == "mmoe"
     with pytest.raises(ValueError, match=r"'lrss' \(did you mean 'lrs'\?\)"):
         experiment.config_from_params(decoder="mmoe", lrss=[1e-3])
+
+
+def test_a_mistyped_choice_is_rejected_for_every_decoder():
+    """mode is MIND's, but a typo is an error whatever the decoder, with the closest choice named."""
+    for decoder in experiment.DECODERS:
+        with pytest.raises(
+            ValueError, match=r"ExperimentConfig\.mode .*got 'tokn' \(did you mean 'token'\?\)"
+        ):
+            experiment.ExperimentConfig(decoder=decoder, mode="tokn")
+    with pytest.raises(ValueError, match=r"ExperimentConfig\.fusion .*'concat', 'sum', 'gated'.*got 'cat'"):
+        experiment.ExperimentConfig(decoder="ridge", fusion="cat")
+    with pytest.raises(
+        ValueError, match=r"ExperimentConfig\.balance .*got 'swich' \(did you mean 'switch'\?\)"
+    ):
+        experiment.config_from_params(decoder="mlp", balance="swich")
+
+
+# Where each ExperimentConfig default comes from: the module config field(s) it is passed to, or one of the
+# experiment's named defaults. Every field is listed, so a new field must say where its default lives.
+MODULE_DEFAULTS = {
+    "mode": [(SADGateOptions, "mode"), (MINDConfig, "mode")],
+    "n_experts": [(SADGateOptions, "n_experts"), (MINDConfig, "n_experts"), (MMoEConfig, "n_experts")],
+    "top_k": [(SADGateOptions, "top_k"), (MINDConfig, "top_k")],
+    "hidden": [(MLPConfig, "hidden"), (MMoEConfig, "hidden"), (MINDConfig, "expert_hidden")],
+    "expert": [(MINDConfig, "expert")],
+    "fusion": [(AFIREConfig, "fusion")],
+    "temporal": [(AFIREConfig, "temporal")],
+    "modality_dropout": [(AFIREConfig, "modality_dropout")],
+    "batch_size": [(train.TrainConfig, "batch_size")],
+    "window": [(train.TrainConfig, "window"), (train.Prediction, "window")],
+    "stride": [(train.TrainConfig, "stride")],
+    "lambda_balance": [(MINDConfig, "lambda_balance")],
+    "lambda_bias": [(MINDConfig, "lambda_bias")],
+    "balance": [(SADGateOptions, "balance"), (MINDConfig, "balance")],
+    "router_subject": [(SADGateOptions, "router_subject"), (MINDConfig, "router_subject")],
+    "seed": [(train.TrainConfig, "seed")],
+    "device": [(train.TrainConfig, "device")],
+}
+NAMED_DEFAULTS = {"d_model": "D_MODEL", "epochs": "EPOCHS", "progress": "PROGRESS"}
+EXPERIMENT_ONLY = {"decoder": "mind", "lrs": (1e-3, 3e-3), "isg_subjects": (), "fir_lags_trs": (2, 3, 4)}
+
+
+def _default(cls, name):
+    return next(f.default for f in dataclasses.fields(cls) if f.name == name)
+
+
+def test_every_default_is_a_module_default_or_a_named_experiment_default():
+    cfg = experiment.ExperimentConfig()
+    names = {f.name for f in dataclasses.fields(cfg)}
+    assert names == set(MODULE_DEFAULTS) | set(NAMED_DEFAULTS) | set(EXPERIMENT_ONLY) | {"weight_decays"}
+    for name, sources in MODULE_DEFAULTS.items():
+        for cls, field in sources:
+            assert getattr(cfg, name) == _default(cls, field), (
+                f"ExperimentConfig.{name} vs {cls.__name__}.{field}"
+            )
+    for name, constant in NAMED_DEFAULTS.items():
+        assert getattr(cfg, name) == getattr(experiment, constant), name
+    # the two on purpose different from fit()'s and AFIRE's own, as their comments say
+    assert cfg.d_model != _default(AFIREConfig, "d_model") and cfg.epochs != _default(
+        train.TrainConfig, "epochs"
+    )
+    assert cfg.weight_decays == (_default(train.TrainConfig, "weight_decay"),)
+    # the observable defaults results and tests depend on
+    assert (cfg.d_model, cfg.epochs, cfg.batch_size, cfg.window, cfg.stride, cfg.hidden) == (
+        128,
+        15,
+        8,
+        100,
+        50,
+        256,
+    )
+    assert (cfg.n_experts, cfg.top_k, cfg.mode, cfg.balance, cfg.weight_decays, cfg.progress) == (
+        8,
+        2,
+        "both",
+        "switch",
+        (1e-2,),
+        False,
+    )
+    assert {k: getattr(cfg, k) for k in EXPERIMENT_ONLY} == EXPERIMENT_ONLY
+
+
+def test_mind_takes_the_gate_options_from_one_declaration(study):
+    gate_fields = [f.name for f in dataclasses.fields(SADGateOptions)]
+    mind_fields = {f.name: f for f in dataclasses.fields(MINDConfig)}
+    for name in gate_fields:  # inherited, not redeclared: the same Field object, so the same default
+        assert mind_fields[name] is next(f for f in dataclasses.fields(SADGateOptions) if f.name == name)
+    model = experiment.build(
+        experiment.ExperimentConfig(decoder="mind", top_k=1, mode="token", d_model=16), study
+    )
+    gate = model.config.gate_config()
+    assert (gate.top_k, gate.mode, gate.d_model, gate.n_subjects) == (1, "token", 16, len(study.subjects))
+    assert model.gate.config == gate
+
+
+def test_choices_are_one_literal_each():
+    """Each choice is one Literal; every config annotates its field with that object, the tuple is its args."""
+    for cls in (SADGateConfig, MINDConfig, experiment.ExperimentConfig):
+        assert typing.get_type_hints(cls)["mode"] is sadgate.Mode
+        assert typing.get_type_hints(cls)["balance"] is sadgate.Balance
+    assert sadgate.MODES == typing.get_args(sadgate.Mode) == ("both", "token", "prior")
+    for name in ("fusion", "temporal"):
+        assert (
+            typing.get_type_hints(experiment.ExperimentConfig)[name]
+            is typing.get_type_hints(AFIREConfig)[name]
+        )
+    assert (
+        typing.get_type_hints(experiment.ExperimentConfig)["expert"]
+        is typing.get_type_hints(MINDConfig)["expert"]
+    )
+    assert experiment.DECODERS == (*models.DECODERS, "ridge")
+    assert tuple(models._REGISTRY) == models.DECODERS
 
 
 def test_selection_ignores_the_test_runs(study):
@@ -87,30 +205,14 @@ def test_isg_scores_an_unseen_subject(study):
     s = experiment.run(study, cfg).summary()
     assert np.isfinite(s["isg_r"]) and set(s["isg_per_subject"]) == {"sub-02"}
     with pytest.raises(ValueError, match="not a subject"):
-        experiment.loso_run(study, cfg, "sub-04")
-
-
-def test_noise_ceiling_fraction_is_mean_ratio():
-    res = experiment.ExperimentResult(
-        experiment.ExperimentConfig(),
-        "x",
-        None,
-        None,
-        [],
-        val={},
-        seconds=0.0,
-        n_params=0,
-        test={"pearson": {"per_subject": {"sub-01": 0.2, "sub-02": 0.3}}},
-    )
-    ceilings = {"sub-01": np.array([0.4, 0.4]), "sub-02": np.array([0.5, 0.7])}
-    assert experiment.noise_ceiling_fraction(res, ceilings) == pytest.approx((0.2 / 0.4 + 0.3 / 0.6) / 2)
+        isg.loso_study(study, lambda n: experiment.build(cfg, study, n), "sub-04", cfg.train_config())
 
 
 def test_ridge_uses_fir_delays_and_scores_the_same_trs(study):
-    fir = experiment.with_lags(study, (2, 3, 4))
+    fir = data.with_lags(study, (2, 3, 4))
     assert fir.split == study.split and fir.subjects == study.subjects
     assert all(fir.feature_dims[m] == 3 * study.feature_dims[m] for m in study.modalities)
-    assert experiment.with_lags(study, study.lags_trs) is study
+    assert data.with_lags(study, study.lags_trs) is study
     res = experiment.run(study, experiment.ExperimentConfig(decoder="ridge"))
     assert res.model.mean_[0].shape == (3 * sum(study.feature_dims.values()),)
     # scored on the study's valid TRs (lag 3), not on the smaller FIR mask (lag 4)

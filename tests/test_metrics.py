@@ -148,3 +148,10 @@ def test_reconstruct_run_refuses_uncovered_trs():
         metrics.reconstruct_run([(0, np.ones((4, 2)))], n_trs=6)
     with pytest.raises(ValueError, match="outside"):
         metrics.reconstruct_run([(4, np.ones((4, 2)))], n_trs=6)
+
+
+def test_noise_ceiling_fraction_is_mean_ratio():
+    per_subject = {"sub-01": 0.2, "sub-02": 0.3, "sub-03": 0.1}  # sub-03 has no ceiling: left out
+    ceilings = {"sub-01": np.array([0.4, 0.4]), "sub-02": np.array([0.5, 0.7])}
+    assert metrics.noise_ceiling_fraction(per_subject, ceilings) == pytest.approx((0.2 / 0.4 + 0.3 / 0.6) / 2)
+    assert np.isnan(metrics.noise_ceiling_fraction({"sub-09": 0.2}, ceilings))

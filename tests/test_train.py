@@ -1,5 +1,6 @@
 """mindlib.train: objective, schedule, resume, whole-run prediction and scores on a tiny planted problem."""
 
+import inspect
 import json
 from dataclasses import replace
 from types import SimpleNamespace
@@ -9,7 +10,7 @@ import pytest
 import torch
 from scipy import stats
 
-from mindlib import metrics, train
+from mindlib import analysis, isg, metrics, train
 from mindlib.data import RunRecord
 from mindlib.train import TrainConfig
 from tests.stand_ins import MODALITIES, TinyDecoder, V, planted_records, planted_weights
@@ -282,3 +283,24 @@ def test_mixed_precision_path_runs_end_to_end_under_cpu_autocast(data, monkeypat
         assert all(isinstance(p, np.ndarray) and p.dtype == np.float32 for p in preds)
     assert True in entered  # the autocast branch was taken
     assert scores[True] > 0.3 and abs(scores[True] - scores[False]) < 0.05
+
+
+def test_whole_run_prediction_settings_are_one_bundle(data):
+    """(window, stride, batch_size, device, amp) is declared once, in train.Prediction: every whole-run scorer
+    takes one, its fields as keywords, and a fit's own comes from its TrainConfig."""
+    for fn in (train.predict_runs, train.evaluate, isg.cross_subject_swap, analysis.gate_runs):
+        params = inspect.signature(fn).parameters
+        assert params["prediction"].default == train.Prediction(), fn.__name__
+        assert not {"window", "stride", "batch_size", "device", "amp"} & set(params), fn.__name__
+    _, val_recs = data
+    torch.manual_seed(0)
+    model = TinyDecoder()
+    by_keywords = train.predict_runs(model, val_recs, window=16, stride=5)
+    by_bundle = train.predict_runs(model, val_recs, train.Prediction(window=16, stride=5))
+    for a, b in zip(by_keywords, by_bundle):
+        np.testing.assert_array_equal(a, b)
+    with pytest.raises(TypeError, match=r"'windw' \(did you mean 'window'\?\)"):
+        train.evaluate(model, val_recs, windw=16)
+    cfg = TrainConfig(window=20, stride=10, batch_size=4, amp=False)
+    assert cfg.prediction == train.Prediction(window=20, stride=10, batch_size=4, device=None, amp=False)
+    assert train.Prediction(window=9).step == 4  # stride None: half a window
