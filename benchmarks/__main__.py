@@ -4,6 +4,9 @@ Runs the benchmark suite (``make bench``), prints each table with the device it 
 ``benchmarks/results/{head,gflops,scaling,train_step,train_fit}.csv`` and ``scaling.png``. About
 3 minutes on an idle 2-core CPU in full (budget: under 10); ``--quick`` takes under a minute.
 
+``--only ridge_pca`` (never part of the default suite) measures the accuracy cost of the ridge's PCA on the demo
+study (:mod:`benchmarks.bench_ridge_pca`, ``benchmarks/results/ridge_pca.csv``).
+
 ``--only scale [--fraction f]`` (never part of the default suite) builds or reuses a study with the shape of the
 Algonauts 2025 training release and prints load time, peak RSS, disk size, one epoch per decoder and the ridge
 (:mod:`benchmarks.bench_scale`); it writes ``benchmarks/results/scale.csv``.
@@ -20,7 +23,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from . import bench_head, bench_scale, bench_train
+from . import bench_head, bench_ridge_pca, bench_scale, bench_train
 from .common import (
     MIN_SHARE,
     RESULTS_DIR,
@@ -35,7 +38,7 @@ from .common import (
 )
 
 BENCHMARKS = ("head", "scaling", "train")  # the default suite (make bench)
-EXTRA = ("scale",)  # only when asked for by --only
+EXTRA = ("scale", "ridge_pca")  # only when asked for by --only
 README = Path(__file__).resolve().parent.parent / "README.md"
 RERUN = ".venv/bin/python -m benchmarks --only head --update-readme"
 
@@ -126,6 +129,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--decoders", default="baseline,mind", help="scale: neural decoders timed for one epoch"
+    )
+    parser.add_argument(
+        "--ridge-pca-size", default="demo", help="ridge_pca: synthetic study size (smoke, demo, full)"
     )
     parser.add_argument(
         "--feature-cache",
@@ -285,6 +291,21 @@ def main(argv: list[str] | None = None) -> int:
             write_csv(table, "scale", desc, out)
 
         section("scale", do_scale)
+
+    if "ridge_pca" in selected:
+
+        def do_ridge_pca() -> None:
+            with cpu_share() as usage:
+                table = bench_ridge_pca.run_ridge_pca(args.ridge_pca_size)
+            notes = [
+                f"FIR ridge (lags 2-4 TRs) on the {args.ridge_pca_size} synthetic study through experiment.run: all "
+                "features (k = all) vs PCA to k axes per modality with the lags built by shifting (mindlib.reduce)",
+                "test_r_minus_all: paired over test runs, 95 % bootstrap interval [ci_low, ci_high]",
+            ]
+            print_table("6. ridge: the accuracy cost of PCA", table, desc, notes, usage["share"])
+            write_csv(table, "ridge_pca", desc, out, usage["share"])
+
+        section("ridge_pca", do_ridge_pca)
 
     if args.update_readme:
         if head is None:

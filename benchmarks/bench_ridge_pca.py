@@ -20,7 +20,7 @@ BACKBONES = ("tribe", "imagebind", "qwen")
 def run_ridge_pca(
     size: str = "demo", backbones=BACKBONES, components=COMPONENTS, progress: bool = False
 ) -> pd.DataFrame:
-    """One row per backbone and ``k`` (``k = "all"``: no PCA): design columns, val/test r, fit time, and
+    """One row per backbone and ``k`` (``"all"``: no PCA): design columns, val/test r, fit time, and
     the paired test-r difference to the full-feature ridge with its interval."""
     from mindlib import data, experiment, project, stats
 
@@ -29,14 +29,14 @@ def run_ridge_pca(
     for backbone in backbones:
         study = data.load_study(root, backbone)
         full = None
-        for k in (None, *components):
+        for k in (0, *components):
             config = experiment.ExperimentConfig(decoder="ridge", ridge_components=k, progress=progress)
             t0 = time.perf_counter()
             res = experiment.run(study, config)
             seconds = time.perf_counter() - t0
             row = {
                 "backbone": backbone,
-                "k": "all" if k is None else k,
+                "k": k or "all",
                 "columns": int(res.extra["ridge_columns"]),
                 "val_r": res.val["pearson"]["mean"],
                 "test_r": res.test["pearson"]["mean"],

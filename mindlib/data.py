@@ -52,6 +52,7 @@ import zlib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 import h5py
 import numpy as np
@@ -1068,6 +1069,7 @@ class Study:
     layer_fractions: tuple[float, ...] = LAYER_FRACTIONS
     info: dict = field(default_factory=dict)  # the feature store's backbone.json
     features_root: Path | None = None  # features folder outside root (None: <root>/features)
+    feature_cache: Any = None  # the mindlib.cache.FeatureCache it was loaded through (None: in memory)
 
     def select(self, split_name: str) -> list[RunRecord]:
         """Records on one side of the split: ``"train"``, ``"val"`` or ``"test"``."""
@@ -1310,6 +1312,7 @@ def load_study(
         layer_fractions=tuple(layer_fractions),
         info=store.info,
         features_root=store.features_root,
+        feature_cache=feature_cache,
     )
 
 
@@ -1341,6 +1344,7 @@ def with_lags(study: Study, lags_trs: Sequence[float]) -> Study:
         n_parcels=study.n_parcels,
         features_root=study.features_root,
         studies=sorted({layout.study_of(r.run) for r in study.records}),
+        feature_cache=study.feature_cache,  # memory-mapped again when it was
         allow_stale=True,  # the same files the study was loaded from: checked (or overridden) then
     )
     return replace(other, split=study.split)

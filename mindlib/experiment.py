@@ -36,7 +36,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from mindlib import isg, models, train
+from mindlib import isg, models, reduce, train
 from mindlib.afire import AFIREConfig, Fusion, Temporal
 from mindlib.baselines import MLPConfig, RidgeEncoder
 from mindlib.data import Study, with_lags
@@ -87,6 +87,9 @@ class ExperimentConfig:
     seed: int = default_of(train.TrainConfig, "seed")  # model initialisation, shuffling, dropout
     isg_subjects: tuple[str, ...] = ()  # leave-one-subject-out for each (ISG column of Table 1); () = skip
     fir_lags_trs: tuple[float, ...] = (2, 3, 4)  # ridge's FIR delays in TRs (the others: the study's lag)
+    ridge_components: int = (
+        0  # ridge: PCA axes per modality, FIR lags by shifts (mindlib.reduce); 0: all features
+    )
     device: str = default_of(train.TrainConfig, "device")  # "auto" | "cpu" | "cuda"
     progress: bool = PROGRESS  # tqdm bar per fit
 
@@ -94,6 +97,11 @@ class ExperimentConfig:
         check_literal_fields(self)  # decoder, mode, expert, fusion, temporal, balance: for every decoder
         if not self.lrs or not self.weight_decays:
             raise ValueError("lrs and weight_decays must each hold at least one value")
+        if self.ridge_components < 0:
+            raise ValueError(
+                f"ExperimentConfig.ridge_components={self.ridge_components}: the PCA axes per modality must be "
+                ">= 1, or 0 for the full features"
+            )
 
     def train_config(self, checkpoint_dir: str | None = None) -> train.TrainConfig:
         """:class:`mindlib.train.TrainConfig` of each grid cell (``lr``, ``weight_decay``: the grid's first)."""
@@ -248,7 +256,12 @@ def run(
     prediction = config.prediction  # torch decoders only (ridge predicts each record itself)
     if config.decoder == "ridge":
         # the classical voxelwise model learns the response shape from FIR-delayed features
-        fir = with_lags(study, config.fir_lags_trs)
+        if not config.ridge_components:
+            fir = with_lags(study, config.fir_lags_trs)
+        else:  # bounded memory at the release's size: PCA per modality, FIR lags by shifting reduced tokens
+            fir, _ = reduce.reduced_fir_study(
+                study, config.fir_lags_trs, config.ridge_components, config.progress
+            )
         # per-parcel penalties chosen on the validation runs, the data every other decoder selects on
         model = RidgeEncoder(n_subjects=len(study.subjects)).fit(fir.select("train"), fir.select("val"))
         # score exactly the TRs every other decoder is scored on (the study's valid mask), with FIR features
@@ -274,6 +287,7 @@ def run(
     result = ExperimentResult(config, study.backbone, model, grid, history, val, test, seconds, n_params)
     if config.decoder == "ridge":
         result.extra["fir_lags_trs"] = list(config.fir_lags_trs)
+        result.extra["ridge_columns"] = int(sum(fir.feature_dims.values()))
     if config.isg_subjects:
         if config.decoder == "ridge":
             raise ValueError("ISG needs a decoder with subject slots; ridge has one model per subject")

@@ -30,10 +30,10 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from mindlib.align import overlap_matrix
-from mindlib.data import Study
+from mindlib.data import Study, with_lags
 from mindlib.progress import progress_bar
 
-__all__ = ["ModalityPCA", "fit_pca", "reduce_study", "delay_study", "first_covered_tr"]
+__all__ = ["ModalityPCA", "fit_pca", "reduce_study", "delay_study", "first_covered_tr", "reduced_fir_study"]
 
 
 @dataclass(frozen=True)
@@ -244,3 +244,29 @@ def delay_study(study: Study, lags_trs: Sequence[float]) -> Study:
         records.append(replace(rec, features=feats, valid=valid))
     dims = {m: d * len(lags) for m, d in study.feature_dims.items()}
     return replace(study, records=records, feature_dims=dims, lags_trs=lags)
+
+
+def reduced_fir_study(
+    study: Study, lags_trs: Sequence[float], n_components: int, progress: bool = True
+) -> tuple[Study, dict[str, ModalityPCA]]:
+    """The ridge's bounded design: ``study`` at its first FIR lag, PCA-reduced per modality, delayed by shifts.
+
+    Parameters
+    ----------
+    study : Study
+        Any lag; it is reloaded at ``min(lags_trs)`` (:func:`mindlib.data.with_lags`, through its feature cache
+        when it has one) unless it is already aligned there.
+    lags_trs : sequence of float
+        FIR lags in TRs, whole-TR steps up from the smallest.
+    n_components : int
+        k per modality (:func:`fit_pca`, on the training runs).
+
+    Returns
+    -------
+    fir : Study
+        Features ``(T, k × n_lags)`` per modality.
+    pcas : dict of str to ModalityPCA
+    """
+    base = with_lags(study, (min(float(x) for x in lags_trs),))
+    pcas = fit_pca(base, n_components, progress=progress)
+    return delay_study(reduce_study(base, pcas, progress=progress), lags_trs), pcas

@@ -46,6 +46,7 @@ lrs: list = [1e-3, 3e-3]  # learning-rate grid, scored on validation
 weight_decays: list = [1e-2]  # weight-decay grid, scored on validation
 batch_size: int = 8  # B windows per step
 fir_lags_trs: list = [2, 3, 4]  # ridge only: FIR delays in TRs
+ridge_components: int = 0  # ridge only: PCA axes per modality, for real-size data (mindlib.reduce); 0: all
 isg_subjects: list = []  # leave-one-subject-out ISG for each of these subjects; empty list skips it
 device: str = "auto"  # "auto" | "cpu" | "cuda"
 num_threads: int = 0  # torch CPU threads; 0 leaves the default

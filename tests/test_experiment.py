@@ -75,7 +75,13 @@ MODULE_DEFAULTS = {
     "device": [(train.TrainConfig, "device")],
 }
 NAMED_DEFAULTS = {"d_model": "D_MODEL", "epochs": "EPOCHS", "progress": "PROGRESS"}
-EXPERIMENT_ONLY = {"decoder": "mind", "lrs": (1e-3, 3e-3), "isg_subjects": (), "fir_lags_trs": (2, 3, 4)}
+EXPERIMENT_ONLY = {
+    "decoder": "mind",
+    "lrs": (1e-3, 3e-3),
+    "isg_subjects": (),
+    "fir_lags_trs": (2, 3, 4),
+    "ridge_components": 0,
+}
 
 
 def _default(cls, name):
@@ -221,3 +227,11 @@ def test_ridge_uses_fir_delays_and_scores_the_same_trs(study):
     assert (~fir_rec.valid).sum() > (~rec.valid).sum()
     expected = metrics.pearson_r(rec.fmri, res.model.predict(fir_rec), mask=rec.valid)
     np.testing.assert_allclose(res.val["per_parcel"]["pearson"][(rec.subject, rec.run)], expected)
+
+
+def test_ridge_with_pca_runs_the_bounded_design_and_rejects_a_negative_count(study):
+    res = experiment.run(study, experiment.ExperimentConfig(decoder="ridge", ridge_components=3))
+    assert res.extra["ridge_columns"] == 3 * 3 * len(study.modalities)  # 3 lags x 3 axes per modality
+    assert np.isfinite(res.val["pearson"]["mean"]) and res.val["pearson"]["mean"] > 0
+    with pytest.raises(ValueError, match="ridge_components"):
+        experiment.ExperimentConfig(decoder="ridge", ridge_components=-1)
