@@ -21,8 +21,6 @@ import contextlib
 import json
 import logging
 import math
-import os
-import tempfile
 import time
 import warnings
 from collections.abc import Callable, Mapping, Sequence
@@ -37,6 +35,7 @@ from torch import Tensor, nn
 
 from mindlib import distributed, metrics
 from mindlib.data import WindowDataset, collate_windows, window_starts
+from mindlib.files import atomic_write, write_json
 from mindlib.layout import movie_of
 from mindlib.params import default_of, unknown_names
 from mindlib.progress import progress_bar
@@ -532,15 +531,7 @@ def atomic_save(obj, path: Path) -> None:
     path : Path
         Destination; its folder is created, an existing file is replaced only once the new one is whole.
     """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        torch.save(obj, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write(path, lambda tmp: torch.save(obj, tmp))
 
 
 def _cpu_state(model: nn.Module) -> dict[str, Tensor]:
@@ -962,20 +953,7 @@ def grid_search(
 
 def save_history(history: Sequence[Mapping], path: str | Path) -> Path:
     """Write a training history (list of per-epoch dicts) as JSON; NaN is written as null."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-
-    def plain(value):
-        if isinstance(value, float | np.floating):
-            value = float(value)
-            return None if math.isnan(value) else value
-        if isinstance(value, np.integer):
-            return int(value)
-        return value
-
-    rows = [{k: plain(v) for k, v in row.items()} for row in history]
-    path.write_text(json.dumps(rows, indent=1))
-    return path
+    return write_json(path, [dict(row) for row in history], indent=1)
 
 
 def load_history(path: str | Path) -> list[dict]:
