@@ -221,7 +221,8 @@ if routing is not None:
 # %% [markdown]
 # ## Summary
 # SADGate multiplies a moment-to-moment token router with a persistent subject prior and keeps K experts;
-# the balance loss keeps experts in use. Notebook 10 compares learned experts with the true response modes.
+# the balance loss keeps experts in use. Notebook 05 builds the experts these weights mix, by hand; notebook 10
+# compares learned experts with the true response modes.
 
 # %%
 model.eval()  # train.fit hands the model back in eval mode; said here too: the balance of the gate as used, no dropout

@@ -71,8 +71,8 @@ if num_threads > 0:
     torch.set_num_threads(num_threads)
 
 root = project.resolve_dataset(dataset, size=size, seed=study_seed)
-notebook_only = ("dataset", "size", "backbone", "num_threads", "tag", "results_dir", "fig_dir", "features_root",
-                 "solutions")
+notebook_only = ("dataset", "size", "study_seed", "backbone", "num_threads", "tag", "results_dir", "fig_dir",
+                 "features_root", "solutions")
 config = experiment.config_from_params(**declared, ignore=notebook_only)
 print(config)
 save_figs = fig_dir if not tag else ""  # fan-out runs of notebook 08 do not overwrite the figures
