@@ -26,14 +26,17 @@ export OPENBLAS_NUM_THREADS := 1
 
 # Times come from papers/timings.json, measured by the last `make reproduce` (python -m mindlib.notebooks --publish).
 define MEASURED
-import json, sys
+import glob, json, os, sys
 try:
     t = json.load(open("papers/timings.json"))
 except (OSError, ValueError):
     t = {}
 size = sys.argv[1]
 s = sum(t.get(size, {}).values())
-print(f"{s / 60:.1f} min of notebooks measured on 2 CPU cores" if s else "not measured yet")
+names = sorted(os.path.basename(p)[:-3] for p in glob.glob("notebooks/[0-9][0-9]_*.py"))
+todo = [n[:2] for n in names if n not in t.get(size, {})]
+more = f"; {', '.join(todo)} not yet measured" if todo else ""
+print(f"{s / 60:.1f} min of notebooks measured on 2 CPU cores{more}" if s else "not yet measured")
 endef
 export MEASURED
 

@@ -140,7 +140,7 @@ def collect(size: str, nb_dir: Path, run_missing: bool) -> list[tuple[object, Pa
 
     todo = [spec for spec in specs if problems_of(spec)]
     if todo and run_missing:
-        # A notebook may read what an earlier one wrote (08 -> 09): rerun from the first one needed onwards.
+        # A notebook may read what an earlier one wrote (08 -> 10): rerun from the first one needed onwards.
         first = specs.index(todo[0])
         run_notebooks(specs[first:], size, nb_dir)
     problems = [p for spec in specs for p in problems_of(spec)]

@@ -1,6 +1,6 @@
 """Reading a trained MIND: gates over whole runs, subject priors, expert usage by content (paper §3.4).
 
-These helpers feed notebooks 05 and 09: what SADGate decided at every TR of a run, how experts divide
+These helpers feed notebooks 04 and 10: what SADGate decided at every TR of a run, how experts divide
 content types (the synthetic truth, or speech vs no speech from real transcripts), the subject × expert
 prior ``softmax(g + B_s)``, and — on the synthetic study — how well learned experts recover the true
 response modes.
@@ -296,7 +296,7 @@ def subject_routing(
         }
 
 
-PARAMETRISATIONS = {  # MIND variants notebook 05 compares (ExperimentConfig overrides)
+PARAMETRISATIONS = {  # MIND variants notebook 04 compares (ExperimentConfig overrides)
     "e_s on router, ‖B‖² penalised (default)": {},
     "no e_s on router (B_s only)": {"router_subject": False},
     "B_s unpenalised (λ2 = 0)": {"lambda_bias": 0.0},

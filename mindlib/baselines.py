@@ -339,6 +339,10 @@ class RidgeEncoder:
     ----------
     best_alphas_ : dict of int to ndarray of shape (V,)
         Selected alpha per parcel, per subject index.
+    scores_ : dict of int to ndarray of shape (n_alphas, V)
+        The selection score of every alpha (rows, in the order of ``alphas``) for every parcel, per subject
+        index: R² per run averaged over the validation runs, or over the folds' runs with cross-validation
+        (NaN where a parcel is constant). ``best_alphas_`` is the row of the largest score.
     coef_ : dict of int to ndarray of shape (F, V)
     intercept_ : dict of int to ndarray of shape (V,)
     mean_, scale_ : dict of int to ndarray of shape (F,)
@@ -438,6 +442,7 @@ class RidgeEncoder:
         expected = range(self.n_subjects) if self.n_subjects is not None else sorted(by_subject)
         self.selected_on_ = "validation" if val_records is not None else "cross-validation"
         self.coef_, self.intercept_, self.best_alphas_, self.mean_, self.scale_ = {}, {}, {}, {}, {}
+        self.scores_ = {}
         with threadpool_limits(limits=self.blas_threads, user_api="blas"):
             for s in expected:
                 X, Y, group = self._stack(by_subject.get(s, []))
@@ -477,6 +482,7 @@ class RidgeEncoder:
                     with warnings.catch_warnings():
                         warnings.simplefilter("ignore", RuntimeWarning)
                         scores = np.nanmean(np.asarray(folds), axis=0)
+                self.scores_[s] = scores
                 self.best_alphas_[s] = self._select(scores)
                 coef, intercept = path.weights(self.best_alphas_[s])
                 self.coef_[s] = coef.astype(self.dtype)

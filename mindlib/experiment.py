@@ -1,6 +1,6 @@
 """One experiment = one decoder on one backbone, tuned on validation, scored once on test (docs/method.md §7, §9).
 
-The notebooks (03 baselines, 04 AFIRE, 05 SADGate, 06 train MIND, 08 tables, 10 new backbone) all run
+The notebooks (03 AFIRE, 04 SADGate, 06 train MIND, 07 baselines, 08 tables, 11 new backbone) all run
 the same protocol, so it lives here once:
 
 1. build the decoder from :class:`ExperimentConfig` (``mindlib.models.build_model``, or ridge);

@@ -12,7 +12,7 @@ Both are here, under their own names:
 - :func:`calibrate_subject` and :func:`few_shot_curve`: fit only the new subject's rows of
   ``model.subject_parameters()`` on its first N minutes of data, everything else frozen, for a fixed
   number of epochs.
-- :func:`few_shot_protocol` (what notebook 07 reports): the same budget of N minutes for every decoder,
+- :func:`few_shot_protocol` (what notebook 09 reports): the same budget of N minutes for every decoder,
   drawn at random several times; the calibration strength (epochs, 0 = stay at the population) is chosen
   on held-out minutes of that budget, so a decoder whose calibration overfits a few minutes is held back
   by the subject's own data instead of being compared after a fixed schedule that suits another decoder.

@@ -53,13 +53,13 @@ DISCREPANCIES = [
     (
         "Balance loss",
         "paper: importance × load; code: E·ΣImp² for K ≥ 2",
-        "Switch-style importance × load by default, importance² as an option: measured on the demo study (notebook 05, "
+        "Switch-style importance × load by default, importance² as an option: measured on the demo study (notebook 04, "
         "`mindlib.sadgate` docstring), importance² gave no better validation r or subject recovery",
     ),
     (
         "Subject routing",
         "paper: subject embedding e_s on the router and a penalised bias B_s",
-        "the same by default; in mode both they are one offset g + B_s + W_r e_s + b_r, which is what notebooks 05 and 09 "
+        "the same by default; in mode both they are one offset g + B_s + W_r e_s + b_r, which is what notebooks 04 and 10 "
         "read and score; `router_subject=False` (no e_s on the router) recovered subjects worse on the demo study",
     ),
     (
@@ -75,7 +75,7 @@ DISCREPANCIES = [
     (
         "ISG",
         "paper: leave-one-subject-out; code: a trained subject scored under other subjects' ids",
-        "leave-one-subject-out with the population prior (notebook 07); the code's variant reported as 'swap ISG'",
+        "leave-one-subject-out with the population prior (notebook 09); the code's variant reported as 'swap ISG'",
     ),
     (
         "Split",
@@ -254,7 +254,7 @@ def build_report(results_dir: str | Path | None = None) -> str:
                     ),
                 )
             )
-    isg = _read(results, "07_isg")
+    isg = _read(results, "09_isg")
     if isg:
         loso = ", ".join(f"{d}: {_fmt(v)}" for d, v in isg["loso_r"].items())
         per_run = isg.get("loso_per_run_r") or {}
@@ -301,13 +301,13 @@ def build_report(results_dir: str | Path | None = None) -> str:
                 ", ".join(f"{d}: {_fmt(v)}" for d, v in isg["swap_isg"].items()),
             )
         )
-    sad = _read(results, "05_sadgate")
+    sad = _read(results, "04_sadgate")
     if sad and sad.get("subject_routing"):
         sr = sad["subject_routing"]
         claims.append(
             (
                 "(synthetic only) each subject's effective prior g + B_s + W_r e_s + b_r follows its true bias "
-                "over response modes (r over modes after matching experts to modes; notebook 05)",
+                "over response modes (r over modes after matching experts to modes; notebook 04)",
                 ", ".join(f"{s}: {_fmt(v)}" for s, v in sr["prior_r"].items())
                 + "; mean routing: "
                 + ", ".join(f"{s}: {_fmt(v)}" for s, v in sr["usage_r"].items())
@@ -318,7 +318,7 @@ def build_report(results_dir: str | Path | None = None) -> str:
     if sad and sad.get("parametrisations"):
         claims.append(
             (
-                "(synthetic only) MIND parametrisations, one seed (notebook 05): val r, subject recovery r, "
+                "(synthetic only) MIND parametrisations, one seed (notebook 04): val r, subject recovery r, "
                 "balance (switch / importance)",
                 "; ".join(
                     f"{p['variant']}: {_fmt(p['val_r'])}, {_fmt(p['prior_r_mean'])}, "
@@ -327,7 +327,7 @@ def build_report(results_dir: str | Path | None = None) -> str:
                 ),
             )
         )
-    vis = _read(results, "09_visualisations")
+    vis = _read(results, "10_visualisations")
     if vis:
         sims = ", ".join(f"{k}: {_fmt(v)}" for k, v in vis["map_similarity"].items())
         claims.append(
@@ -354,7 +354,7 @@ def build_report(results_dir: str | Path | None = None) -> str:
                     ", ".join(f"{n} {v:.2f}" for n, v in fr.items()),
                 )
             )
-    sub = _read(results, "11_submission")
+    sub = _read(results, "12_submission")
     if sub and sub.get("ensemble_score") is not None:
         claims.append(
             (
@@ -410,7 +410,10 @@ def update_readme_block(readme: Path, marker: str, text: str) -> bool:
 
 def notebook_map_markdown(results: Path) -> str:
     """The README's notebook map from :data:`mindlib.notebooks.NOTEBOOKS`, with the measured run time of each
-    notebook per size (``results/timings.json``, written by ``python -m mindlib.notebooks``)."""
+    notebook per size (``results/timings.json``, written by ``python -m mindlib.notebooks``).
+
+    A notebook without a time at a size (new, or not run by that size's last publishing run) reads "not yet
+    measured"; the total of that size is then left out ("–") rather than understated."""
     from mindlib.notebooks import NOTEBOOKS
 
     path = results / "timings.json"
@@ -419,7 +422,7 @@ def notebook_map_markdown(results: Path) -> str:
     head = "| # | notebook | what you learn |" + "".join(f" {s} time |" for s in sizes)
     lines = [head, "|---|---|---|" + "---|" * len(sizes)]
     for nb in NOTEBOOKS:
-        cells = "".join(f" {_duration(timings[s].get(nb.name))} |" for s in sizes)
+        cells = "".join(f" {_duration(timings[s].get(nb.name), NOT_MEASURED)} |" for s in sizes)
         lines.append(f"| {nb.name[:2]} | `{nb.name}` — {nb.title} | {nb.learn} |{cells}")
     if sizes:
         # a total only where every notebook ran at that size (a partial run would understate it)
@@ -433,9 +436,12 @@ def notebook_map_markdown(results: Path) -> str:
     return "\n".join(lines)
 
 
-def _duration(seconds: float | None) -> str:
+NOT_MEASURED = "not yet measured"  # the notebook map's cell for a notebook without a measured time
+
+
+def _duration(seconds: float | None, missing: str = "–") -> str:
     if seconds is None:
-        return "–"
+        return missing
     return f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.1f} min"
 
 

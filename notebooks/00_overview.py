@@ -53,7 +53,7 @@
 dataset: str = "synthetic"  # "synthetic" | path to an Algonauts 2025 folder
 features_root: str = ""  # empty: <dataset>/features; else a folder of feature stores
 size: str = "demo"  # synthetic study size: "smoke" | "demo" | "full"
-seed: int = 0  # seed of the synthetic study
+study_seed: int = 0  # seed of the synthetic study; ignored for a real dataset folder
 backbone: str = "tribe"  # feature store to show: "tribe" | "imagebind" | "qwen" | your own
 results_dir: str = "runs/{size}/results"  # results files; a relative path starts at the repository root
 fig_dir: str = "runs/{size}/figures"  # figures ("figures" is the committed set); empty string: save none
@@ -68,7 +68,7 @@ import pandas as pd
 from mindlib import data, layout, plotting, project, synthetic
 
 results_dir, fig_dir = project.output_dir(results_dir, size), project.output_dir(fig_dir, size)
-root = project.resolve_dataset(dataset, size=size, seed=seed)
+root = project.resolve_dataset(dataset, size=size, seed=study_seed)
 print("study root:", root)
 
 # %% [markdown]
@@ -134,12 +134,12 @@ if is_synthetic:
     ax.set_title(f"content type driving each TR of {run0}")
     plotting.save_figure(fig, "00_content", fig_dir)
 else:
-    print("real data: no ground truth; see notebook 07 for repeat-based noise ceilings")
+    print("real data: no ground truth; see notebook 09 for repeat-based noise ceilings")
 
 # %% [markdown]
 # ## Real Algonauts 2025 data
 # Every notebook takes `dataset` as its first parameter. Point it at the folder that holds `fmri/` and
-# `stimuli/`, and write your backbone's features into `features/<backbone>/` (see notebook 10 and
+# `stimuli/`, and write your backbone's features into `features/<backbone>/` (see notebook 11 and
 # `mindlib.features`), e.g. from the repository root (results and figures land in `runs/<size>/` of the
 # repository whichever folder papermill starts in; `--help-notebook` lists every parameter):
 #
@@ -148,7 +148,8 @@ else:
 # ```
 #
 # ## Summary
-# Next: notebook 01 aligns 2 Hz frames to TRs; 02 builds the leakage-free split; 03 sets the baselines to beat.
+# Next: notebook 01 aligns 2 Hz frames to TRs; 02 builds the leakage-free split; 03–05 build AFIRE, SADGate and
+# the experts by hand; 06 trains MIND; 07 sets the baselines it must beat.
 
 # %%
 results = {

@@ -32,7 +32,7 @@
 dataset: str = "synthetic"  # "synthetic" | path to an Algonauts 2025 folder
 features_root: str = ""  # empty: <dataset>/features; else a folder of feature stores
 size: str = "demo"  # synthetic study size: "smoke" | "demo" | "full"
-seed: int = 0  # seed of the synthetic study
+study_seed: int = 0  # seed of the synthetic study; ignored for a real dataset folder
 backbone: str = "tribe"  # feature store to read: "tribe" | "imagebind" | "qwen" | your own
 tr_s: float = 1.49  # repetition time (s)
 feature_hz: float = 2.0  # rate of feature frames (Hz)
@@ -49,7 +49,7 @@ import numpy as np
 from mindlib import align, data, layout, plotting, project
 
 results_dir, fig_dir = project.output_dir(results_dir, size), project.output_dir(fig_dir, size)
-root = project.resolve_dataset(dataset, size=size, seed=seed)
+root = project.resolve_dataset(dataset, size=size, seed=study_seed)
 print("study root:", root)
 
 # %% [markdown]

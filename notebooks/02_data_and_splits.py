@@ -26,7 +26,9 @@
 dataset: str = "synthetic"  # "synthetic" | path to an Algonauts 2025 folder
 features_root: str = ""  # empty: <dataset>/features; else a folder of feature stores
 size: str = "demo"  # synthetic study size: "smoke" | "demo" | "full"
-seed: int = 0  # seed of the synthetic study and of the split
+study_seed: int = 0  # seed of the synthetic study; ignored for a real dataset folder
+split_seed: int = 0  # seed of the train / validation / test split of the runs (data.split_runs)
+seed: int = 0  # seed of the batch shuffling in section 4 (in training notebooks: model seed)
 backbone: str = "tribe"  # feature store: "tribe" | "imagebind" | "qwen" | your own
 window: int = 100  # TRs per training window
 stride: int = 50  # TRs between window starts
@@ -42,7 +44,7 @@ import torch
 from mindlib import data, layout, plotting, project
 
 results_dir, fig_dir = project.output_dir(results_dir, size), project.output_dir(fig_dir, size)
-root = project.resolve_dataset(dataset, size=size, seed=seed)
+root = project.resolve_dataset(dataset, size=size, seed=study_seed)
 
 # %% [markdown]
 # ## 1. A study is a list of run records
@@ -52,7 +54,7 @@ root = project.resolve_dataset(dataset, size=size, seed=seed)
 # Repeats of a clip and all subjects share one feature array per stimulus: no copies.
 
 # %%
-study = data.load_study(root, backbone, split_seed=seed, features_root=features_root)
+study = data.load_study(root, backbone, split_seed=split_seed, features_root=features_root)
 print(study)
 rec = study.records[0]
 print(f"one record: {rec.subject} {rec.run}  (T, V) fmri = {rec.fmri.shape}")
@@ -134,13 +136,13 @@ if solutions:
         print(f"stride {st}: {sum(map(len, starts))} windows; TRs seen {seen} of {sum(r.n_trs for r in train)}")
 
 # %% [markdown]
-# **2.** Split with another seed (`split_seed=seed + 1`): how many run records change side, and does every episode
+# **2.** Split with another seed (`split_seed + 1`): how many run records change side, and does every episode
 # still sit on one side?
 
 # %% tags=["solution", "hide-cell"]
 if solutions:
-    other = data.load_study(root, backbone, split_seed=seed + 1).describe()
+    other = data.load_study(root, backbone, split_seed=split_seed + 1).describe()
     a, b = desc.set_index(["subject", "run"]).split, other.set_index(["subject", "run"]).split
     one_side = other.assign(episode=other.run.map(layout.episode_of)).groupby("episode").split.nunique().eq(1).all()
-    print(f"split_seed {seed + 1}: {int((a != b.loc[a.index]).sum())} of {len(a)} records change side; "
+    print(f"split_seed {split_seed + 1}: {int((a != b.loc[a.index]).sum())} of {len(a)} records change side; "
           f"every episode on one side: {bool(one_side)}")

@@ -30,7 +30,8 @@
 dataset: str = "synthetic"  # "synthetic" | path to an Algonauts 2025 folder
 features_root: str = ""  # empty: <dataset>/features; else a folder of feature stores
 size: str = "demo"  # synthetic study size: "smoke" | "demo" | "full"
-seed: int = 0  # seed of model initialisation, shuffling and dropout (the study keeps seed 0)
+study_seed: int = 0  # seed of the synthetic study; ignored for a real dataset folder
+seed: int = 0  # seed of model initialisation, shuffling and dropout
 backbone: str = "tribe"  # feature store: "tribe" | "imagebind" | "qwen" | your own
 decoder: str = "mind"  # "mind" | "baseline" | "mlp" | "mmoe" | "ridge"
 mode: str = "both"  # SADGate router: "both" | "token" | "prior"
@@ -70,9 +71,9 @@ results_dir, fig_dir = project.output_dir(results_dir, size), project.output_dir
 if num_threads > 0:
     torch.set_num_threads(num_threads)
 
-root = project.resolve_dataset(dataset, size=size, seed=0)
-notebook_only = ("dataset", "size", "backbone", "num_threads", "tag", "results_dir", "fig_dir", "features_root",
-                 "solutions")
+root = project.resolve_dataset(dataset, size=size, seed=study_seed)
+notebook_only = ("dataset", "size", "study_seed", "backbone", "num_threads", "tag", "results_dir", "fig_dir",
+                 "features_root", "solutions")
 config = experiment.config_from_params(**declared, ignore=notebook_only)
 print(config)
 save_figs = fig_dir if not tag else ""  # fan-out runs of notebook 08 do not overwrite the figures

@@ -262,6 +262,8 @@ def test_ridge_selects_alphas_on_validation_runs():
     enc = RidgeEncoder(alphas=ALPHAS, dtype="float64").fit(train, val)
     assert enc.selected_on_ == "validation"
     np.testing.assert_allclose(enc.best_alphas_[0], best)
+    scores = np.stack([val_score(a, X.mean(0), X.std(0)) for a in ALPHAS])  # (n_alphas, V), sklearn
+    np.testing.assert_allclose(enc.scores_[0], scores, rtol=1e-6, atol=1e-9)
     np.testing.assert_allclose(enc.predict(test), predict(test), rtol=1e-4, atol=1e-4)
     with pytest.raises(ValueError, match="no validation records"):
         RidgeEncoder(alphas=ALPHAS, n_subjects=2).fit(

@@ -57,7 +57,7 @@ FAULTS = {
     "param_string_for_list": "-p backbones tribe: a string where a list is declared",
     "param_unknown_name": "a mistyped parameter name injected by papermill",
     "config_unknown_name": "a mistyped name given to experiment.config_from_params",
-    "notebook09_before_08": "notebook 09 on a real folder before notebook 08",
+    "notebook10_before_08": "notebook 10 on a real folder before notebook 08",
     "results_real_size": "results of a real-data run recorded as a synthetic size",
     "read_only_dataset": "features that cannot live inside a read-only dataset",
 }
@@ -489,8 +489,8 @@ def test_notebook_drivers_pass_only_declared_parameters():
     assert passed <= set(ns["__annotations__"]), passed - set(ns["__annotations__"])
 
 
-def test_fault_notebook09_before_08(real, tmp_path):
-    parameters, first = _cells("09_visualisations")
+def test_fault_notebook10_before_08(real, tmp_path):
+    parameters, first = _cells("10_visualisations")
     ns: dict = {}
     exec(parameters, ns)
     ns.update(dataset=str(real), results_dir=str(tmp_path / "results"), backbones=["tribe"])

@@ -4,7 +4,7 @@ Each notebook is converted from its Jupytext ``.py`` and executed in ``notebooks
 synthetic study, with its progress bars on and the solutions of its "Try it" exercises executed; the test
 then checks the results file it writes (expected keys, finite numbers) and the saved notebook (every
 solution printed something, progress bars are one output each, labelled and finished).
-The notebooks run in the story's order because later ones read what earlier ones wrote (08 -> 09).
+The notebooks run in the story's order because later ones read what earlier ones wrote (08 -> 10).
 """
 
 import json
@@ -17,7 +17,7 @@ from mindlib import notebooks
 
 pytestmark = pytest.mark.slow
 
-TRAINS = {"03_baselines", "04_afire", "05_sadgate", "06_train_mind", "07_isg", "10_new_backbone"}
+TRAINS = {"07_baselines", "03_afire", "04_sadgate", "06_train_mind", "09_isg", "11_new_backbone"}
 MAX_OUTPUTS_PER_CELL = 25  # a cell that trains 4 models keeps 4 bars and a few printed lines
 
 

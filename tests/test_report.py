@@ -42,7 +42,7 @@ def test_report_reads_tables_and_claims_from_results(tmp_path):
     (tmp_path / "01_temporal_alignment.json").write_text(
         json.dumps({"drift_s_at_tr500": 5.005, "impulse_tr_naive": 497, "impulse_tr_exact": 500})
     )
-    (tmp_path / "11_submission.json").write_text(
+    (tmp_path / "12_submission.json").write_text(
         json.dumps({"single_score": 0.3784, "ensemble_score": 0.3861, "n_models": 3})
     )
     text = report.build_report(tmp_path)
@@ -74,7 +74,7 @@ def test_notebook_map_lists_every_notebook_with_measured_times(tmp_path):
     rows = [ln for ln in text.splitlines() if ln.startswith("| 0") or ln.startswith("| 1")]
     assert len(rows) == len(NOTEBOOKS)
     assert "demo time" in text.splitlines()[0]
-    assert rows[0].endswith("| 12 s |") and "| 5.0 min |" in text and "| – |" in text
+    assert rows[0].endswith("| 12 s |") and "| 5.0 min |" in text and "| not yet measured |" in text
     assert text.splitlines()[-1] == "| | **all notebooks** | | – |"  # not every notebook has a time
     every = {nb.name: 30.0 for nb in NOTEBOOKS}
     (tmp_path / "timings.json").write_text(json.dumps({"demo": every, "smoke": {"00_overview": 5.0}}))
@@ -127,7 +127,7 @@ def test_mind_minus_rows_carry_a_paired_interval_and_a_worded_claim(tmp_path):
 
 def test_report_quotes_subject_routing_few_shot_spread_and_unseen_subject_intervals(tmp_path):
     units = [f"sub-01/r{i}" for i in range(8)]
-    (tmp_path / "07_isg.json").write_text(
+    (tmp_path / "09_isg.json").write_text(
         json.dumps(
             {
                 "loso_r": {"mind": 0.31, "baseline": 0.30},
@@ -143,7 +143,7 @@ def test_report_quotes_subject_routing_few_shot_spread_and_unseen_subject_interv
             }
         )
     )
-    (tmp_path / "05_sadgate.json").write_text(
+    (tmp_path / "04_sadgate.json").write_text(
         json.dumps(
             {
                 "subject_routing": {

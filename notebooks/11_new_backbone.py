@@ -15,14 +15,14 @@
 # ---
 
 # %% [markdown]
-# # 10 · Bring your own backbone: transcript → text encoder → AFIRE → MIND
+# # 11 · Bring your own backbone: transcript → text encoder → AFIRE → MIND
 #
 # **Overview** 1) a transcript, row by row 2) words on the 2 Hz grid 3) a text encoder writes a new
 # backbone into the feature store 4) AFIRE → MIND on it, next to the study's own text features
 # 5) the extractor interface, weight-free audio/video extractors and the adapters for precomputed features
 #
 # **Time** per study size: the notebook map in the README (measured on 2 CPU cores)
-# **Writes** `<study>/features/minilm/`, `<fig_dir>/10_word_bins.png`, `<results_dir>/10_new_backbone.json`
+# **Writes** `<study>/features/minilm/`, `<fig_dir>/11_word_bins.png`, `<results_dir>/11_new_backbone.json`
 #
 # AFIRE never sees a backbone, only arrays `(T_f, L, D)` on the 2 Hz grid. So attaching a new model is
 # an offline step: turn each stimulus into `(T_f, L, D)`, write it to `features/<backbone>/`, and load the
@@ -33,7 +33,8 @@
 dataset: str = "synthetic"  # "synthetic" | path to an Algonauts 2025 folder
 features_root: str = ""  # empty: <dataset>/features; else a folder of feature stores
 size: str = "demo"  # synthetic study size: "smoke" | "demo" | "full"
-seed: int = 0  # seed of model initialisation, shuffling and dropout (the study keeps seed 0)
+study_seed: int = 0  # seed of the synthetic study; ignored for a real dataset folder
+seed: int = 0  # seed of model initialisation, shuffling and dropout (and of the toy stimulus's noise)
 d_model: int = 128  # d, AFIRE token dim
 epochs: int = 15  # training epochs
 context_words: int = 8  # preceding words the text encoder sees with each word (cost grows with it)
@@ -58,7 +59,7 @@ from mindlib import data, experiment, features, plotting, project
 from mindlib.align import FEATURE_HZ, TR_S
 
 results_dir, fig_dir = project.output_dir(results_dir, size), project.output_dir(fig_dir, size)
-root = project.resolve_dataset(dataset, size=size, seed=0)
+root = project.resolve_dataset(dataset, size=size, seed=study_seed)
 new_backbone = "minilm"  # folder under <root>/features/
 transcripts = sorted((root / "stimuli" / "transcripts").rglob("*.tsv"))  # the order the extractor uses
 first = transcripts[0]
@@ -106,7 +107,7 @@ fig, ax = plt.subplots(figsize=(6, 4))
 bin_labels = [f"{k / FEATURE_HZ:.1f}–{(k + 1) / FEATURE_HZ:.1f} s" for k in range(n_bins)]
 plotting.plot_matrix(W, ax=ax, xticklabels=list(head.word), yticklabels=bin_labels, ylabel="2 Hz bin", vmin=0, vmax=1,
                      title=f"W[k, j]: first {n_words} words of {first.stem}", cmap="Greys")
-plotting.save_figure(fig, "10_word_bins", fig_dir)
+plotting.save_figure(fig, "11_word_bins", fig_dir)
 
 # %% [markdown]
 # ## 3. A new backbone in the feature store
@@ -255,7 +256,7 @@ with tempfile.TemporaryDirectory() as tmp:
 results = {"val_r": val_r, "n_frames": T_f, "text_dim": D, "n_layers": L, "seconds_extract": seconds_extract,
            "tribe_text_val_r": tribe_val_r, "context_words": context_words, "backbone": new_backbone,
            "size": size, "dataset": dataset}
-project.write_results("10_new_backbone", results, results_dir)
+project.write_results("11_new_backbone", results, results_dir)
 results
 
 # %% [markdown]

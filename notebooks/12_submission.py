@@ -15,7 +15,7 @@
 # ---
 
 # %% [markdown]
-# # 11 · Submission: predict the held-out stimuli, write the official file, score it locally
+# # 12 · Submission: predict the held-out stimuli, write the official file, score it locally
 #
 # **Overview** 1) the target sample numbers of the release 2) the trained model of notebook 06, and a seed
 # ensemble 3) predictions of stimuli that have features but no fMRI 4) the checked submission files 5) the
@@ -23,7 +23,7 @@
 #
 # **Time** per study size: the notebook map in the README (measured on 2 CPU cores)
 # **Writes** `runs/<size>/results/submission/fmri_predictions_{friends_s7,ood}.{npy,zip}`,
-# `runs/<size>/results/11_submission.json`, `runs/<size>/figures/11_local_score.png`
+# `runs/<size>/results/12_submission.json`, `runs/<size>/figures/12_local_score.png`
 #
 # The challenge withholds the fMRI of Friends season 7 and of six out-of-distribution films (`chaplin1`,
 # `wot2`, ...): a team predicts them from features alone. The synthetic study holds those stimuli too
@@ -34,6 +34,7 @@
 # %% tags=["parameters"]
 dataset: str = "synthetic"  # "synthetic" | path to an Algonauts 2025 folder
 size: str = "demo"  # synthetic study size: "smoke" | "demo" | "full"
+study_seed: int = 0  # seed of the synthetic study; ignored for a real dataset folder
 features_root: str = ""  # empty: <dataset>/features; else a folder of feature stores
 model_path: str = ""  # decoder saved by notebook 06 (experiment.save); empty: <results_dir>/models/06_train_mind.pt
 ensemble_seeds: list = [1, 2]  # extra seeds trained here with the model's config and learning rate; [] skips
@@ -59,7 +60,7 @@ from mindlib import experiment, layout, plotting, project, submission, synthetic
 results_dir, fig_dir = project.output_dir(results_dir, size), project.output_dir(fig_dir, size)
 out_dir = project.output_dir(out_dir, size) or Path(results_dir) / "submission"
 model_path = project.output_dir(model_path, size) or Path(results_dir) / "models" / "06_train_mind.pt"
-root = project.resolve_dataset(dataset, size=size, seed=0)
+root = project.resolve_dataset(dataset, size=size, seed=study_seed)
 
 # %% [markdown]
 # ## 1. What must be predicted
@@ -161,7 +162,7 @@ if len(per_movie):
     ax.set_xlabel("movie (episodes concatenated as the scorer does)")
     ax.set_ylabel("official metric (r)")
     ax.set_title(f"held-out stimuli: 1 model vs {len(models)}-seed ensemble")
-    plotting.save_figure(fig, "11_local_score", fig_dir)
+    plotting.save_figure(fig, "12_local_score", fig_dir)
 
 
 def overall(name: str) -> float | None:
@@ -196,7 +197,7 @@ results = {
     "size": size,
     "dataset": dataset,
 }
-project.write_results("11_submission", results, results_dir)
+project.write_results("12_submission", results, results_dir)
 {k: v for k, v in results.items() if k not in ("per_movie", "files")}
 
 # %% [markdown]

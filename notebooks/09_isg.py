@@ -15,12 +15,12 @@
 # ---
 
 # %% [markdown]
-# # 07 · Inter-subject generalisation: a new brain, zero to ten minutes of data
+# # 09 · Inter-subject generalisation: a new brain, zero to ten minutes of data
 #
 # **Overview** 1) leave-one-subject-out (the paper's ISG) for MIND and the subject-linear baseline
 # 2) the authors'-code variant, "swap ISG", under its own name 3) few-shot calibration of a new subject
 #
-# **Time** per study size: the notebook map in the README (measured on 2 CPU cores)   **Writes** `<fig_dir>/07_*.png`, `<results_dir>/07_isg.json`
+# **Time** per study size: the notebook map in the README (measured on 2 CPU cores)   **Writes** `<fig_dir>/09_*.png`, `<results_dir>/09_isg.json`
 #
 # **ISG as the paper defines it**: train on S−1 subjects, score the held-out one. The unseen subject has no
 # embedding or bias of its own, so it routes with the **population prior** — `B_s = 0` and `e_s` = the mean of
@@ -40,6 +40,7 @@
 dataset: str = "synthetic"  # "synthetic" | path to an Algonauts 2025 folder
 features_root: str = ""  # empty: <dataset>/features; else a folder of feature stores
 size: str = "demo"  # synthetic study size: "smoke" | "demo" | "full"
+study_seed: int = 0  # seed of the synthetic study; ignored for a real dataset folder
 seed: int = 0  # seed of model initialisation, shuffling and dropout
 backbone: str = "tribe"  # feature store: "tribe" | "imagebind" | "qwen" | your own
 held_out: list = ["sub-01"]  # subjects left out in turn (all four for the full run)
@@ -66,7 +67,7 @@ import pandas as pd
 from mindlib import analysis, data, experiment, isg, plotting, project, synthetic
 
 results_dir, fig_dir = project.output_dir(results_dir, size), project.output_dir(fig_dir, size)
-root = project.resolve_dataset(dataset, size=size, seed=0)
+root = project.resolve_dataset(dataset, size=size, seed=study_seed)
 study = data.load_study(root, backbone, features_root=features_root)
 print(study)
 
@@ -128,7 +129,7 @@ for decoder, df in curves.groupby("decoder", sort=False):
 ax.set_xlabel("minutes of the new subject's data")
 ax.set_ylabel("test r (unseen subject)")
 ax.legend()
-plotting.save_figure(fig, "07_few_shot", fig_dir)
+plotting.save_figure(fig, "09_few_shot", fig_dir)
 print(curves.groupby(["decoder", "minutes"]).r.agg(["mean", "std"]).unstack().round(3))
 print("chosen epochs:\n", curves.groupby(["decoder", "minutes"]).epochs.agg(list).unstack())
 
@@ -153,7 +154,7 @@ if repeat_ceiling:
     fig, ax = plt.subplots(figsize=(5, 3))
     plotting.plot_network_bars(np.nanmean(list(repeat_ceiling.values()), axis=0), ax=ax, label="repeat r",
                                title="noise ceiling from repeats, per network")
-    plotting.save_figure(fig, "07_repeat_ceiling", fig_dir)
+    plotting.save_figure(fig, "09_repeat_ceiling", fig_dir)
 else:
     print("no stimulus was shown twice in this study: no repeat ceiling")
 
@@ -176,7 +177,7 @@ results = {
     "few_shot_draws": n_draws,
     "repeat_ceiling": {s: float(np.nanmean(c)) for s, c in repeat_ceiling.items()},
 }
-project.write_results("07_isg", results, results_dir)
+project.write_results("09_isg", results, results_dir)
 results
 
 # %% [markdown]

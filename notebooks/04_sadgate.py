@@ -15,12 +15,12 @@
 # ---
 
 # %% [markdown]
-# # 05 · SADGate: subject-aware dynamic gating
+# # 04 · SADGate: subject-aware dynamic gating
 #
 # **Overview** 1) token router 2) subject prior 3) Top-K and renormalisation, by hand 4) the balance loss
 # 5) what a trained gate does per subject and content type
 #
-# **Time** per study size: the notebook map in the README (measured on 2 CPU cores)   **Writes** `<fig_dir>/05_*.png`, `<results_dir>/05_sadgate.json`
+# **Time** per study size: the notebook map in the README (measured on 2 CPU cores)   **Writes** `<fig_dir>/04_*.png`, `<results_dir>/04_sadgate.json`
 #
 # For subject *s* and token $x_t$ (paper Eq. 1–3):
 #
@@ -35,6 +35,7 @@
 dataset: str = "synthetic"  # "synthetic" | path to an Algonauts 2025 folder
 features_root: str = ""  # empty: <dataset>/features; else a folder of feature stores
 size: str = "demo"  # synthetic study size: "smoke" | "demo" | "full"
+study_seed: int = 0  # seed of the synthetic study; ignored for a real dataset folder
 seed: int = 0  # seed of model initialisation, shuffling and dropout
 backbone: str = "tribe"  # feature store: "tribe" | "imagebind" | "qwen" | your own
 n_experts: int = 8  # E
@@ -55,7 +56,7 @@ import torch
 from mindlib import analysis, data, experiment, plotting, project, sadgate, synthetic
 
 results_dir, fig_dir = project.output_dir(results_dir, size), project.output_dir(fig_dir, size)
-root = project.resolve_dataset(dataset, size=size, seed=0)
+root = project.resolve_dataset(dataset, size=size, seed=study_seed)
 torch.manual_seed(seed)
 
 # %% [markdown]
@@ -133,7 +134,7 @@ print(f"(T, E) gates of {val[0].subject} {val[0].run}: {gates[0].shape};  active
 # %%
 fig, ax = plt.subplots(figsize=(9, 2.8))
 plotting.plot_matrix(gates[0].T, ax=ax, xlabel="TR", ylabel="expert", title=f"gate weights, {val[0].subject} {val[0].run}")
-plotting.save_figure(fig, "05_gate_run", fig_dir)
+plotting.save_figure(fig, "04_gate_run", fig_dir)
 
 # %% [markdown]
 # Subject priors $\pi_s$ (rows) and, on the synthetic study, mean gate weight per content type.
@@ -146,7 +147,7 @@ plotting.plot_matrix(priors, ax=axes[0], xlabel="expert", ylabel="subject", ytic
 labels, names = analysis.content_labels(root, val)  # true content types, or speech vs none on real data
 usage = analysis.usage_by_label(gates, labels, len(names), valid=[r.valid for r in val])
 plotting.plot_matrix(usage, ax=axes[1], xlabel="expert", yticklabels=names, title="mean gate weight per content")
-plotting.save_figure(fig, "05_priors_usage", fig_dir)
+plotting.save_figure(fig, "04_priors_usage", fig_dir)
 
 # %% [markdown]
 # ## 6. What a subject's routing actually prefers
@@ -185,7 +186,7 @@ if synthetic.study_json_path(root).exists():
     axes[2].set_xlabel("true bias")
     axes[2].set_ylabel("learned offset")
     axes[2].legend(fontsize=7)
-    plotting.save_figure(fig, "05_subject_routing", fig_dir)
+    plotting.save_figure(fig, "04_subject_routing", fig_dir)
 
 # %% [markdown]
 # ## 7. Which parametrisation recovers subjects: measured
@@ -206,7 +207,7 @@ if routing is not None:
     ax.set_xlabel("validation r")
     ax.set_ylabel("subject recovery r (effective prior)")
     ax.legend(fontsize=7)
-    plotting.save_figure(fig, "05_parametrisations", fig_dir)
+    plotting.save_figure(fig, "04_parametrisations", fig_dir)
 
 # %% [markdown]
 # What we found when this was measured on the demo-size study with three seeds (tribe, 15 epochs, lr 3e-3;
@@ -220,7 +221,8 @@ if routing is not None:
 # %% [markdown]
 # ## Summary
 # SADGate multiplies a moment-to-moment token router with a persistent subject prior and keeps K experts;
-# the balance loss keeps experts in use. Notebook 09 compares learned experts with the true response modes.
+# the balance loss keeps experts in use. Notebook 05 builds the experts these weights mix, by hand; notebook 10
+# compares learned experts with the true response modes.
 
 # %%
 model.eval()  # train.fit hands the model back in eval mode; said here too: the balance of the gate as used, no dropout
@@ -235,7 +237,7 @@ if routing is not None:
                                                          "logit_spread", "bias_spread", "embedding_spread")}
     results["subject_routing"]["expert_of_mode"] = dict(zip(routing["mode_names"], map(int, routing["expert_of_mode"])))
     results["parametrisations"] = variants.to_dict(orient="records")
-project.write_results("05_sadgate", results, results_dir)
+project.write_results("04_sadgate", results, results_dir)
 results
 
 # %% [markdown]

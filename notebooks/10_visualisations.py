@@ -15,21 +15,22 @@
 # ---
 
 # %% [markdown]
-# # 09 · Visualisations: where the models work and what the experts do
+# # 10 · Visualisations: where the models work and what the experts do
 #
 # **Overview** 1) parcel-wise Pearson maps per backbone on the cortex (the paper's Fig. 3) 2) expert usage
 # against content type 3) subject × expert priors 4) on the synthetic study, learned experts against the true
 # response modes
 #
 # **Time** per study size: the notebook map in the README (measured on 2 CPU cores; it reads what notebook 08 wrote)
-# **Writes** `<fig_dir>/09_*.png`, `<results_dir>/09_visualisations.json`
+# **Writes** `<fig_dir>/10_*.png`, `<results_dir>/10_visualisations.json`
 
 # %% tags=["parameters"]
 dataset: str = "synthetic"  # "synthetic" | path to an Algonauts 2025 folder
 features_root: str = ""  # empty: <dataset>/features; else a folder of feature stores
 size: str = "demo"  # synthetic study size: "smoke" | "demo" | "full"
+study_seed: int = 0  # seed of the synthetic study; ignored for a real dataset folder
 backbones: list = ["tribe", "imagebind", "qwen"]  # MIND runs of notebook 08 to map
-seed: int = 0  # which seed's runs to show
+run_seed: int = 0  # model seed of the notebook 08 runs to show (their tags end in -s<run_seed>)
 results_dir: str = "runs/{size}/results"  # results files; a relative path starts at the repository root
 fig_dir: str = "runs/{size}/figures"  # figures ("figures" is the committed set); empty string: save none
 solutions: bool = False  # run the solutions of the "Try it" exercises at the end
@@ -45,15 +46,15 @@ import pandas as pd
 from mindlib import analysis, data, experiment, plotting, project, synthetic
 
 results_dir, fig_dir = project.output_dir(results_dir, size), project.output_dir(fig_dir, size)
-root = project.resolve_dataset(dataset, size=size, seed=0)
+root = project.resolve_dataset(dataset, size=size, seed=study_seed)
 runs = Path(results_dir) / "runs"
-tags = {b: f"{b}-mind-both-s{seed}" for b in backbones}
+tags = {b: f"{b}-mind-both-s{run_seed}" for b in backbones}
 missing = [t for t in tags.values() if not (runs / f"{t}_parcel_r.npy").exists()]
 if missing:
     raise FileNotFoundError(f"no results for {missing} in {runs}: run notebook 08 on this dataset first, " + (
         f"python -m mindlib.notebooks --size {size} --only 08" if dataset == "synthetic" else
         f"papermill 08_tables.ipynb 08_run.ipynb -p dataset {dataset} -p features_root '{features_root}' -y "
-        f"'{{backbones: [{', '.join(backbones)}], seeds: [{seed}]}}' -p results_dir {results_dir} (in notebooks/)"))
+        f"'{{backbones: [{', '.join(backbones)}], seeds: [{run_seed}]}}' -p results_dir {results_dir} (in notebooks/)"))
 
 # %% [markdown]
 # ## 1. Parcel-wise Pearson r per backbone (MIND)
@@ -66,20 +67,20 @@ vmax = float(np.nanpercentile(np.concatenate(list(maps.values())), 99))
 for b, m in maps.items():
     split = project.read_results(f"runs/{tags[b]}", results_dir)["split_scored"]  # test, or val without test runs
     fig = plotting.plot_brain_map(m, title=f"{b} · MIND: {split} r per parcel", vmin=0.0, vmax=vmax)
-    plotting.save_figure(fig, f"09_brain_{b}", fig_dir)
+    plotting.save_figure(fig, f"10_brain_{b}", fig_dir)
 names = list(maps)
 similarity = np.array([[np.corrcoef(maps[a], maps[b])[0, 1] for b in names] for a in names])
 print("correlation of parcel maps across backbones:\n", np.round(similarity, 3))
 fig, axes = plt.subplots(1, len(names), figsize=(4 * len(names), 3), sharey=True)
 for ax, b in zip(np.atleast_1d(axes), names):
     plotting.plot_network_bars(maps[b], ax=ax, title=b)
-plotting.save_figure(fig, "09_networks", fig_dir)
+plotting.save_figure(fig, "10_networks", fig_dir)
 
 # %% [markdown]
 # ## 2–3. Experts against content, and subject priors
 # We reload the first backbone's MIND from notebook 08 and read its gates over the test runs. The subject panel
 # shows the effective prior (the logit offset that routes, centred over subjects), not $\mathrm{softmax}(g + B_s)$
-# alone: the model carries most of the subject effect in $W_r e_s$ (notebook 05, section 6).
+# alone: the model carries most of the subject effect in $W_r e_s$ (notebook 04, section 6).
 
 # %%
 first = names[0]
@@ -90,14 +91,14 @@ gates = analysis.gate_runs(model, recs)
 is_synthetic = synthetic.study_json_path(root).exists()
 labels, label_names = analysis.content_labels(root, recs)  # true content types, or speech vs none on real data
 usage = analysis.usage_by_label(gates, labels, len(label_names), valid=[r.valid for r in recs])
-offset = analysis.subject_logits(model)  # (S, E) effective prior g + B_s + W_r e_s + b_r (notebook 05, section 6)
+offset = analysis.subject_logits(model)  # (S, E) effective prior g + B_s + W_r e_s + b_r (notebook 04, section 6)
 offset = offset - offset.mean(0)  # how each subject differs from the population
 fig, axes = plt.subplots(1, 2, figsize=(11, 3), layout="constrained")
 plotting.plot_matrix(usage, ax=axes[0], xlabel="expert", yticklabels=label_names, title="mean gate weight per content type")
 plotting.plot_matrix(offset, ax=axes[1], xlabel="expert", yticklabels=list(study.subjects), cmap="RdBu_r",
                      vmin=-np.abs(offset).max(), vmax=np.abs(offset).max(),
                      title="effective subject prior g + B_s + W_r e_s + b_r (centred)")
-plotting.save_figure(fig, "09_experts", fig_dir)
+plotting.save_figure(fig, "10_experts", fig_dir)
 with np.errstate(all="ignore"):
     selectivity = float(np.nanmean(np.nanstd(usage, axis=0) / np.nanmean(usage, axis=0)))
 print(f"content selectivity of experts (mean coefficient of variation across content types): {selectivity:.3f}")
@@ -117,12 +118,12 @@ if is_synthetic:
     fig, ax = plt.subplots(figsize=(6, 2.6))
     plotting.plot_matrix(corr, ax=ax, xlabel="learned expert", yticklabels=list(truth["mode_names"]),
                          title="r(true mode gate, learned expert weight)", cmap="RdBu_r", vmin=-1, vmax=1)
-    plotting.save_figure(fig, "09_gate_recovery", fig_dir)
+    plotting.save_figure(fig, "10_gate_recovery", fig_dir)
     print(f"gate recovery (mean best |r| per true mode): {recovery:.3f}")
 
 # %% [markdown]
 # ## 5. Each subject's effective routing, for every trained MIND (synthetic study only)
-# A subject's routing prefers experts through one logit offset $o_s = g + B_s + W_r e_s + b_r$ (notebook 05,
+# A subject's routing prefers experts through one logit offset $o_s = g + B_s + W_r e_s + b_r$ (notebook 04,
 # section 6). For the MIND of each backbone: experts matched one-to-one to the true modes (Hungarian, on
 # within-run correlations over time), then per subject the r over modes between its learned and its true
 # deviation from the population, for the effective prior and for the mean routing over its test runs.
@@ -146,7 +147,7 @@ if is_synthetic:
     ax.set_ylabel("r(learned, true) over modes")
     ax.set_title("effective subject prior against the true subject bias")
     ax.legend(fontsize=7)
-    plotting.save_figure(fig, "09_subject_routing", fig_dir)
+    plotting.save_figure(fig, "10_subject_routing", fig_dir)
 
 # %% [markdown]
 # ## 6. Scores as a fraction of the noise ceiling, per network
@@ -167,7 +168,7 @@ else:
 networks = plotting.schaefer_fsaverage5()["networks"]
 fractions = {}
 if ceiling is not None:
-    for path in sorted(runs.glob(f"{first}-*-both-s{seed}_parcel_r.npy")):
+    for path in sorted(runs.glob(f"{first}-*-both-s{run_seed}_parcel_r.npy")):
         decoder = path.name.split("-")[1]
         fractions[decoder] = analysis.ceiling_fraction_by_network(np.load(path), ceiling, networks)
     frac_table = pd.DataFrame(fractions).T
@@ -176,13 +177,13 @@ if ceiling is not None:
     frac_table.T.plot.bar(ax=ax, rot=0)
     ax.set_ylabel("r / noise ceiling")
     ax.set_title(f"{first}: share of the noise ceiling per network ({ceiling_source})")
-    plotting.save_figure(fig, "09_ceiling_fraction", fig_dir)
+    plotting.save_figure(fig, "10_ceiling_fraction", fig_dir)
 
 # %% [markdown]
 # ## Summary
 # Where prediction works on the cortex, whether experts specialise by content, how far subject priors move
 # from the population, and (synthetic) how closely learned experts follow the true modes — the numbers are in
-# `results/09_visualisations.json`.
+# `results/10_visualisations.json`.
 
 # %%
 results = {
@@ -194,7 +195,7 @@ results = {
     "ceiling_fraction_by_network": fractions,
     "ceiling_source": ceiling_source,
 }
-project.write_results("09_visualisations", results, results_dir)
+project.write_results("10_visualisations", results, results_dir)
 results
 
 # %% [markdown]

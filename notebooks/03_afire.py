@@ -15,12 +15,12 @@
 # ---
 
 # %% [markdown]
-# # 04 · AFIRE: any backbone to tokens
+# # 03 · AFIRE: any backbone to tokens
 #
 # **Overview** 1) three backbones, three feature shapes, one interface 2) the fusion operators
 # (concat, sum, gated) 3) missing modalities at inference, and modality dropout in training
 #
-# **Time** per study size: the notebook map in the README (measured on 2 CPU cores)   **Writes** `<fig_dir>/04_*.png`, `<results_dir>/04_afire.json`
+# **Time** per study size: the notebook map in the README (measured on 2 CPU cores)   **Writes** `<fig_dir>/03_*.png`, `<results_dir>/03_afire.json`
 #
 # AFIRE turns TR-aligned features into tokens `(B, T, d)`: per modality a projector `G·D_m → d` over the
 # averaged layer groups, a fusion operator over modalities, then a light temporal module (learned positional
@@ -30,6 +30,7 @@
 dataset: str = "synthetic"  # "synthetic" | path to an Algonauts 2025 folder
 features_root: str = ""  # empty: <dataset>/features; else a folder of feature stores
 size: str = "demo"  # synthetic study size: "smoke" | "demo" | "full"
+study_seed: int = 0  # seed of the synthetic study; ignored for a real dataset folder
 seed: int = 0  # seed of model initialisation, shuffling and dropout
 backbone: str = "tribe"  # a multi-modality feature store for the fusion comparison
 d_model: int = 128  # d, AFIRE token dim
@@ -49,7 +50,7 @@ import torch
 from mindlib import afire, analysis, data, decoder, experiment, plotting, project, train
 
 results_dir, fig_dir = project.output_dir(results_dir, size), project.output_dir(fig_dir, size)
-root = project.resolve_dataset(dataset, size=size, seed=0)
+root = project.resolve_dataset(dataset, size=size, seed=study_seed)
 
 # %% [markdown]
 # ## 1. One interface for three fusion styles
@@ -109,20 +110,20 @@ fig, ax = plt.subplots(figsize=(6, 3))
 missing.pivot(index="removed", columns="model", values="val_r").plot.bar(ax=ax, rot=0)
 ax.set_ylabel("validation r")
 ax.set_title("removing one modality at inference")
-plotting.save_figure(fig, "04_missing_modality", fig_dir)
+plotting.save_figure(fig, "03_missing_modality", fig_dir)
 
 # %% [markdown]
 # ## Summary
 # Any backbone attaches through its feature shapes alone. The two tables above say how much the fusion
 # operator matters on this study, and how much a model loses when a modality goes missing, with and without
-# modality dropout in training (the numbers are in `results/04_afire.json`).
+# modality dropout in training (the numbers are in `results/03_afire.json`).
 
 # %%
 results = {
     "fusion_val_r": {r["fusion"]: r["val_r"] for r in rows},
     "missing_modality_r": {f"{r['model']} | -{r['removed']}": r["val_r"] for r in missing_rows},
 }
-project.write_results("04_afire", results, results_dir)
+project.write_results("03_afire", results, results_dir)
 results
 
 # %% [markdown]
