@@ -5,7 +5,7 @@ docs/method.md §2 (frame ``k`` covers ``[k / feature_hz, (k + 1) / feature_hz)`
 of docs/method.md §3. This subpackage fills that store in three ways: **extractors** turn a stimulus into
 features (a new backbone is one :class:`~mindlib.features.extractor.Extractor` subclass plus one
 ``@register_extractor`` line), **adapters** copy features precomputed by the field's pipelines (TRIBE,
-ImageBind, Qwen2.5-Omni), and **transcripts** become a text backbone (notebook 10).
+ImageBind, Qwen2.5-Omni), and **transcripts** become a text backbone (notebook 11).
 
 Submodules::
 

@@ -2,7 +2,7 @@
 
 :func:`text_features_from_transcripts` reads each transcript (one row per TR, docs/method.md §1) as a
 words-only :class:`~mindlib.features.stimulus.Stimulus` and writes its
-:class:`~mindlib.features.text.TextEncoderExtractor` features into the store (notebook 10).
+:class:`~mindlib.features.text.TextEncoderExtractor` features into the store (notebook 11).
 """
 
 from __future__ import annotations
