@@ -222,7 +222,7 @@ def ridge_stage(study, n_components: int) -> dict:
     fir = reduce.delay_study(reduce.reduce_study(study, pcas, progress=False), RIDGE_LAGS)
     pca_s = time.perf_counter() - t0
     t1 = time.perf_counter()
-    model = RidgeEncoder(n_subjects=len(study.subjects), dtype="float32").fit(
+    model = RidgeEncoder(n_subjects=len(study.subjects), dtype="float32", standardise=False).fit(
         fir.select("train"), fir.select("val")
     )
     fit_s = time.perf_counter() - t1

@@ -334,6 +334,11 @@ class RidgeEncoder:
     blas_threads : int
         BLAS threads during ``fit`` and ``predict`` (1 avoids oversubscription when several fits or
         torch share a small machine).
+    standardise : bool
+        Scale each column by its training standard deviation (True, the voxelwise default). False keeps the
+        columns' own scales: for PCA tokens (:mod:`mindlib.reduce`) standardising would whiten them, giving the
+        low-variance axes as much weight as the leading ones, whereas without it the ridge on all the axes
+        equals the ridge on the standardised features they rotate.
 
     Attributes
     ----------
@@ -359,6 +364,7 @@ class RidgeEncoder:
         n_subjects: int | None = None,
         dtype: str = "float32",
         blas_threads: int = 1,
+        standardise: bool = True,
     ) -> None:
         self.alphas = np.asarray(alphas, dtype=np.float64)
         if self.alphas.ndim != 1 or self.alphas.size == 0 or np.any(self.alphas <= 0):
@@ -372,6 +378,7 @@ class RidgeEncoder:
         self.n_subjects = n_subjects
         self.dtype = dtype
         self.blas_threads = int(blas_threads)
+        self.standardise = bool(standardise)
 
     def _design(self, record: Any) -> np.ndarray:
         """Concatenated features (T, F) of a record."""
@@ -451,9 +458,15 @@ class RidgeEncoder:
                         f"RidgeEncoder: subject index {s} has no training records with valid TRs; "
                         "include its training runs or drop it (n_subjects)"
                     )
-                scale = X.std(axis=0)
-                scale[scale == 0] = 1.0
-                self.mean_[s], self.scale_[s] = X.mean(axis=0), scale
+                if self.standardise:
+                    scale = X.std(axis=0)
+                    scale[scale == 0] = 1.0
+                    self.mean_[s], self.scale_[s] = X.mean(axis=0), scale
+                else:  # the intercept still centres (the ridge path centres X and Y)
+                    self.mean_[s], self.scale_[s] = (
+                        np.zeros(X.shape[1], X.dtype),
+                        np.ones(X.shape[1], X.dtype),
+                    )
                 X = self._standardise(X, s)
                 path = _RidgePath(X, Y)
                 if val_records is not None:

@@ -263,7 +263,9 @@ def run(
                 study, config.fir_lags_trs, config.ridge_components, config.progress
             )
         # per-parcel penalties chosen on the validation runs, the data every other decoder selects on
-        model = RidgeEncoder(n_subjects=len(study.subjects)).fit(fir.select("train"), fir.select("val"))
+        # PCA tokens are standardised features already, rotated: scaling them again would whiten them
+        ridge = RidgeEncoder(n_subjects=len(study.subjects), standardise=not config.ridge_components)
+        model = ridge.fit(fir.select("train"), fir.select("val"))
         # score exactly the TRs every other decoder is scored on (the study's valid mask), with FIR features
         valid = {(r.subject, r.run): r.valid for r in study.records}
         val_recs, test_recs = (

@@ -89,3 +89,21 @@ def test_bad_lags_and_components_are_named(study):
     fir = reduce.delay_study(study, (3, 4))
     with pytest.raises(ValueError, match="one lag"):
         reduce.reduce_study(fir, reduce.fit_pca(study, 2, progress=False))
+
+
+def test_ridge_on_every_pca_axis_equals_the_ridge_on_the_standardised_features(smoke_study):
+    """PCA keeping every axis is a rotation of the standardised features, and ridge is rotation invariant:
+    one subject, Friends only (no repeats), one lag, so both standardise with the same training rows."""
+    from mindlib import experiment
+
+    study = data.load_study(smoke_study, "tribe", subjects=["sub-01"], studies=["friends"])
+    k = max(study.feature_dims.values())
+    full = experiment.run(study, experiment.ExperimentConfig(decoder="ridge", fir_lags_trs=(3,)))
+    pca = experiment.run(
+        study, experiment.ExperimentConfig(decoder="ridge", fir_lags_trs=(3,), ridge_components=k)
+    )
+    assert pca.extra["ridge_columns"] == full.extra["ridge_columns"] == sum(study.feature_dims.values())
+    np.testing.assert_array_equal(pca.model.best_alphas_[0], full.model.best_alphas_[0])
+    for split in ("val", "test"):
+        a, b = getattr(pca, split)["pearson"]["per_run"], getattr(full, split)["pearson"]["per_run"]
+        np.testing.assert_allclose(list(a.values()), list(b.values()), atol=1e-4)
