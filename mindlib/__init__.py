@@ -35,6 +35,7 @@ One module per concept; ``docs/method.md`` describes the method they implement::
       params       notebook parameters checked against the parameters cell
       files        write beside then rename; JSON with NaN as null
       project      where studies, results and figures live; results files
+      story        the notebook story: names, what each teaches, parameters per size
       notebooks    the papermill runner of the notebook story (make demo, make reproduce)
       grid         grids of independent runs through submitit (local processes or Slurm)
       report       the reproduction report and the README tables, from results files

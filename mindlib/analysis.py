@@ -13,7 +13,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from mindlib import align, data, layout, metrics, train
+from mindlib import align, data, experiment, layout, metrics, sadgate, synthetic, train
 
 
 def gate_runs(
@@ -249,8 +249,6 @@ def subject_routing(
         experts (how far subjects are apart), with its parts ``bias_spread`` (``B_s``) and
         ``embedding_spread`` (``W_r e_s``).
     """
-    from mindlib import synthetic
-
     records = list(records)
     gates = gate_runs(model, records, prediction, **settings)
     usage, subjects = mean_routing(gates, records)
@@ -332,8 +330,6 @@ def compare_parametrisations(study, root, config, variants: dict | None = None, 
 
     import pandas as pd
 
-    from mindlib import experiment, sadgate
-
     rows = []
     val = study.select("val")
     for name, overrides in (variants or PARAMETRISATIONS).items():
@@ -374,8 +370,6 @@ def balance_over_runs(
     takes the load from the K largest window-averaged gate weights of each TR. ``prediction`` and
     ``**settings`` as in :func:`gate_runs`.
     """
-    from mindlib import sadgate
-
     probs = train.predict_runs(
         model, records, prediction, output=lambda out: out.gate.router_probs, **settings
     )
@@ -474,8 +468,6 @@ def content_labels(root, records: Sequence) -> tuple[list[np.ndarray], list[str]
     labels : list of ndarray of shape (T,), ints
     names : list of str
     """
-    from mindlib import synthetic
-
     if synthetic.study_json_path(root).exists():
         truth = synthetic.load_ground_truth(root, subjects=sorted({r.subject for r in records}))
         return [truth["subjects"][r.subject]["content_tr"][r.run] for r in records], list(

@@ -39,6 +39,7 @@ from typing import Any, Literal, get_args
 
 from tqdm import tqdm
 
+from mindlib import notebooks
 from mindlib.experiment import ExperimentConfig
 from mindlib.params import check_literal_fields, default_of
 
@@ -189,8 +190,6 @@ def run_notebook_cell(params: dict[str, Any], runs_dir: str, num_threads: int = 
     The job function :class:`GridRunner` submits by default. The executed notebook is written to
     ``<runs_dir>/<tag>.ipynb``; on failure it holds the traceback in the failing cell's output.
     """
-    from mindlib import notebooks
-
     notebooks.execute(
         notebooks.find("06"),
         params["size"],

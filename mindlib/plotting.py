@@ -17,6 +17,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from mindlib.layout import NETWORKS
+from mindlib.project import output_dir
 
 SPLITS = ("train", "val", "test")
 SPLIT_COLORS = {
@@ -58,8 +59,6 @@ def save_figure(fig, name: str, fig_dir: str | Path | None) -> None:
     taken from the repository root (``mindlib.project.output_dir``). Returns nothing, so a notebook cell
     that ends with this call prints nothing.
     """
-    from mindlib.project import output_dir
-
     if not fig_dir:
         return
     fig_dir = Path(output_dir(fig_dir))

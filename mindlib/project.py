@@ -19,6 +19,7 @@ import json
 import os
 from pathlib import Path
 
+from mindlib import synthetic
 from mindlib.files import write_json
 from mindlib.synthetic import SIZES
 
@@ -83,8 +84,6 @@ def resolve_dataset(dataset: str = "synthetic", size: str = "demo", seed: int = 
     if dataset == "synthetic":
         if size not in SIZES:
             raise ValueError(f"size must be one of {SIZES}, got {size!r}")
-        from mindlib import synthetic
-
         root = studies_dir() / f"synthetic-{size}-seed{seed}"
         synthetic.make_study(root, size=size, seed=seed)
         return root

@@ -17,6 +17,7 @@ import pandas as pd
 
 from mindlib import stats
 from mindlib.project import repo_root
+from mindlib.story import NOTEBOOKS
 
 # Paper Table 1 (validation r / ISG), quoted for comparison; the paper's split is not ours.
 PAPER_TABLE1 = {
@@ -409,13 +410,11 @@ def update_readme_block(readme: Path, marker: str, text: str) -> bool:
 
 
 def notebook_map_markdown(results: Path) -> str:
-    """The README's notebook map from :data:`mindlib.notebooks.NOTEBOOKS`, with the measured run time of each
+    """The README's notebook map from :data:`mindlib.story.NOTEBOOKS`, with the measured run time of each
     notebook per size (``results/timings.json``, written by ``python -m mindlib.notebooks``).
 
     A notebook without a time at a size (new, or not run by that size's last publishing run) reads "not yet
     measured"; the total of that size is then left out ("–") rather than understated."""
-    from mindlib.notebooks import NOTEBOOKS
-
     path = results / "timings.json"
     timings = json.loads(path.read_text()) if path.exists() else {}
     sizes = [s for s in ("smoke", "demo", "full") if s in timings]

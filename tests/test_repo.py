@@ -293,3 +293,38 @@ def test_package_imports_are_absolute_and_use_no_private_names_of_other_modules(
                 private.append(f"{path.name}:{node.lineno} {node.value.id}.{node.attr}")
     assert not relative, f"relative imports (use `from mindlib... import`): {relative}"
     assert not private, f"private names used across modules (make them public or keep them inside): {private}"
+
+
+def test_no_import_cycles_even_through_imports_inside_functions():
+    import ast
+
+    graph = {}
+    for path, tree in _package_sources():
+        parts = path.relative_to(project.repo_root()).with_suffix("").parts
+        name = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+        targets = set()
+        for node in ast.walk(tree):  # module level and inside functions alike
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("mindlib"):
+                if node.module == "mindlib":
+                    targets |= {f"mindlib.{a.name}" for a in node.names}
+                else:
+                    targets.add(node.module)
+            elif isinstance(node, ast.Import):
+                targets |= {a.name for a in node.names if a.name.startswith("mindlib.")}
+        graph[name] = targets - {name}
+    graph = {m: {t for t in ts if t in graph} for m, ts in graph.items()}
+    state, cycles = {}, []
+
+    def visit(m, trail):
+        state[m] = "open"
+        for t in sorted(graph[m]):
+            if state.get(t) == "open":
+                cycles.append(" -> ".join(trail[trail.index(t) :] + [t]))
+            elif t not in state:
+                visit(t, trail + [t])
+        state[m] = "done"
+
+    for m in sorted(graph):
+        if m not in state:
+            visit(m, [m])
+    assert len(graph) > 40 and not cycles, f"import cycles: {cycles}"
