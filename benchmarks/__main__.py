@@ -304,10 +304,16 @@ def main(argv: list[str] | None = None) -> int:
             ]
             print_table("6. ridge: the accuracy cost of PCA", table, desc, notes, usage["share"])
             write_csv(table, "ridge_pca", desc, out, usage["share"])
+            if args.update_readme:  # accuracies do not depend on the CPU share
+                body = bench_ridge_pca.readme_block(table, args.ridge_pca_size)
+                if update_readme(README, body, block="ridge-pca"):
+                    print(f"updated the ridge-pca block of {README}")
+                else:
+                    print(f"--update-readme: {README} has no ridge-pca block; nothing edited")
 
         section("ridge_pca", do_ridge_pca)
 
-    if args.update_readme:
+    if args.update_readme and "head" in selected:
         if head is None:
             print("--update-readme: the README block needs the head benchmark; run with --only head (or all)")
         elif (

@@ -51,3 +51,31 @@ def run_ridge_pca(
                 )
             rows.append(row)
     return pd.DataFrame(rows)
+
+
+def readme_block(table: pd.DataFrame, size: str = "demo") -> str:
+    """Markdown for the README's ridge-pca block: test r per backbone and k, and the paired difference to all
+    features with its interval."""
+    lines = [
+        "| backbone | k per modality | design columns | test r | test r − all features [95 % CI] |",
+        "|---|---|---|---|---|",
+    ]
+    for row in table.itertuples(index=False):
+        diff = (
+            "–"
+            if row.k == "all"
+            else f"{row.test_r_minus_all:+.4f} [{row.ci_low:+.4f}, {row.ci_high:+.4f}]"
+            + (" (includes 0)" if row.ci_low <= 0 <= row.ci_high else "")
+        )
+        lines.append(f"| {row.backbone} | {row.k} | {row.columns} | {row.test_r:.4f} | {diff} |")
+    n_runs = (
+        int(table["n_runs"].dropna().iloc[0]) if "n_runs" in table and table["n_runs"].notna().any() else 0
+    )
+    return "\n".join(
+        lines
+        + [
+            "",
+            f"FIR ridge (lags 2, 3, 4 TRs) on the {size} synthetic study, penalties selected on validation, paired "
+            f"over its {n_runs} test runs. Rerun: `.venv/bin/python -m benchmarks --only ridge_pca --update-readme`.",
+        ]
+    )

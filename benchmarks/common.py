@@ -283,11 +283,12 @@ def replace_block(text: str, body: str, start: str = README_START, end: str = RE
     return text[: i + len(start)] + "\n" + body.strip("\n") + "\n" + text[j:]
 
 
-def update_readme(readme: Path | str, body: str) -> bool:
-    """Rewrite only the perf block of ``readme``; returns False (and edits nothing) without markers."""
+def update_readme(readme: Path | str, body: str, block: str = "perf") -> bool:
+    """Rewrite only the ``<!-- {block}:start -->`` ... ``<!-- {block}:end -->`` block of ``readme``; returns False
+    (and edits nothing) without those markers."""
     readme = Path(readme)
     text = readme.read_text()
-    new = replace_block(text, body)
+    new = replace_block(text, body, f"<!-- {block}:start -->", f"<!-- {block}:end -->")
     if new is None:
         return False
     if new != text:
