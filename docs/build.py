@@ -8,7 +8,7 @@ Usage (``make docs`` runs the first line; ``make docs SIZE=smoke`` the second)::
 
 Steps:
 
-1. Find the executed notebooks ``<name>.ipynb`` of every notebook of the story (``mindlib.notebooks.NOTEBOOKS``,
+1. Find the executed notebooks ``<name>.ipynb`` of every notebook of the story (``mindlib.story.NOTEBOOKS``,
    in the order they run) in ``--notebooks`` (default ``runs/<size>/``, where ``make demo`` leaves them).
    Missing or stale ones (older than their ``.py`` source) are executed first at ``--size`` with papermill,
    writing their results and figures under that folder, never into the committed ``results/`` or
@@ -51,11 +51,11 @@ FIGURE_CALL = re.compile(r"\b(plt\.|plotting\.plot_|plotting\.save_figure|\.plot
 
 
 def story() -> list:
-    """The notebook specs in the order the runner executes them (``mindlib.notebooks.NOTEBOOKS``)."""
+    """The notebook specs in the order the runner executes them (``mindlib.story.NOTEBOOKS``)."""
     sys.path.insert(0, str(ROOT))
-    from mindlib import notebooks
+    from mindlib import story
 
-    return list(notebooks.NOTEBOOKS)
+    return list(story.NOTEBOOKS)
 
 
 def _image_outputs(cell: dict) -> int:

@@ -428,7 +428,7 @@ def parcel_networks() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     names : ndarray of shape (V,), str
         e.g. ``"7Networks_LH_Vis_1"``.
     networks : ndarray of shape (V,), str
-        One of :data:`NETWORKS` (``"Vis"``, ``"SomMot"``, ...).
+        One of :data:`mindlib.layout.NETWORKS` (``"Vis"``, ``"SomMot"``, ...).
     hemispheres : ndarray of shape (V,), str
         ``"LH"`` or ``"RH"``.
     """
