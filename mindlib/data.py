@@ -1372,7 +1372,11 @@ def _check_settings(store: FeatureStore, wanted: Mapping | None, allow_stale: bo
 # ----------------------------------------------------------------------------------------------
 
 
-def window_starts(n_trs: int, window: int = 100, stride: int = 50) -> list[int]:
+WINDOW_TRS = 100  # T, TRs per training window (docs/method.md §7); every window default reads it
+STRIDE_TRS = 50  # TRs between window starts of the training windows
+
+
+def window_starts(n_trs: int, window: int = WINDOW_TRS, stride: int = STRIDE_TRS) -> list[int]:
     """Start TRs of the windows that cover a run.
 
     Windows start every ``stride`` TRs; the last one is aligned to the run's end so every TR is
@@ -1397,7 +1401,7 @@ class WindowDataset(torch.utils.data.Dataset):
     :func:`collate_windows` pads those.
     """
 
-    def __init__(self, records: Sequence[RunRecord], window: int = 100, stride: int = 50):
+    def __init__(self, records: Sequence[RunRecord], window: int = WINDOW_TRS, stride: int = STRIDE_TRS):
         self.records, self.window, self.stride = list(records), int(window), int(stride)
         self.index = [
             (i, start)

@@ -33,6 +33,7 @@ import time
 from pathlib import Path
 
 from mindlib import report
+from mindlib.params import check_choice
 from mindlib.project import SIZES, output_dir, repo_root
 from mindlib.story import NOTEBOOKS, NotebookSpec
 
@@ -55,8 +56,7 @@ def find(name: str) -> NotebookSpec:
 
 def runs_dir(size: str) -> Path:
     """``runs/<size>/`` under the repository root: executed notebooks, results, figures (ignored by git)."""
-    if size not in SIZES:
-        raise ValueError(f"size must be one of {SIZES}, got {size!r}")
+    check_choice(size, SIZES, "size")
     return repo_root() / "runs" / size
 
 
@@ -95,8 +95,7 @@ def execute(
     import jupytext
     import papermill as pm
 
-    if size not in SIZES:
-        raise ValueError(f"size must be one of {SIZES}, got {size!r}")
+    check_choice(size, SIZES, "size")
     src = notebooks_dir() / f"{spec.name}.py"
     if not src.exists():
         raise FileNotFoundError(f"{src} does not exist")

@@ -34,7 +34,7 @@ import torch
 from torch import Tensor, nn
 
 from mindlib import distributed, metrics
-from mindlib.data import WindowDataset, collate_windows, window_starts
+from mindlib.data import STRIDE_TRS, WINDOW_TRS, WindowDataset, collate_windows, window_starts
 from mindlib.files import atomic_write, write_json
 from mindlib.layout import movie_of
 from mindlib.params import default_of, unknown_names
@@ -89,7 +89,7 @@ class Prediction:
     :attr:`TrainConfig.prediction` is a fit's own (its window, stride, batch size and amp).
     """
 
-    window: int = 100  # T TRs per window (the model's training window); a shorter run is one window
+    window: int = WINDOW_TRS  # T TRs per window (the model's training window); a shorter run is one window
     stride: int | None = None  # TRs between window starts, <= window; None = window // 2
     batch_size: int = 16  # windows per forward pass
     device: str | torch.device | None = None  # None keeps the model where it is; "auto" or a name moves it
@@ -131,7 +131,7 @@ class TrainConfig:
     epochs: int = 20  # passes over the training windows
     batch_size: int = 8  # B windows per step, mixing subjects
     window: int = default_of(Prediction, "window")  # T TRs per window (docs/method.md §7: 100)
-    stride: int = 50  # TRs between window starts (<= window, so windows cover every TR)
+    stride: int = STRIDE_TRS  # TRs between window starts (<= window, so windows cover every TR)
     lr: float = 1e-3  # peak learning rate of the OneCycle schedule
     weight_decay: float = 1e-2  # AdamW decoupled weight decay
     betas: tuple[float, float] = (0.9, 0.95)  # AdamW betas (kept fixed: no momentum cycling)
