@@ -171,6 +171,38 @@ def peak_rss_bytes() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
+class AnonPeak:
+    """Largest ``RssAnon`` of this process (anonymous memory: what the kernel cannot drop and read back later),
+    sampled every ``interval`` seconds in a thread. ``VmHWM`` also counts the memory-mapped cache pages a process
+    touched, which the kernel reclaims under pressure; this is the part that must fit."""
+
+    def __init__(self, interval: float = 0.2):
+        import threading
+
+        self.peak, self._stop = 0, threading.Event()
+        self._thread = threading.Thread(target=self._run, args=(interval,), daemon=True)
+        self._thread.start()
+
+    @staticmethod
+    def now() -> int:
+        try:
+            for line in Path("/proc/self/status").read_text().splitlines():
+                if line.startswith("RssAnon:"):
+                    return int(line.split()[1]) * 1024
+        except OSError:
+            pass
+        return 0
+
+    def _run(self, interval: float) -> None:
+        while not self._stop.wait(interval):
+            self.peak = max(self.peak, self.now())
+
+    def stop(self) -> int:
+        self._stop.set()
+        self._thread.join()
+        return max(self.peak, self.now())
+
+
 # ------------------------------------------------------------------------------------------ stages (child)
 
 
@@ -182,7 +214,7 @@ def stage(name: str, root: str, device: str, decoders: list[str], ridge_componen
     from mindlib.align import DEFAULT_LAG_TRS
     from mindlib.cache import FeatureCache
 
-    base_rss = peak_rss_bytes()
+    base_rss, anon = peak_rss_bytes(), AnonPeak()
     t0 = time.perf_counter()
     cache = FeatureCache(Path(root) / CACHE_DIR, "float16") if mmap else None
     lags = (RIDGE_LAGS[0],) if name == "ridge" else (DEFAULT_LAG_TRS,)  # the ridge shifts from its first lag
@@ -207,6 +239,7 @@ def stage(name: str, root: str, device: str, decoders: list[str], ridge_componen
     elif name == "ridge":
         out.update(ridge_stage(study, ridge_components))
     out["peak_rss_bytes"], out["base_rss_bytes"] = peak_rss_bytes(), base_rss
+    out["peak_anon_bytes"] = anon.stop()
     return out
 
 
@@ -286,6 +319,7 @@ def run_scale(
         figures = json.loads(proc.stdout.strip().splitlines()[-1])
         result[f"{name}_peak_rss_bytes"] = figures.pop("peak_rss_bytes")
         result[f"{name}_base_rss_bytes"] = figures.pop("base_rss_bytes")
+        result[f"{name}_peak_anon_bytes"] = figures.pop("peak_anon_bytes")
         if name == "warm_load":
             result["warm_load_s"] = figures["load_s"]
         for k, v in figures.items():
@@ -353,6 +387,16 @@ def scale_table(results: list[dict]):
                 row(
                     f"peak RSS, {stage.replace('_', ' ')} stage (GB)",
                     f"{stage}_peak_rss_bytes",
+                    GB,
+                    "{:.2f}",
+                    base_key=f"{stage}_base_rss_bytes",
+                )
+            )
+        if all(f"{stage}_peak_anon_bytes" in r for r in results):
+            rows.append(
+                row(
+                    f"peak anonymous RSS, {stage.replace('_', ' ')} stage (GB)",
+                    f"{stage}_peak_anon_bytes",
                     GB,
                     "{:.2f}",
                     base_key=f"{stage}_base_rss_bytes",

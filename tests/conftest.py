@@ -53,18 +53,30 @@ def pytest_collection_modifyitems(config, items):
 
 
 @pytest.fixture(scope="session")
-def smoke_docs(studies_dir, tmp_path_factory):
+def notebook_runs(tmp_path_factory, studies_dir):
+    """Session folders of the notebook smoke tests: executed notebooks, results files, figures."""
+    base = tmp_path_factory.mktemp("nb")
+    return {"runs": base / "runs", "results": base / "results", "figures": base / "figures"}
+
+
+@pytest.fixture(scope="session")
+def smoke_docs(studies_dir, notebook_runs, tmp_path_factory):
     """The tutorial site at smoke size (``docs/build.py``), built once per session; its ``html`` folder.
 
-    Executed notebooks come from ``$MIND_DOCS_NOTEBOOKS`` or else ``runs/smoke/`` (where the notebook
-    runner leaves them); ``docs/build.py`` executes the missing or stale ones there first (minutes).
+    Executed notebooks come from ``$MIND_DOCS_NOTEBOOKS``, else from this session's notebook smoke tests when
+    they executed every notebook (they run first), else ``runs/smoke/`` (where the notebook runner leaves
+    them); ``docs/build.py`` executes the missing or stale ones there first (minutes).
     """
     import subprocess
     import sys
     from pathlib import Path
 
+    from mindlib.story import NOTEBOOKS
+
     root = Path(__file__).resolve().parent.parent
-    nb_dir = Path(os.environ.get("MIND_DOCS_NOTEBOOKS") or root / "runs" / "smoke")
+    tested = notebook_runs["runs"]
+    every = tested.is_dir() and all((tested / f"{nb.name}.ipynb").is_file() for nb in NOTEBOOKS)
+    nb_dir = Path(os.environ.get("MIND_DOCS_NOTEBOOKS") or (tested if every else root / "runs" / "smoke"))
     out = tmp_path_factory.mktemp("docs")
     cmd = [
         sys.executable,

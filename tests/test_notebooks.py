@@ -22,9 +22,8 @@ MAX_OUTPUTS_PER_CELL = 25  # a cell that trains 4 models keeps 4 bars and a few 
 
 
 @pytest.fixture(scope="module")
-def out_dirs(tmp_path_factory, studies_dir):
-    base = tmp_path_factory.mktemp("nb")
-    return {"runs": base / "runs", "results": base / "results", "figures": base / "figures"}
+def out_dirs(notebook_runs):
+    return notebook_runs  # the docs tests render these executed notebooks afterwards (tests/conftest.py)
 
 
 def _finite_numbers(x):

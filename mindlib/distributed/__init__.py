@@ -1,7 +1,7 @@
 """One training run over several processes: data parallelism for :func:`mindlib.train.fit` (docs/method.md §7).
 
 Start it with ``torchrun`` (one process per GPU, or several CPU processes); ``python -m mindlib.distributed`` runs
-:mod:`mindlib.distributed.__main__`, one experiment over all ranks::
+``mindlib/distributed/__main__.py``, one experiment over all ranks::
 
     torchrun --nproc-per-node 8 -m mindlib.distributed --dataset /data/algonauts2025 --decoder mind \\
         --device cuda --results-dir results/ddp           # one node with 8 GPUs (NCCL)
