@@ -289,6 +289,12 @@ def main(argv: list[str] | None = None) -> int:
             ]
             print_table("5. scale: the release's shape", table, desc, notes)
             write_csv(table, "scale", desc, out)
+            if args.update_readme:
+                body = bench_scale.readme_block(table, desc)
+                if update_readme(README, body, block="scale"):
+                    print(f"updated the scale block of {README}")
+                else:
+                    print(f"--update-readme: {README} has no scale block; nothing edited")
 
         section("scale", do_scale)
 

@@ -337,6 +337,21 @@ if __name__ == "__main__":
 GB = 1e9
 
 
+def readme_block(table, device: str) -> str:
+    """Markdown for the README's scale block: the table, the machine and its load, the command to rerun."""
+    from benchmarks.common import markdown_table
+
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else math.nan
+    return "\n".join(
+        [
+            markdown_table(table),
+            "",
+            f"Device: {device}; load average {load:.2f} at the end of the run. Rerun: `.venv/bin/python -m benchmarks "
+            "--only scale --fraction 0.02 0.07 --feature-cache --update-readme`.",
+        ]
+    )
+
+
 def extrapolate(ns: list[float], values: list[float], n_full: float, base: float = 0.0) -> float:
     """A figure at ``n_full`` stimuli from its values at ``ns`` stimuli: the least-squares line through the
     points when there are two or more, else the line through ``(0, base)`` and the one point."""
@@ -360,7 +375,10 @@ def scale_table(results: list[dict]):
         values = [r[key] / scale for r in results]
         base = min(r[base_key] for r in results) / scale if base_key else 0.0
         out = [fmt.format(v) for v in values]
-        return [label, *out, fmt.format(extrapolate(ns, values, n_full, base)) if full else "–"]
+        at_full = extrapolate(ns, values, n_full, base) if full else math.nan
+        # a size that fell between the measured points is noise, not a trend: no extrapolation then
+        shrinking = len(values) >= 2 and values[-1] < values[0]
+        return [label, *out, "–" if (not full or shrinking or at_full < 0) else fmt.format(at_full)]
 
     rows = [
         [
