@@ -9,9 +9,8 @@ Both are here, under their own names:
   subject heads use their mean) and score its held-out runs; :func:`loso_study` does it on a loaded study.
 - :func:`cross_subject_swap` ("swap ISG", the authors' code): every trained subject scored under
   every other trained subject's id.
-- :func:`calibrate_subject` and :func:`few_shot_curve`: fit only the new subject's rows of
-  ``model.subject_parameters()`` on its first N minutes of data, everything else frozen, for a fixed
-  number of epochs.
+- :func:`calibrate_subject`: fit only the new subject's rows of ``model.subject_parameters()`` on its first
+  N minutes of data, everything else frozen, for a fixed number of epochs.
 - :func:`few_shot_protocol` (what notebook 09 reports): the same budget of N minutes for every decoder,
   drawn at random several times; the calibration strength (epochs, 0 = stay at the population) is chosen
   on held-out minutes of that budget, so a decoder whose calibration overfits a few minutes is held back
@@ -57,7 +56,6 @@ __all__ = [
     "loso_study",
     "cross_subject_swap",
     "calibrate_subject",
-    "few_shot_curve",
     "few_shot_protocol",
     "FEW_SHOT_EPOCHS",
 ]
@@ -489,65 +487,6 @@ def calibrate_subject(
         for name, p in model.named_parameters():
             p.requires_grad_(requires_grad.get(name, True))
     return model.eval()  # a fitted model is handed back ready for inference, as train.fit does
-
-
-def few_shot_curve(
-    model: nn.Module,
-    new_index: int,
-    calib_records: Sequence,
-    eval_records: Sequence,
-    minutes_list: Sequence[float],
-    config: TrainConfig | None = None,
-    exclude_trs: int = 5,
-    tr_s: float = TR_S,
-    progress: bool = False,
-) -> pd.DataFrame:
-    """Held-out score against minutes of calibration data (0 = the population initialisation).
-
-    Parameters
-    ----------
-    model : nn.Module
-        A trained decoder whose slot ``new_index`` belongs to the new subject (after ``add_subject()``);
-        not modified (each N calibrates a deep copy).
-    new_index : int
-    calib_records, eval_records : list of RunRecord
-        The new subject's calibration runs (e.g. its training split) and scored runs (e.g. its test split).
-    minutes_list : sequence of float
-        e.g. ``(0, 1, 2, 5, 10)``.
-    config : TrainConfig, optional
-        Calibration settings (:func:`calibrate_subject`; default :data:`CALIBRATION_CONFIG`).
-    exclude_trs : int
-        Passed to the official metric.
-    tr_s : float
-        Repetition time in seconds.
-    progress : bool
-        One bar over the budgets (``mindlib.progress.progress_bar``).
-
-    Returns
-    -------
-    DataFrame
-        Columns ``minutes``, ``n_trs`` (TRs used), ``r`` (mean Pearson r, parcels -> runs on valid TRs)
-        and ``algonauts`` (official metric).
-    """
-    config = CALIBRATION_CONFIG if config is None else config
-    eval_records = [replace(r, subject_index=new_index) for r in eval_records]
-    rows = []
-    bar = progress_bar(len(minutes_list), "few-shot calibration", disable=not progress, unit="budget")
-    for minutes in minutes_list:
-        bar.set_postfix(minutes=minutes, refresh=False)
-        calibrated = calibrate_subject(copy.deepcopy(model), new_index, calib_records, minutes, config, tr_s)
-        scores = evaluate(calibrated, eval_records, config.prediction, exclude_trs=exclude_trs)
-        rows.append(
-            {
-                "minutes": float(minutes),
-                "n_trs": _first_minutes(calib_records, minutes, tr_s)[1] if minutes else 0,
-                "r": scores["pearson"]["mean"],
-                "algonauts": scores["algonauts"]["mean"],
-            }
-        )
-        bar.update(1)
-    bar.close()
-    return pd.DataFrame(rows)
 
 
 def _draw_minutes(records: Sequence, n_trs: int, rng: np.random.Generator) -> list:

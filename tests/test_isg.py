@@ -128,21 +128,6 @@ def test_first_minutes_takes_runs_in_order(splits):
     assert all(len(r.valid) == len(r.fmri) == len(r.features["text"]) for r in taken)
 
 
-def test_few_shot_curve(splits):
-    torch.manual_seed(0)
-    model = TinyDecoder(n_subjects=2)
-    new = model.add_subject()
-    before = _snapshot(model)
-    calib = [r for r in splits["train"] if r.subject == "sub-03"]
-    held = [r for r in splits["test"] if r.subject == "sub-03"]
-    curve = isg.few_shot_curve(model, new, calib, held, [0, 0.5, 1.0], CALIB)
-    assert list(curve.columns) == ["minutes", "n_trs", "r", "algonauts"]
-    assert curve["n_trs"].tolist() == [0, 20, 40]
-    population = train.evaluate(model, [replace(r, subject_index=new) for r in held], window=16)
-    assert curve["r"].iloc[0] == pytest.approx(population["pearson"]["mean"])
-    assert all(torch.equal(p, before[n]) for n, p in model.named_parameters())  # deep copies only
-
-
 def test_calibrate_mind_touches_only_the_new_subject():
     models = pytest.importorskip("mindlib.models")
     from mindlib.afire import AFIREConfig
