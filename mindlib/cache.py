@@ -8,6 +8,9 @@ and every later load maps the file instead of reading it (``np.load(mmap_mode="c
 window touches them and the kernel may drop them again, so the features no longer need to fit in the process's
 anonymous memory. The windows a decoder trains on are the same (float16 rounding aside; ``dtype="float32"`` gives
 bit-identical batches), because :class:`mindlib.data.WindowDataset` slices records the same way.
+:class:`mindlib.data.WindowDataset` reads each window through :func:`read_rows`, which hands the window's pages
+back to the kernel once copied, so an epoch over every stimulus does not leave the whole cache resident in the
+process either (its ``VmHWM`` stays near its anonymous memory).
 
 An entry is reused only when it was made from the same source file (path, size, modification time) with the same
 alignment (TRs, lags, layer groups, TR, frame rate) and storage dtype; anything else recomputes it.
@@ -15,8 +18,10 @@ alignment (TRs, lags, layer groups, TR, frame rate) and storage dtype; anything 
 
 from __future__ import annotations
 
+import ctypes
 import hashlib
 import json
+import mmap
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -24,7 +29,7 @@ import numpy as np
 
 from mindlib.files import atomic_write
 
-__all__ = ["FeatureCache", "DTYPES"]
+__all__ = ["FeatureCache", "DTYPES", "read_rows"]
 
 DTYPES = ("float16", "float32")  # storage types of cached features
 
@@ -138,3 +143,35 @@ class FeatureCache:
             if self.directory.exists()
             else 0
         )
+
+
+def read_rows(a: np.ndarray, start: int, stop: int) -> np.ndarray:
+    """Rows ``start:stop`` of a feature array; from a memory-mapped cache entry, a copy whose pages go back.
+
+    A window read from a memory map leaves its pages resident in the reading process (they count in its
+    ``VmHWM`` although the kernel could drop them). For an :class:`numpy.memmap` this copies the rows and then
+    tells the kernel the mapped pages they came from are not needed (``madvise(MADV_DONTNEED)``; the mapping is
+    private and never written, so a later read maps the file's bytes again): a whole epoch then keeps only the
+    windows it is computing with. Any other array is returned as a view, as before.
+
+    Parameters
+    ----------
+    a : ndarray of shape (T, F)
+    start, stop : int
+
+    Returns
+    -------
+    ndarray of shape (stop - start, F)
+    """
+    mm = getattr(a, "_mmap", None)
+    if not isinstance(a, np.memmap) or mm is None or not hasattr(mm, "madvise") or not a.flags.c_contiguous:
+        return a[start:stop]
+    out = np.array(a[start:stop])
+    anchor = ctypes.c_char.from_buffer(mm)  # where the mapping starts (a copy-on-write map is writable)
+    begin = a.ctypes.data - ctypes.addressof(anchor)  # byte of row 0 within the mapping, for any view
+    del anchor
+    lo = (begin + start * a.strides[0]) // mmap.PAGESIZE * mmap.PAGESIZE
+    hi = min(len(mm), -(-(begin + stop * a.strides[0]) // mmap.PAGESIZE) * mmap.PAGESIZE)
+    if hi > lo >= 0:
+        mm.madvise(mmap.MADV_DONTNEED, lo, hi - lo)
+    return out

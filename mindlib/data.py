@@ -61,6 +61,7 @@ import torch
 
 from mindlib import layout
 from mindlib.align import FEATURE_HZ, TR_S, align_features
+from mindlib.cache import read_rows
 from mindlib.files import atomic_write, write_json
 from mindlib.params import check_choice
 
@@ -1418,7 +1419,8 @@ class WindowDataset(torch.utils.data.Dataset):
         stop = min(start + self.window, r.n_trs)
         return {
             "features": {
-                m: torch.from_numpy(np.ascontiguousarray(a[start:stop])) for m, a in r.features.items()
+                m: torch.from_numpy(np.ascontiguousarray(read_rows(a, start, stop)))
+                for m, a in r.features.items()
             },
             "fmri": torch.from_numpy(np.ascontiguousarray(r.fmri[start:stop])),
             "mask": torch.from_numpy(np.ascontiguousarray(r.valid[start:stop])),

@@ -76,3 +76,18 @@ def test_float16_cache_rounds_and_changed_source_is_recomputed(smoke_study, plai
 def test_bad_dtype_named():
     with pytest.raises(ValueError, match="float16"):
         FeatureCache("x", dtype="int8")
+
+
+def test_read_rows_copies_memory_mapped_rows_exactly_and_views_others(tmp_path):
+    from mindlib.cache import read_rows
+
+    x = np.random.default_rng(0).standard_normal((700, 33)).astype(np.float16)
+    np.save(tmp_path / "x.npy", x)
+    mapped = np.load(tmp_path / "x.npy", mmap_mode="c")
+    for start, stop in ((0, 100), (650, 700), (3, 4), (123, 600)):
+        got = read_rows(mapped, start, stop)
+        assert not isinstance(got, np.memmap) and np.array_equal(got, x[start:stop])
+    assert np.array_equal(read_rows(mapped[100:], 5, 17), x[105:117])  # a view of the map
+    assert np.array_equal(read_rows(mapped, 0, 700), x)  # pages handed back are read again
+    plain = np.arange(12.0).reshape(6, 2)
+    assert np.shares_memory(read_rows(plain, 1, 3), plain)  # in memory: a view, as before
