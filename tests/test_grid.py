@@ -214,5 +214,7 @@ def test_slurm_engine_runs_real_jobs(tmp_path):
         runner.run(SPEC, cells)
     assert set(info.value.results) == {"tribe-mind-both-s0"}
     (failure,) = info.value.failures
-    assert "no such decoder" in Path(failure.log).read_text()
+    # the job's own traceback, as submitit returns it; the log file named beside it may still be being
+    # flushed by the node when the failure is seen, so only its existence is checked
+    assert "no such decoder" in failure.error and Path(failure.log).exists()
     assert runner.ran == ["tribe-mind-both-s0"]
