@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
+import scipy.sparse
 
 TR_S = 1.49  # Algonauts 2025 repetition time (s)
 FEATURE_HZ = 2.0  # rate of backbone feature frames (Hz)
@@ -106,9 +107,11 @@ def align_features(
     if len(lags_trs) == 0:
         raise ValueError("lags_trs must name at least one lag")
     blocks, covered = [], np.ones(n_trs, dtype=bool)
+    frames64 = frames.astype(np.float64)
     for lag in lags_trs:
         W = overlap_matrix(n_trs, frames.shape[0], tr_s, feature_hz, lag_seconds(lag, tr_s))
-        blocks.append((W @ frames.astype(np.float64)).astype(np.float32))
+        # a TR overlaps a handful of frames: the sparse product sums the same terms as W @ frames, far faster
+        blocks.append(np.asarray(scipy.sparse.csr_matrix(W) @ frames64).astype(np.float32))
         covered &= W.sum(axis=1) > 0.5
     return np.concatenate(blocks, axis=1), covered
 
