@@ -42,7 +42,6 @@ TR_RANGE = (400, 600)
 N_PARCELS = 1000
 RANK = 16  # latent dimensions of the planted signal
 FORMAT = 1
-RIDGE_LAGS = (2, 3, 4)  # FIR delays of the ridge stage, in TRs (the ExperimentConfig default)
 
 
 def release_runs() -> list[str]:
@@ -217,7 +216,8 @@ def stage(name: str, root: str, device: str, decoders: list[str], ridge_componen
     base_rss, anon = peak_rss_bytes(), AnonPeak()
     t0 = time.perf_counter()
     cache = FeatureCache(Path(root) / CACHE_DIR, "float16") if mmap else None
-    lags = (RIDGE_LAGS[0],) if name == "ridge" else (DEFAULT_LAG_TRS,)  # the ridge shifts from its first lag
+    fir_lags = experiment.ExperimentConfig().fir_lags_trs  # the ridge's FIR delays, as Table 1 runs it
+    lags = (min(fir_lags),) if name == "ridge" else (DEFAULT_LAG_TRS,)  # the ridge shifts from its first lag
     study = data.load_study(root, "tribe", lags_trs=lags, feature_cache=cache)
     out: dict = {"load_s": time.perf_counter() - t0}
     arrays = {id(x): x for r in study.records for x in r.features.values()}
@@ -247,12 +247,12 @@ def ridge_stage(study, n_components: int) -> dict:
     """The FIR ridge at bounded memory (:mod:`mindlib.reduce`): the study aligned at the first FIR lag, PCA per
     modality fitted on the training stimuli, FIR lags by shifting the reduced tokens, then RidgeEncoder with its
     penalties selected on validation."""
-    from mindlib import reduce, train
+    from mindlib import experiment, reduce, train
     from mindlib.baselines import RidgeEncoder
 
     t0 = time.perf_counter()
-    pcas = reduce.fit_pca(study, n_components, progress=False)
-    fir = reduce.delay_study(reduce.reduce_study(study, pcas, progress=False), RIDGE_LAGS)
+    fir_lags = experiment.ExperimentConfig().fir_lags_trs
+    fir, _ = reduce.reduced_fir_study(study, fir_lags, n_components, progress=False)
     pca_s = time.perf_counter() - t0
     t1 = time.perf_counter()
     model = RidgeEncoder(n_subjects=len(study.subjects), dtype="float32", standardise=False).fit(

@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from mindlib.files import atomic_write
+from mindlib.params import check_choice
 
 __all__ = ["FeatureCache", "DTYPES", "read_rows"]
 
@@ -47,8 +48,7 @@ class FeatureCache:
     """
 
     def __init__(self, directory: str | Path, dtype: str = "float16"):
-        if dtype not in DTYPES:
-            raise ValueError(f"FeatureCache dtype must be one of {DTYPES}, got {dtype!r}")
+        check_choice(dtype, DTYPES, "FeatureCache dtype")
         self.directory, self.dtype = Path(directory), dtype
         self.hits = self.misses = 0
 

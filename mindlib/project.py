@@ -82,8 +82,6 @@ def resolve_dataset(dataset: str = "synthetic", size: str = "demo", seed: int = 
     root : Path
     """
     if dataset == "synthetic":
-        if size not in SIZES:
-            raise ValueError(f"size must be one of {SIZES}, got {size!r}")
         root = studies_dir() / f"synthetic-{size}-seed{seed}"
         synthetic.make_study(root, size=size, seed=seed)
         return root

@@ -232,8 +232,8 @@ def delay_study(study: Study, lags_trs: Sequence[float]) -> Study:
     for rec in study.records:
         feats = {}
         for m in study.modalities:
-            a = np.asarray(rec.features[m])
             if id(rec.features[m]) not in done:
+                a = np.asarray(rec.features[m])
                 out = np.zeros((a.shape[0], a.shape[1] * len(lags)), dtype=np.float32)
                 for j, s in enumerate(shifts_int):
                     out[s:, j * a.shape[1] : (j + 1) * a.shape[1]] = a[: a.shape[0] - s]

@@ -57,7 +57,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from importlib.resources import files
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import h5py
 import numpy as np
@@ -77,11 +77,12 @@ from mindlib import layout
 from mindlib.align import DEFAULT_LAG_TRS, FEATURE_HZ, TR_S, overlap_matrix
 from mindlib.files import write_json
 from mindlib.layout import NETWORKS
+from mindlib.params import check_choice
 
 logger = logging.getLogger(__name__)
 
 Size = Literal["smoke", "demo", "full"]
-SIZES: tuple[str, ...] = ("smoke", "demo", "full")
+SIZES: tuple[str, ...] = get_args(Size)
 CONTENT_TYPES: tuple[str, ...] = ("dialogue", "music", "action", "faces", "scenery")
 MODE_NAMES: tuple[str, ...] = ("language", "auditory", "visual-motion", "social")
 N_MODES = len(MODE_NAMES)  # E of the true mixture of experts
@@ -271,8 +272,7 @@ SIZE_SPECS: dict[str, SizeSpec] = {
 
 def size_spec(size: str) -> SizeSpec:
     """The :class:`SizeSpec` of ``size`` in {"smoke", "demo", "full"} (ValueError otherwise)."""
-    if size not in SIZE_SPECS:
-        raise ValueError(f"size must be one of {SIZES}, got {size!r}")
+    check_choice(size, SIZES, "size")
     return SIZE_SPECS[size]
 
 

@@ -21,11 +21,6 @@ TRAINS = {"07_baselines", "03_afire", "04_sadgate", "06_train_mind", "09_isg", "
 MAX_OUTPUTS_PER_CELL = 25  # a cell that trains 4 models keeps 4 bars and a few printed lines
 
 
-@pytest.fixture(scope="module")
-def out_dirs(notebook_runs):
-    return notebook_runs  # the docs tests render these executed notebooks afterwards (tests/conftest.py)
-
-
 def _finite_numbers(x):
     if isinstance(x, dict):
         for v in x.values():
@@ -48,12 +43,16 @@ def _is_bar(text: str) -> bool:
 
 
 @pytest.mark.parametrize("spec", notebooks.NOTEBOOKS, ids=[nb.name for nb in notebooks.NOTEBOOKS])
-def test_notebook_smoke(spec, out_dirs):
-    params = {"results_dir": str(out_dirs["results"]), "fig_dir": str(out_dirs["figures"]), "solutions": True}
+def test_notebook_smoke(spec, notebook_runs):  # the docs tests render these afterwards (tests/conftest.py)
+    params = {
+        "results_dir": str(notebook_runs["results"]),
+        "fig_dir": str(notebook_runs["figures"]),
+        "solutions": True,
+    }
     if spec.name in TRAINS:
         params["progress"] = True
-    executed = notebooks.execute(spec, "smoke", out_dir=out_dirs["runs"], parameters=params)
-    res = json.loads((out_dirs["results"] / f"{spec.name}.json").read_text())
+    executed = notebooks.execute(spec, "smoke", out_dir=notebook_runs["runs"], parameters=params)
+    res = json.loads((notebook_runs["results"] / f"{spec.name}.json").read_text())
     missing = [k for k in spec.keys if k not in res]
     assert not missing, f"{spec.name} results lack {missing}"
     for k in spec.keys:
