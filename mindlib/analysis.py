@@ -1,6 +1,6 @@
 """Reading a trained MIND: gates over whole runs, subject priors, expert usage by content (paper §3.4).
 
-These helpers feed notebooks 04 and 10: what SADGate decided at every TR of a run, how experts divide
+These helpers feed notebooks 08 and 10: what SADGate decided at every TR of a run, how experts divide
 content types (the synthetic truth, or speech vs no speech from real transcripts), the subject × expert
 prior ``softmax(g + B_s)``, and — on the synthetic study — how well learned experts recover the true
 response modes.
@@ -13,7 +13,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from mindlib import align, data, experiment, layout, metrics, sadgate, synthetic, train
+from mindlib import align, data, layout, metrics, sadgate, synthetic, train
 
 
 def gate_runs(
@@ -294,70 +294,67 @@ def subject_routing(
         }
 
 
-PARAMETRISATIONS = {  # MIND variants notebook 04 compares (ExperimentConfig overrides)
-    "e_s on router, ‖B‖² penalised (default)": {},
-    "no e_s on router (B_s only)": {"router_subject": False},
-    "B_s unpenalised (λ2 = 0)": {"lambda_bias": 0.0},
-    "balance = importance": {"balance": "importance"},
-}
+ROUTING_SCORES: tuple[str, ...] = (
+    "prior_r_mean",
+    "usage_r_mean",
+    "logit_spread",
+    "bias_spread",
+    "embedding_spread",
+)  # what :func:`routing_scores` keeps of :func:`subject_routing`
 
 
-def compare_parametrisations(study, root, config, variants: dict | None = None, seeds=(0,), reuse=None):
-    """Train MIND once per variant and seed; accuracy and subject-structure recovery side by side.
+def routing_scores(
+    model: torch.nn.Module,
+    root,
+    records: Sequence,
+    prediction: train.Prediction = train.Prediction(),
+    **settings,
+) -> dict[str, float]:
+    """One row of notebook 08's parametrisation table (Table 4) for a trained MIND.
+
+    Subject recovery (:data:`ROUTING_SCORES` of :func:`subject_routing`, synthetic studies only) beside both
+    balance losses of the trained gate over the same runs (:func:`balance_over_runs`, as ``balance_switch`` and
+    ``balance_importance``).
 
     Parameters
     ----------
-    study : Study
-        A synthetic study (scored against its ground truth).
+    model : MIND
     root : path
-        Its root.
-    config : ExperimentConfig
-        The MIND run every variant starts from (epochs, grid, sizes).
-    variants : dict name -> dict of ExperimentConfig overrides
-        Default :data:`PARAMETRISATIONS`.
-    seeds : sequence of int
-    reuse : ExperimentResult, optional
-        An already trained run of ``config`` itself: used for the variant without overrides at its seed.
+        A synthetic study.
+    records : list of RunRecord
+        Runs of every subject, e.g. the validation split.
+    prediction, **settings
+        As in :func:`gate_runs` (``window`` as in training).
+    """
+    rr = subject_routing(model, root, records, prediction, **settings)
+    bal = balance_over_runs(model, records, prediction, **settings)
+    return {**{k: float(rr[k]) for k in ROUTING_SCORES}, **{f"balance_{k}": v for k, v in bal.items()}}
+
+
+def missing_modality_scores(
+    model: torch.nn.Module, records: Sequence, prediction: train.Prediction = train.Prediction(), **settings
+) -> dict[str, float]:
+    """Mean Pearson r over ``records`` with every modality, then with each one removed at inference.
+
+    Parameters
+    ----------
+    model : a torch decoder built on AFIRE
+    records : list of RunRecord
+    prediction, **settings
+        As in :func:`mindlib.train.evaluate`.
 
     Returns
     -------
-    DataFrame
-        One row per (variant, seed): ``val_r``, ``test_r``, ``prior_r_mean``, ``usage_r_mean``, ``logit_spread``,
-        ``bias_spread``, ``embedding_spread`` (:func:`subject_routing` on the validation runs), ``balance_switch``
-        and ``balance_importance`` (both balance losses of the trained gate over the validation runs).
+    dict
+        ``{"none": r, "<modality>": r without it, ...}`` (one key per modality when there are several).
     """
-    from dataclasses import replace
-
-    import pandas as pd
-
-    rows = []
-    val = study.select("val")
-    for name, overrides in (variants or PARAMETRISATIONS).items():
-        for seed in seeds:
-            cfg = replace(config, decoder="mind", seed=seed, **overrides)
-            res = reuse if reuse is not None and reuse.config == cfg else experiment.run(study, cfg)
-            rr = subject_routing(res.model, root, val, window=config.window)
-            bal = balance_over_runs(res.model, val, window=config.window)
-            rows.append(
-                {
-                    "variant": name,
-                    "seed": seed,
-                    "val_r": res.summary()["val_r"],
-                    "test_r": res.summary().get("test_r"),
-                    **{
-                        k: rr[k]
-                        for k in (
-                            "prior_r_mean",
-                            "usage_r_mean",
-                            "logit_spread",
-                            "bias_spread",
-                            "embedding_spread",
-                        )
-                    },
-                    **{f"balance_{k}": bal[k] for k in sadgate.BALANCES},
-                }
-            )
-    return pd.DataFrame(rows)
+    names = [m for m, _ in model.config.afire.modalities]
+    out = {"none": train.evaluate(model, records, prediction, **settings)["pearson"]["mean"]}
+    for m in names if len(names) > 1 else []:
+        out[m] = train.evaluate(WithoutModalities(model, [m]), records, prediction, **settings)["pearson"][
+            "mean"
+        ]
+    return out
 
 
 @torch.no_grad()

@@ -59,7 +59,7 @@ PROGRESS = False  # no progress bar unless asked for (TrainConfig: True); a note
 
 @dataclass(frozen=True)
 class ExperimentConfig:
-    """Everything that defines a run of notebook 06 (and of each cell of Tables 1 and 2).
+    """Everything that defines a run of notebook 06 (and of each cell of Tables 1 to 4).
 
     Flat, with each default read from the module config that uses it (see the module docstring).
     """

@@ -1,10 +1,11 @@
-"""Grids of independent runs (Tables 1 and 2, seeds, ISG): cells, their results files, and an engine that runs them.
+"""Grids of independent runs (Tables 1 to 4, seeds, ISG): cells, their results files, and an engine that runs them.
 
-Each cell of Tables 1 and 2 is one execution of notebook 06 with its parameters (docs/method.md §9). This module
+Each cell of Tables 1 to 4 is one execution of notebook 06 with its parameters (docs/method.md §9). This module
 owns what notebook 08 used to do inline:
 
-- **cells and tags**: :class:`Cell` ``(backbone, decoder, mode, seed)`` with the tag ``backbone-decoder-mode-sN``;
-  :func:`table1_cells` and :func:`table2_cells` list them in table order;
+- **cells and tags**: :class:`Cell` ``(backbone, decoder, mode, seed)`` with the tag ``backbone-decoder-mode-sN``
+  (an ablation cell also carries notebook-06 options, e.g. ``fusion``); :func:`table1_cells`, :func:`table2_cells`
+  and :func:`ablation_cells` list them in table order;
 - **result paths**: ``<runs_dir>/<tag>.json`` (notebook 06's results file), ``<tag>.params.json`` (the
   parameters it was made with), ``<tag>.ipynb`` (the executed notebook) and ``logs/`` (submitit's stdout and
   stderr per job);
@@ -52,6 +53,11 @@ __all__ = [
     "ENGINES",
     "table1_cells",
     "table2_cells",
+    "ablation_cells",
+    "variant_of",
+    "OPTIONS",
+    "AFIRE_ABLATIONS",
+    "PARAMETRISATIONS",
     "cell_params",
     "run_notebook_cell",
     "spec_from_params",
@@ -78,13 +84,49 @@ class Cell:
     mode: str
     seed: int
     balance: str = DEFAULT_BALANCE
+    options: tuple[
+        tuple[str, Any], ...
+    ] = ()  # further notebook-06 parameters of an ablation (OPTIONS), sorted
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "options", tuple(sorted((str(k), v) for k, v in dict(self.options).items())))
+        unknown = [k for k, _ in self.options if k not in OPTIONS]
+        if unknown:
+            raise ValueError(
+                f"Cell options {unknown} are not ablation parameters; choose among {list(OPTIONS)} (balance, mode "
+                "and seed are fields of the cell itself)"
+            )
 
     @property
     def tag(self) -> str:
-        """``backbone-decoder-mode-sN`` (``backbone-decoder-mode-balance-sN`` for another balance loss): the
-        stem of the cell's files in ``runs_dir``."""
+        """``backbone-decoder-mode-sN`` (``backbone-decoder-mode-balance-sN`` for another balance loss, and one
+        ``-name_value`` per option, e.g. ``tribe-mind-both-fusion_sum-s0``): the stem of the cell's files in
+        ``runs_dir``."""
         kind = "" if self.balance == DEFAULT_BALANCE else f"-{self.balance}"
-        return f"{self.backbone}-{self.decoder}-{self.mode}{kind}-s{self.seed}"
+        opts = "".join(f"-{k}_{v}" for k, v in self.options)
+        return f"{self.backbone}-{self.decoder}-{self.mode}{kind}{opts}-s{self.seed}"
+
+
+OPTIONS: tuple[str, ...] = (
+    "fusion",
+    "modality_dropout",
+    "router_subject",
+    "lambda_bias",
+)  # notebook 06 parameters
+# an ablation cell may set besides the cell's own fields (Tables 3 and 4 of notebook 08)
+
+AFIRE_ABLATIONS: dict[str, dict[str, Any]] = {  # Table 3 rows: name -> Cell options (docs/method.md §4)
+    "concat": {},  # the default fusion: Table 1's MIND cell
+    "sum": {"fusion": "sum"},
+    "gated": {"fusion": "gated"},
+    "modality_dropout": {"modality_dropout": 0.2},  # concat, each training window loses a modality with P 0.2
+}
+PARAMETRISATIONS: dict[str, dict[str, Any]] = {  # Table 4 rows: name -> overrides (docs/method.md §5)
+    "paper": {},  # e_s on the router path, ‖B‖² penalised: Table 1's MIND cell
+    "no_router_subject": {"router_subject": False},  # the subject acts through B_s alone (no redundancy)
+    "unpenalised_bias": {"lambda_bias": 0.0},  # λ2 = 0
+    "importance_balance": {"balance": "importance"},  # the authors' code's balance loss: Table 2's cell
+}
 
 
 def table1_cells(backbones: Sequence[str], decoders: Sequence[str], seeds: Sequence[int]) -> list[Cell]:
@@ -114,6 +156,33 @@ def table2_cells(
         if k != DEFAULT_BALANCE
         for s in seeds
     ]
+
+
+def ablation_cells(
+    backbones: Sequence[str], seeds: Sequence[int], variants: dict[str, dict[str, Any]]
+) -> list[Cell]:
+    """Ablation cells in table order: MIND (router ``both``) with each variant's overrides on every backbone.
+
+    ``variants`` maps a row name to notebook-06 overrides (:data:`AFIRE_ABLATIONS`, :data:`PARAMETRISATIONS`):
+    ``balance`` sets the cell's balance loss, the rest become its :data:`OPTIONS`. A variant without overrides
+    is Table 1's MIND cell itself (the same tag: its results file is reused).
+    """
+    cells = []
+    for b in backbones:
+        for overrides in variants.values():
+            rest = {k: v for k, v in overrides.items() if k != "balance"}
+            balance = overrides.get("balance", DEFAULT_BALANCE)
+            cells += [Cell(b, "mind", "both", s, balance, tuple(rest.items())) for s in seeds]
+    return cells
+
+
+def variant_of(cell: Cell, variants: dict[str, dict[str, Any]]) -> str:
+    """The name in ``variants`` whose overrides ``cell`` carries (the inverse of :func:`ablation_cells`)."""
+    have = {**dict(cell.options), **({"balance": cell.balance} if cell.balance != DEFAULT_BALANCE else {})}
+    for name, overrides in variants.items():
+        if dict(overrides) == have:
+            return name
+    raise KeyError(f"cell {cell.tag} matches none of the variants {list(variants)}")
 
 
 @dataclass(frozen=True)
@@ -162,7 +231,9 @@ def cell_params(cell: Cell, spec: GridSpec, runs_dir: str | Path) -> dict[str, A
             )
         chosen = json.loads(path.read_text())
         grid = dict(lrs=[chosen["best_lr"]], weight_decays=[chosen["best_weight_decay"]])
-    first_seed_isg = cell.decoder != "ridge" and cell.mode == "both" and cell.seed == spec.seeds[0]
+    first_seed_isg = (
+        cell.decoder != "ridge" and cell.mode == "both" and cell.seed == spec.seeds[0] and not cell.options
+    )
     return dict(
         dataset=spec.dataset,
         size=spec.size,
@@ -181,6 +252,7 @@ def cell_params(cell: Cell, spec: GridSpec, runs_dir: str | Path) -> dict[str, A
         isg_subjects=list(spec.isg_subjects) if first_seed_isg else [],
         features_root=spec.features_root,
         **grid,
+        **dict(cell.options),
     )
 
 

@@ -218,6 +218,65 @@ def plot_table1(
     return ax
 
 
+def plot_ablations(afire, sadgate, recovery: str | None = "prior_r_mean"):
+    """Notebook 08's Tables 3 and 4 side by side (first backbone of each).
+
+    Parameters
+    ----------
+    afire : DataFrame
+        Table 3 cells: ``variant``, ``backbone``, ``seed``, ``val_r`` and one ``without <modality>`` column each.
+    sadgate : DataFrame
+        Table 4 cells: ``variant``, ``backbone``, ``seed``, ``val_r`` and (synthetic studies) ``recovery``.
+    recovery : str or None
+        The subject-recovery column of ``sadgate``; None draws validation r alone.
+
+    Returns
+    -------
+    Figure
+        Left: validation r with every modality and with each one removed at inference, per AFIRE variant.
+        Right: validation r against subject recovery per parametrisation. Error bars: ± std over seeds.
+    """
+    fig, axes = plt.subplots(1, 2, figsize=(14, 3.6), layout="constrained")
+    a = afire[afire["backbone"] == afire["backbone"].iloc[0]]
+    cols = ["val_r", *[c for c in a if c.startswith("without ")]]
+    g = a.groupby("variant", sort=False)[cols]
+    mean, std = g.mean(), g.std()
+    width = 0.8 / len(cols)
+    x = np.arange(len(mean))
+    for i, c in enumerate(cols):
+        centres = x - 0.4 + width * (i + 0.5)
+        axes[0].bar(
+            centres, mean[c], width, label="all modalities" if c == "val_r" else c, color=plt.cm.tab10(i)
+        )
+        if std[c].notna().any():
+            axes[0].errorbar(centres, mean[c], yerr=std[c], fmt="none", ecolor="k", capsize=2, lw=1)
+    axes[0].set_xticks(x, labels=list(mean.index))
+    axes[0].set_ylabel("validation r")
+    axes[0].set_title(f"Table 3: AFIRE variants, {a['backbone'].iloc[0]}")
+    axes[0].legend(fontsize=7, frameon=False, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    b = sadgate[sadgate["backbone"] == sadgate["backbone"].iloc[0]]
+    cols = ["val_r", *([recovery] if recovery else [])]
+    g = b.groupby("variant", sort=False)[cols]
+    mean, std = g.mean(), g.std()
+    for i, (name, row) in enumerate(mean.iterrows()):
+        y, yerr = (row[recovery], std.loc[name, recovery]) if recovery else (i, None)
+        axes[1].errorbar(
+            row["val_r"],
+            y,
+            xerr=std.loc[name, "val_r"],
+            yerr=yerr,
+            fmt="o",
+            capsize=2,
+            color=plt.cm.tab10(i),
+            label=name,
+        )
+    axes[1].set_xlabel("validation r")
+    axes[1].set_ylabel("subject recovery r (effective prior)" if recovery else "variant")
+    axes[1].set_title(f"Table 4: SADGate parametrisations, {b['backbone'].iloc[0]}")
+    axes[1].legend(fontsize=7, frameon=False, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    return fig
+
+
 def plot_network_bars(values: np.ndarray, ax=None, label: str = "Pearson r", title: str = ""):
     """Mean of parcel values ``(1000,)`` per Yeo-7 network, as bars. Returns the axes."""
     ax = ax or plt.gca()

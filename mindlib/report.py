@@ -54,14 +54,15 @@ DISCREPANCIES = [
     (
         "Balance loss",
         "paper: importance × load; code: E·ΣImp² for K ≥ 2",
-        "Switch-style importance × load by default, importance² as an option: measured on the demo study (notebook 04, "
-        "`mindlib.sadgate` docstring), importance² gave no better validation r or subject recovery",
+        "Switch-style importance × load by default, importance² as an option; both are measured side by side "
+        "(validation r, subject recovery) in Tables 2 and 4 below",
     ),
     (
         "Subject routing",
         "paper: subject embedding e_s on the router and a penalised bias B_s",
-        "the same by default; in mode both they are one offset g + B_s + W_r e_s + b_r, which is what notebooks 04 and 10 "
-        "read and score; `router_subject=False` (no e_s on the router) recovered subjects worse on the demo study",
+        "the same by default; in mode both they are one offset g + B_s + W_r e_s + b_r (notebook 04 checks it by "
+        "hand), which notebook 10 reads and scores; Table 4 measures the variants without e_s on the router "
+        "(`router_subject=False`) and with B_s unpenalised",
     ),
     (
         "Model selection",
@@ -183,6 +184,52 @@ def table1_markdown(cells: pd.DataFrame, per_run: dict | None = None) -> str | N
     return "\n".join(lines)
 
 
+def ablation_table(
+    rows: pd.DataFrame, columns: list[str], reference: str, per_run: str = "val_per_run_r"
+) -> tuple[pd.DataFrame, dict[str, stats.PairedDifference]]:
+    """An ablation table of notebook 08 (Tables 3 and 4): one row per variant and backbone.
+
+    Parameters
+    ----------
+    rows : DataFrame
+        One row per executed cell: ``variant``, ``backbone``, ``seed``, the ``columns`` and ``per_run`` (a
+        cell's ``{"subject/run": r}``, as notebook 06 writes ``val_per_run_r``).
+    columns : list of str
+        Scores shown as mean ± std over seeds (mean alone with one seed; – where missing).
+    reference : str
+        The variant every other one is compared with (the default configuration).
+    per_run : str
+        The per-run scores the paired difference uses.
+
+    Returns
+    -------
+    table : DataFrame
+        ``variant``, ``backbone``, the ``columns``, ``seeds`` and ``− <reference>, val r``: the variant minus
+        the reference paired over runs × subjects and seeds with its 95 % bootstrap interval
+        (:func:`mindlib.stats.compare`; * = the interval excludes 0).
+    differences : dict ``"variant | backbone"`` -> PairedDifference
+    """
+    out, diffs = [], {}
+    diff_col = f"− {reference}, {per_run.removesuffix('_per_run_r')} r"
+    for (variant, backbone), g in rows.groupby(["variant", "backbone"], sort=False):
+        row = {"variant": variant, "backbone": backbone}
+        for c in columns:
+            m, sd = (g[c].mean(), g[c].std()) if c in g else (float("nan"), float("nan"))
+            row[c] = _fmt(m) if sd != sd or _fmt(m) == "–" else f"{_fmt(m)} ± {sd:.3f}"
+        row["seeds"] = len(g)
+        ref = rows[(rows["variant"] == reference) & (rows["backbone"] == backbone)]
+        row[diff_col] = "–"
+        if variant != reference and len(ref) and per_run in rows:
+            d = stats.compare(
+                {int(r["seed"]): r[per_run] for r in g.to_dict("records")},
+                {int(r["seed"]): r[per_run] for r in ref.to_dict("records")},
+            )
+            diffs[f"{variant} | {backbone}"] = d
+            row[diff_col] = d.interval() + (" *" if d.excludes_zero else "")
+        out.append(row)
+    return pd.DataFrame(out), diffs
+
+
 def mind_gain(cells: pd.DataFrame, over: str, metric: str = "val_r") -> dict[str, float]:
     """MIND's mean ``metric`` (over seeds) minus ``over``'s, per backbone, from :func:`read_cells`'s cells."""
     if metric not in cells:
@@ -229,6 +276,12 @@ def build_report(results_dir: str | Path | None = None) -> str:
         t2.read_text().strip() if t2.exists() else "_not run yet_",
         "",
     ]
+    for name, title in (
+        ("table3", "Table 3: AFIRE ablation, fusion operator and missing modalities (validation r)"),
+        ("table4", "Table 4: SADGate parametrisations, accuracy and subject recovery"),
+    ):
+        path = results / f"{name}.md"
+        out += [f"## {title}", "", path.read_text().strip() if path.exists() else "_not run yet_", ""]
     claims = []
     for over, metric, claim in (
         (
@@ -302,33 +355,35 @@ def build_report(results_dir: str | Path | None = None) -> str:
                 ", ".join(f"{d}: {_fmt(v)}" for d, v in isg["swap_isg"].items()),
             )
         )
-    sad = _read(results, "04_sadgate")
-    if sad and sad.get("subject_routing"):
-        sr = sad["subject_routing"]
+    tables = _read(results, "08_tables")
+    for key, claim in (
+        (
+            "concat",
+            "(beyond the paper) AFIRE variants against concat fusion (validation r, paired over runs; Table 3)",
+        ),
+        (
+            "paper",
+            "(beyond the paper) SADGate parametrisations against the paper's (validation r, paired over runs; Table 4)",
+        ),
+    ):
+        diffs = ((tables or {}).get("ablation_differences") or {}).items()
+        rows = [(k, v) for k, v in diffs if v["reference"] == key]
+        if rows:
+            claims.append((claim, "; ".join(f"{k}: {v['claim']}" for k, v in rows)))
+    vis = _read(results, "10_visualisations")
+    detail = (vis or {}).get("subject_routing_detail")
+    if detail:
         claims.append(
             (
                 "(synthetic only) each subject's effective prior g + B_s + W_r e_s + b_r follows its true bias "
-                "over response modes (r over modes after matching experts to modes; notebook 04)",
-                ", ".join(f"{s}: {_fmt(v)}" for s, v in sr["prior_r"].items())
+                "over response modes (r over modes after matching experts to modes; notebook 10)",
+                ", ".join(f"{s}: {_fmt(v)}" for s, v in detail["prior_r"].items())
                 + "; mean routing: "
-                + ", ".join(f"{s}: {_fmt(v)}" for s, v in sr["usage_r"].items())
-                + f"; spread over subjects {sr['logit_spread']:.3f} (B_s {sr['bias_spread']:.3f}, "
-                f"W_r e_s {sr['embedding_spread']:.3f})",
+                + ", ".join(f"{s}: {_fmt(v)}" for s, v in detail["usage_r"].items())
+                + f"; spread over subjects {detail['logit_spread']:.3f} (B_s {detail['bias_spread']:.3f}, "
+                f"W_r e_s {detail['embedding_spread']:.3f})",
             )
         )
-    if sad and sad.get("parametrisations"):
-        claims.append(
-            (
-                "(synthetic only) MIND parametrisations, one seed (notebook 04): val r, subject recovery r, "
-                "balance (switch / importance)",
-                "; ".join(
-                    f"{p['variant']}: {_fmt(p['val_r'])}, {_fmt(p['prior_r_mean'])}, "
-                    f"{_fmt(p['balance_switch'])} / {_fmt(p['balance_importance'])}"
-                    for p in sad["parametrisations"]
-                ),
-            )
-        )
-    vis = _read(results, "10_visualisations")
     if vis:
         sims = ", ".join(f"{k}: {_fmt(v)}" for k, v in vis["map_similarity"].items())
         claims.append(

@@ -17,20 +17,17 @@ Regularisers are returned to the caller, never stored on the module: :func:`bala
 **One subject offset, two parametrisations.** In mode "both", ``Renorm(TopK(softmax(W_r(x + e_s) + b_r) ⊙
 softmax(g + B_s)))`` equals ``Renorm(TopK(softmax(W_r x + o_s)))`` with ``o_s = g + B_s + W_r e_s + b_r``
 (:meth:`SADGate.subject_logits`): ``B_s`` and ``W_r e_s`` route only through their sum, and the ‖B‖² penalty
-makes the model carry the subject effect in ``W_r e_s``. Measured on the demo-size synthetic study (tribe,
-15 epochs, lr 3e-3, seeds 0-2; ``mindlib.analysis.compare_parametrisations``): the spread of ``o_s`` over
-subjects is 0.32, of which ``B_s`` 0.016 and ``W_r e_s`` 0.31, and ``o_s`` follows each subject's true bias
-over response modes with r = 0.72 ± 0.06 (mean over subjects, ± std over seeds). Removing ``e_s`` from the
-router path (``router_subject=False``, no redundancy) recovers subjects worse (r = 0.59 ± 0.17) at a slightly
-lower validation r (0.3631 ± 0.0020 vs 0.3668 ± 0.0012); leaving ``B_s`` unpenalised (``lambda_bias=0`` in
-MIND) moves more of the offset into ``B_s`` (0.089) without a resolved change (r = 0.74 ± 0.02, val r
-0.3664 ± 0.0010). So the paper's parametrisation stays the default and ``router_subject=False`` is an option;
-read a subject's preference from ``subject_logits``, not from ``softmax(g + B_s)``.
+makes the model carry the subject effect in ``W_r e_s``; read a subject's preference from ``subject_logits``,
+not from ``softmax(g + B_s)``. Which parametrisation recovers subjects best at equal accuracy is measured, not
+assumed: notebook 08's Table 4 trains the paper's, one without ``e_s`` on the router path
+(``router_subject=False``, no redundancy), one with ``B_s`` unpenalised (``lambda_bias=0`` in MIND) and one
+with the authors' code's balance loss, over seeds, and scores each against the synthetic truth
+(``mindlib.grid.PARAMETRISATIONS``, ``mindlib.analysis.routing_scores``; the figures are in
+``papers/reproduction.md``). The paper's parametrisation is the default; the others are options.
 
 **Balance loss.** The default ``"switch"`` (``E·ΣImp·Load``, paper Eq. 6) and the authors' code's
-``"importance"`` (``E·ΣImp²``) were compared in the same measurement: validation r 0.3668 ± 0.0012 (switch)
-vs 0.3650 ± 0.0032 (importance), subject recovery 0.72 ± 0.06 vs 0.72 ± 0.10. No gain from switching, so the
-paper's loss stays the default and the authors' code's is an option.
+``"importance"`` (``E·ΣImp²``) are both rows of notebook 08's Tables 2 and 4 (validation r, subject recovery);
+the paper's loss stays the default and the authors' code's is an option.
 """
 
 from __future__ import annotations

@@ -88,8 +88,9 @@ NOTEBOOKS: tuple[NotebookSpec, ...] = (
     ),
     NotebookSpec(
         "08_tables",
-        "Tables 1 and 2",
-        "every decoder on every backbone, and the router ablation, from results files",
+        "Tables and ablations",
+        "every decoder on every backbone; the router, AFIRE (fusion, missing modalities) and SADGate "
+        "(parametrisation) ablations, from results files",
         {
             "smoke": {
                 **_SMOKE,
@@ -99,11 +100,13 @@ NOTEBOOKS: tuple[NotebookSpec, ...] = (
                 "decoders": ["baseline", "mind", "ridge"],
                 "modes": ["token", "both"],
                 "isg_subjects": [],
+                "afire_ablations": ["concat", "gated"],
+                "parametrisations": ["paper", "no_router_subject", "importance_balance"],
             },
             "demo": {"epochs": 10},
             "full": {**_FULL_TRAIN, "seeds": [0, 1, 2], "lrs": [1e-3, 3e-3], "isg_subjects": _ALL_SUBJECTS},
         },
-        ("table1", "table2"),
+        ("table1", "table2", "table3", "table4"),
     ),
     NotebookSpec(
         "09_isg",

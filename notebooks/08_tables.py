@@ -15,14 +15,16 @@
 # ---
 
 # %% [markdown]
-# # 08 · Tables 1 and 2: every decoder on every backbone, and the router ablation
+# # 08 · Tables and ablations: every decoder on every backbone, the router, AFIRE and SADGate ablations
 #
-# **Overview** 1) fan out notebook 06 over backbones × decoders × seeds (Table 1) and over router modes
-# (Table 2) with `mindlib.grid`: submitit jobs on this machine, or on a Slurm cluster (`engine="slurm"`)
-# 2) collect the results files 3) tables with mean ± spread over seeds, as CSV and Markdown
+# **Overview** 1) fan out notebook 06 over backbones × decoders × seeds (Table 1), over router modes (Table 2)
+# and over AFIRE (Table 3) and SADGate (Table 4) variants with `mindlib.grid`: submitit jobs on this machine, or
+# on a Slurm cluster (`engine="slurm"`) 2) collect the results files, and read the ablations' trained models
+# (missing modalities, subject recovery) 3) tables with mean ± spread over seeds and paired intervals, as CSV
+# and Markdown
 #
 # **Time** per study size: the notebook map in the README (measured on 2 CPU cores)
-# **Writes** `<results_dir>/table1.{csv,md}`, `<results_dir>/table2.{csv,md}`, `<results_dir>/08_tables.json`, `<fig_dir>/08_table1.png`
+# **Writes** `<results_dir>/table{1,2,3,4}.{csv,md}`, `<results_dir>/08_tables.json`, `<fig_dir>/08_table1.png`, `<fig_dir>/08_ablations.png`
 #
 # Each cell of each table is one execution of notebook 06 with its parameters (tag `backbone-decoder-mode-sN`):
 # the same grid, epochs, windows and model selection on validation for every decoder. Nothing in the tables is
@@ -39,6 +41,9 @@ backbones: list = ["tribe", "imagebind", "qwen"]  # rows of Table 1, columns of 
 decoders: list = ["baseline", "mlp", "mmoe", "mind", "ridge"]  # Table 1 rows per backbone
 modes: list = ["token", "prior", "both"]  # Table 2 rows (SADGate router)
 balances: list = ["switch", "importance"]  # Table 2: MIND balance-loss kinds (router "both"); the first is the default
+ablation_backbones: list = ["tribe"]  # backbones of Tables 3 and 4 (AFIRE and SADGate ablations); empty list skips them
+afire_ablations: list = ["concat", "sum", "gated", "modality_dropout"]  # Table 3 rows (mindlib.grid.AFIRE_ABLATIONS)
+parametrisations: list = ["paper", "no_router_subject", "unpenalised_bias", "importance_balance"]  # Table 4 rows (mindlib.grid.PARAMETRISATIONS)
 seeds: list = [0]  # seeds per cell (mean ± spread when several)
 grid_every_seed: bool = False  # False: the first seed searches the grid, later seeds reuse its choice
 isg_subjects: list = ["sub-01"]  # held-out subjects for the ISG column (first seed); empty list skips it
@@ -64,8 +69,9 @@ __import__("mindlib.params").params.check_parameters(globals())  # types as decl
 from pathlib import Path
 
 import pandas as pd
+import torch
 
-from mindlib import grid, plotting, project, report
+from mindlib import analysis, data, experiment, grid, plotting, project, report, synthetic
 
 results_dir, fig_dir = project.output_dir(results_dir, size), project.output_dir(fig_dir, size)
 
@@ -117,8 +123,86 @@ table2 = table2.unstack("backbone")[backbones].loc[list(dict.fromkeys(t2["row"])
 table2.index.name = "router · balance loss"
 table2
 
+# %% [markdown]
+# ## Table 3: AFIRE ablation — the fusion operator and missing modalities (MIND)
+# The same MIND (router `both`) with each fusion operator of AFIRE (notebook 03), and with modality dropout in
+# training (each training window loses a modality with probability 0.2). Each trained model is then scored on the
+# validation runs with every modality, and with each one removed at inference (`analysis.missing_modality_scores`,
+# AFIRE's missing-modality mask). The last column is the variant minus `concat` (Table 1's MIND cell), paired
+# over runs and seeds, with its 95 % interval.
+
 # %%
-for name, table in (("table1", table1), ("table2", table2)):
+root = project.resolve_dataset(dataset, size=size)  # the study the cells ran on (notebook 06's study_seed)
+studies: dict = {}  # one loaded study per backbone
+
+
+def trained(cell: grid.Cell):
+    """The cell's trained MIND (notebook 06 saved it) and the validation runs of its study."""
+    if cell.backbone not in studies:
+        studies[cell.backbone] = data.load_study(root, cell.backbone, features_root=features_root)
+    study = studies[cell.backbone]
+    model, _ = experiment.load(results_path / "models" / f"{cell.tag}.pt", study)
+    return model, study.select("val")
+
+
+afire_variants = {k: grid.AFIRE_ABLATIONS[k] for k in afire_ablations}
+cells3 = grid.ablation_cells(ablation_backbones, seeds, afire_variants)
+rows3 = []
+for cell, res in zip(cells3, runner.run(spec, cells3)):
+    model, val = trained(cell)
+    missing = analysis.missing_modality_scores(model, val)
+    names = [m for m, _ in model.config.afire.modalities]
+    fusion_w = torch.softmax(model.afire.fusion_logits.detach(), 0) if model.config.afire.fusion == "gated" else None
+    rows3.append({"variant": grid.variant_of(cell, afire_variants), "backbone": cell.backbone, "seed": cell.seed,
+                  "val_r": res["val_r"], "val_per_run_r": res["val_per_run_r"],
+                  **{f"without {m}": r for m, r in missing.items() if m != "none"},
+                  **({"gated weights": {m: round(float(w), 3) for m, w in zip(names, fusion_w)}} if fusion_w is not None else {})})
+t3 = pd.DataFrame(rows3)
+without = [c for c in t3 if c.startswith("without ")] if len(t3) else []
+table3, diffs3 = report.ablation_table(t3, ["val_r", *without], reference="concat") if len(t3) else (pd.DataFrame(), {})
+for r in rows3:
+    if "gated weights" in r:
+        print(f"gated fusion, {r['backbone']} seed {r['seed']}: learned modality weights {r['gated weights']}")
+table3
+
+# %% [markdown]
+# ## Table 4: SADGate parametrisations — accuracy and subject recovery (MIND)
+# In mode `both` the subject bias $B_s$ and the router's subject term $W_r e_s$ route only through their sum
+# (notebook 04, section 5). Four ways to train the same MIND: the paper's (`paper`), without $e_s$ on the router
+# path (`no_router_subject`: the subject acts through $B_s$ alone, no redundancy), with $B_s$ unpenalised
+# (`unpenalised_bias`, λ2 = 0) and with the authors' code's balance loss (`importance_balance`, Table 2's cell).
+# On the synthetic study each trained gate is scored against the truth (`analysis.routing_scores`: experts matched
+# to the true modes, then per subject r between learned and true deviation from the population, averaged over
+# subjects; and the spread of the effective prior over subjects with its $B_s$ and $W_r e_s$ parts), beside both
+# balance losses over the validation runs.
+
+# %%
+par_variants = {k: grid.PARAMETRISATIONS[k] for k in parametrisations}
+cells4 = grid.ablation_cells(ablation_backbones, seeds, par_variants)
+is_synthetic = synthetic.study_json_path(root).exists()
+rows4 = []
+for cell, res in zip(cells4, runner.run(spec, cells4)):
+    model, val = trained(cell)
+    scores = (analysis.routing_scores(model, root, val) if is_synthetic else
+              {f"balance_{k}": v for k, v in analysis.balance_over_runs(model, val).items()})
+    rows4.append({"variant": grid.variant_of(cell, par_variants), "backbone": cell.backbone, "seed": cell.seed,
+                  "val_r": res["val_r"], "test_r": res.get("test_r"), "val_per_run_r": res["val_per_run_r"], **scores})
+t4 = pd.DataFrame(rows4)
+score_cols = [c for c in (*analysis.ROUTING_SCORES, "balance_switch", "balance_importance") if c in t4]
+table4, diffs4 = report.ablation_table(t4, ["val_r", "test_r", *score_cols], reference="paper") if len(t4) else (pd.DataFrame(), {})
+table4
+
+# %% [markdown]
+# Both ablations in one figure: validation r with each modality removed (Table 3), and accuracy against subject
+# recovery per parametrisation (Table 4), mean ± std over seeds.
+
+# %%
+if len(t3) and len(t4):
+    fig = plotting.plot_ablations(t3, t4, recovery="prior_r_mean" if "prior_r_mean" in t4 else None)
+    plotting.save_figure(fig, "08_ablations", fig_dir)
+
+# %%
+for name, table in (("table1", table1), ("table2", table2), ("table3", table3), ("table4", table4)):
     table.to_csv(results_path / f"{name}.csv", index=name == "table2")
     (results_path / f"{name}.md").write_text(table.to_markdown(index=name == "table2") + "\n")
 per_run = ["history", "val_per_run_r", "test_per_run_r"]  # kept in the cells' results files (report intervals)
@@ -140,6 +224,11 @@ results = {
     "table2": t2[["backbone", "mode", "balance", "seed", "val_r", "test_r"]].to_dict(orient="records"),
     "mind_gain_over_baseline": gain,
     "seeds": seeds,
+    "table3": t3.drop(columns=["val_per_run_r"], errors="ignore").to_dict(orient="records"),
+    "table4": t4.drop(columns=["val_per_run_r"], errors="ignore").to_dict(orient="records"),
+    "ablation_differences": {k: {"reference": ref, "mean": d.mean, "low": d.low, "high": d.high,
+                                 "claim": d.claim(k.split(" | ")[0], ref)}
+                             for ref, ds in (("concat", diffs3), ("paper", diffs4)) for k, d in ds.items()},
 }
 project.write_results("08_tables", results, results_dir)
 gain

@@ -76,6 +76,41 @@ def test_tags_and_table_cells_follow_notebook_08():
     ]
 
 
+def test_ablation_cells_reuse_table_cells_and_carry_notebook_06_options(tmp_path):
+    afire = grid.ablation_cells(["tribe"], [0], grid.AFIRE_ABLATIONS)
+    assert [c.tag for c in afire] == [
+        "tribe-mind-both-s0",  # concat: Table 1's MIND cell itself
+        "tribe-mind-both-fusion_sum-s0",
+        "tribe-mind-both-fusion_gated-s0",
+        "tribe-mind-both-modality_dropout_0.2-s0",
+    ]
+    assert afire[0] == grid.table1_cells(["tribe"], ["mind"], [0])[0]
+    par = grid.ablation_cells(["qwen"], [0, 1], grid.PARAMETRISATIONS)
+    assert [c.tag for c in par if c.seed == 1] == [
+        "qwen-mind-both-s1",
+        "qwen-mind-both-router_subject_False-s1",
+        "qwen-mind-both-lambda_bias_0.0-s1",
+        "qwen-mind-both-importance-s1",  # Table 2's balance cell
+    ]
+    assert par[-1] == grid.table2_cells(["qwen"], ["both"], [1], ["switch", "importance"])[-1]
+    assert [grid.variant_of(c, grid.PARAMETRISATIONS) for c in par[::2]] == list(grid.PARAMETRISATIONS)
+    # options become notebook 06 parameters; an ablation cell has no ISG column
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    params = grid.cell_params(afire[1], SPEC, runs)
+    assert (params["fusion"], params["isg_subjects"], params["tag"]) == (
+        "sum",
+        [],
+        "tribe-mind-both-fusion_sum-s0",
+    )
+    assert "fusion" not in grid.cell_params(afire[0], SPEC, runs)  # Table 1's cell: its parameters unchanged
+    nb06 = (Path(__file__).parents[1] / "notebooks" / "06_train_mind.py").read_text()
+    for name in grid.OPTIONS:  # every option is a parameter of notebook 06
+        assert f"\n{name}: " in nb06, name
+    with pytest.raises(ValueError, match=r"\['mode'\] are not ablation parameters"):
+        grid.Cell("tribe", "mind", "both", 0, options=(("mode", "token"),))
+
+
 def test_cell_params_written_out(tmp_path):
     runs = tmp_path / "runs"
     runs.mkdir()

@@ -143,22 +143,82 @@ def test_report_quotes_subject_routing_few_shot_spread_and_unseen_subject_interv
             }
         )
     )
-    (tmp_path / "04_sadgate.json").write_text(
+    (tmp_path / "10_visualisations.json").write_text(
         json.dumps(
             {
-                "subject_routing": {
+                "map_similarity": {},
+                "subject_routing_detail": {
                     "prior_r": {"sub-01": 0.8, "sub-02": 0.5},
                     "usage_r": {"sub-01": 0.7, "sub-02": 0.4},
                     "logit_spread": 0.3,
                     "bias_spread": 0.01,
                     "embedding_spread": 0.29,
+                },
+            }
+        )
+    )
+    (tmp_path / "08_tables.json").write_text(
+        json.dumps(
+            {
+                "ablation_differences": {
+                    "sum | tribe": {
+                        "reference": "concat",
+                        "claim": "-0.004 [95 % CI -0.006, -0.002]: sum lower",
+                    },
+                    "no_router_subject | tribe": {
+                        "reference": "paper",
+                        "claim": "+0.001 [95 % CI -0.001, +0.003]: none",
+                    },
                 }
             }
         )
     )
+    (tmp_path / "table3.md").write_text("| variant | backbone |\n|---|---|\n| sum | tribe |\n")
     text = report.build_report(tmp_path)
     assert "MIND minus baseline over the unseen subjects' test runs +0.024 [95 % CI" in text
     assert "MIND higher than baseline (the interval excludes 0; 8 runs × 1 seed)" in text
     assert "mind: 0.0 min 0.300, 2.0 min 0.320 ± 0.004" in text and "± std over 3 draws" in text
     assert "sub-01: 0.800, sub-02: 0.500; mean routing: sub-01: 0.700" in text
     assert "(B_s 0.010, W_r e_s 0.290)" in text and "sub-01: 0.250" in text
+    assert "## Table 3: AFIRE ablation" in text and "| sum | tribe |" in text
+    assert "## Table 4: SADGate parametrisations" in text and "_not run yet_" in text
+    assert (
+        "against concat fusion" in text and "sum | tribe: -0.004 [95 % CI -0.006, -0.002]: sum lower" in text
+    )
+    assert "no_router_subject | tribe: +0.001" in text
+
+
+def test_ablation_table_means_spreads_and_paired_difference_by_hand():
+    units = [f"sub-0{i}/run{j}" for i in (1, 2) for j in range(4)]  # 8 paired runs
+    ref = {
+        0: {u: 0.30 + 0.01 * k for k, u in enumerate(units)},
+        1: {u: 0.31 + 0.01 * k for k, u in enumerate(units)},
+    }
+    var = {
+        s: {u: r - 0.02 for u, r in runs.items()} for s, runs in ref.items()
+    }  # exactly 0.02 lower everywhere
+    rows = pd.DataFrame(
+        [
+            {
+                "variant": v,
+                "backbone": "tribe",
+                "seed": s,
+                "val_r": float(np_mean(runs[s].values())),
+                "val_per_run_r": runs[s],
+            }
+            for v, runs in (("concat", ref), ("sum", var))
+            for s in (0, 1)
+        ]
+    )
+    table, diffs = report.ablation_table(rows, ["val_r"], reference="concat")
+    # mean over seeds of the run means: (0.335 + 0.345) / 2 = 0.340; std over the two seeds: 0.01 / sqrt(2)
+    assert table.loc[0, "val_r"] == "0.340 ± 0.007" and table.loc[1, "val_r"] == "0.320 ± 0.007"
+    assert table.loc[0, "− concat, val r"] == "–" and list(table["seeds"]) == [2, 2]
+    d = diffs["sum | tribe"]
+    assert abs(d.mean + 0.02) < 1e-12 and abs(d.low + 0.02) < 1e-12 and abs(d.high + 0.02) < 1e-12
+    assert table.loc[1, "− concat, val r"] == "-0.020 [95 % CI -0.020, -0.020] *"
+
+
+def np_mean(values) -> float:
+    values = list(values)
+    return sum(values) / len(values)
