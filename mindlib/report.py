@@ -269,13 +269,20 @@ def build_report(results_dir: str | Path | None = None) -> str:
             f"Ridge FIR delays (TRs): {', '.join(lags)}; the neural decoders read one lag of 3 TRs and a ±2-TR temporal MLP.",
             "",
         ]
-    t2 = results / "table2.md"
+    t2, t2p = results / "table2.md", results / "table2_paired.md"
     out += [
         "## Table 2: SADGate router ablation (validation r)",
         "",
         t2.read_text().strip() if t2.exists() else "_not run yet_",
         "",
     ]
+    if t2p.exists():
+        out += [
+            "Each row minus the default router `both`, paired over runs and seeds:",
+            "",
+            t2p.read_text().strip(),
+            "",
+        ]
     for name, title in (
         ("table3", "Table 3: AFIRE ablation, fusion operator and missing modalities (validation r)"),
         ("table4", "Table 4: SADGate parametrisations, accuracy and subject recovery"),
@@ -357,6 +364,10 @@ def build_report(results_dir: str | Path | None = None) -> str:
         )
     tables = _read(results, "08_tables")
     for key, claim in (
+        (
+            "both",
+            "SADGate router modes and balance losses against the default router (validation r, paired; Table 2)",
+        ),
         (
             "concat",
             "(beyond the paper) AFIRE variants against concat fusion (validation r, paired over runs; Table 3)",
