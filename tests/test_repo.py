@@ -328,3 +328,32 @@ def test_no_import_cycles_even_through_imports_inside_functions():
         if m not in state:
             visit(m, [m])
     assert len(graph) > 40 and not cycles, f"import cycles: {cycles}"
+
+
+def _name_patterns(names: list[str], placeholder: str) -> list[re.Pattern]:
+    """Figure names as regular expressions; ``placeholder`` matches an f-string field or a ``<name>``."""
+    return [
+        re.compile(re.sub(placeholder, ".+", re.escape(n).replace(r"\{", "{").replace(r"\}", "}")) + "$")
+        for n in names
+    ]
+
+
+def test_committed_figures_are_the_ones_notebooks_draw_and_figures_readme_lists():
+    """No stale figure: every committed PNG is drawn by a notebook's save_figure and has a row in
+    figures/README.md, and every row names a committed file (make reproduce rewrites them all)."""
+    drawn = re.findall(
+        r"save_figure\([^,]+,\s*f?\"([^\"]+)\"",
+        "".join(p.read_text() for p in (ROOT / "notebooks").glob("*.py")),
+    )
+    listed = re.findall(r"^\| `([^`]+)\.png` \|", (ROOT / "figures" / "README.md").read_text(), flags=re.M)
+    committed = sorted(p.stem for p in (ROOT / "figures").glob("*.png"))
+    drawn_re, listed_re = _name_patterns(drawn, r"\{[^}]+\}"), _name_patterns(listed, r"<[^>]+>")
+    assert not [f for f in committed if not any(p.match(f) for p in drawn_re)], (
+        "committed figures no notebook draws"
+    )
+    assert not [f for f in committed if not any(p.match(f) for p in listed_re)], (
+        "figures missing from figures/README.md"
+    )
+    assert not [n for n, p in zip(listed, listed_re) if not any(p.match(f) for f in committed)], (
+        "rows without a file"
+    )
