@@ -18,9 +18,10 @@
 # # 04 · SADGate: subject-aware dynamic gating
 #
 # **Overview** 1) token router 2) subject prior 3) Top-K and renormalisation, by hand 4) the balance loss
-# 5) what a trained gate does per subject and content type
+# 5) one subject offset, two parametrisations, by hand. Nothing is trained here: notebook 08 (Table 4) measures
+# which parametrisation recovers subjects, notebook 10 shows what a trained gate does.
 #
-# **Time** per study size: the notebook map in the README (measured on 2 CPU cores)   **Writes** `<fig_dir>/04_*.png`, `<results_dir>/04_sadgate.json`
+# **Time** per study size: the notebook map in the README (measured on 2 CPU cores)   **Writes** `<results_dir>/04_sadgate.json`
 #
 # For subject *s* and token $x_t$ (paper Eq. 1–3):
 #
@@ -32,32 +33,27 @@
 # subject starts at the population prior $\mathrm{softmax}(g)$ and the $\lambda_2\|B\|^2$ penalty keeps it near.
 
 # %% tags=["parameters"]
-dataset: str = "synthetic"  # "synthetic" | path to an Algonauts 2025 folder
-features_root: str = ""  # empty: <dataset>/features; else a folder of feature stores
-size: str = "demo"  # synthetic study size: "smoke" | "demo" | "full"
-study_seed: int = 0  # seed of the synthetic study; ignored for a real dataset folder
-seed: int = 0  # seed of model initialisation, shuffling and dropout
-backbone: str = "tribe"  # feature store: "tribe" | "imagebind" | "qwen" | your own
-n_experts: int = 8  # E
-top_k: int = 2  # K experts kept per token
-d_model: int = 128  # d, AFIRE token dim
-epochs: int = 15  # training epochs
+size: str = "demo"  # study size of the story run; here it only names the output folders
+seed: int = 0  # seed of the random tokens and gate parameters
+n_experts: int = 8  # E of the section 5 gate
+top_k: int = 2  # K experts kept per token in the section 5 gate
+d_model: int = 128  # d of the section 5 gate (token dim, as in AFIRE)
 results_dir: str = "runs/{size}/results"  # results files; a relative path starts at the repository root
 fig_dir: str = "runs/{size}/figures"  # figures ("figures" is the committed set); empty string: save none
-progress: bool = True  # a progress bar per training run (learning rate, weight decay, ETA)
 solutions: bool = False  # run the solutions of the "Try it" exercises at the end
 
 # %%
 __import__("mindlib.params").params.check_parameters(globals())  # types as declared above
-import matplotlib.pyplot as plt
+import copy
+import dataclasses
+
 import numpy as np
 import torch
 
-from mindlib import analysis, data, experiment, plotting, project, sadgate, synthetic
+from mindlib import project, sadgate
 
-results_dir, fig_dir = project.output_dir(results_dir, size), project.output_dir(fig_dir, size)
-root = project.resolve_dataset(dataset, size=size, seed=study_seed)
 torch.manual_seed(seed)
+results_dir, fig_dir = project.output_dir(results_dir, size), project.output_dir(fig_dir, size)
 
 # %% [markdown]
 # ## 1–3. One token, by hand
@@ -72,6 +68,7 @@ with torch.no_grad():
     gate.global_logits.copy_(torch.tensor([0.5, -0.3, 0.0, 0.2]))
     gate.subject_bias[1, 3] = 2.0
 x = torch.randn(1, 1, 6)  # (B, T, d): one token
+gaps_token = []
 for s in (0, 1):
     out = gate(x, torch.tensor([s]))
     W_r, b_r = gate.router.weight.detach().numpy(), gate.router.bias.detach().numpy()
@@ -88,6 +85,7 @@ for s in (0, 1):
     print(f"subject {s}: p = {np.round(p, 3)}  π_s = {np.round(prior, 3)}")
     print(f"           w (numpy) = {np.round(w, 3)}   w (SADGate) = {np.round(out.weights[0, 0].detach().numpy(), 3)}")
     np.testing.assert_allclose(out.weights[0, 0].detach().numpy(), w, rtol=1e-5, atol=1e-6)
+    gaps_token.append(float(np.abs(out.weights[0, 0].detach().numpy() - w).max()))
 
 # %% [markdown]
 # The same token goes to different experts for the two subjects: the prior tilts the choice.
@@ -112,137 +110,143 @@ print(f"L_bal, uniform router: {sadgate.balance_loss(balanced).item():.3f}   "
       f"collapsed router: {sadgate.balance_loss(collapsed).item():.3f}")
 
 # %% [markdown]
-# ## 5. A trained gate
-# We train MIND on the study (the protocol of notebook 06 with one learning rate) and read its gates over
-# whole validation runs.
-
-# %%
-study = data.load_study(root, backbone, features_root=features_root)
-config = experiment.ExperimentConfig(decoder="mind", n_experts=n_experts, top_k=top_k, d_model=d_model,
-                                     epochs=epochs, lrs=(3e-3,), seed=seed, progress=progress)
-result = experiment.run(study, config)
-model = result.model
-print(f"validation r = {result.summary()['val_r']:.3f}")
-val = study.select("val")
-gates = analysis.gate_runs(model, val)
-active = float(np.mean([(g > 1e-6).sum(1).mean() for g in gates]))
-print(f"(T, E) gates of {val[0].subject} {val[0].run}: {gates[0].shape};  active experts per TR ≈ {active:.2f}")
-
-# %% [markdown]
-# Gate weights over one run: a few experts take turns as the content changes.
-
-# %%
-fig, ax = plt.subplots(figsize=(9, 2.8))
-plotting.plot_matrix(gates[0].T, ax=ax, xlabel="TR", ylabel="expert", title=f"gate weights, {val[0].subject} {val[0].run}")
-plotting.save_figure(fig, "04_gate_run", fig_dir)
-
-# %% [markdown]
-# Subject priors $\pi_s$ (rows) and, on the synthetic study, mean gate weight per content type.
-
-# %%
-priors = analysis.subject_priors(model)
-fig, axes = plt.subplots(1, 2, figsize=(10, 3))
-plotting.plot_matrix(priors, ax=axes[0], xlabel="expert", ylabel="subject", yticklabels=list(study.subjects),
-                     title="subject prior softmax(g + B_s) (the B_s part only, see section 6)")
-labels, names = analysis.content_labels(root, val)  # true content types, or speech vs none on real data
-usage = analysis.usage_by_label(gates, labels, len(names), valid=[r.valid for r in val])
-plotting.plot_matrix(usage, ax=axes[1], xlabel="expert", yticklabels=names, title="mean gate weight per content")
-plotting.save_figure(fig, "04_priors_usage", fig_dir)
-
-# %% [markdown]
-# ## 6. What a subject's routing actually prefers
-# The prior panel above shows $\mathrm{softmax}(g + B_s)$, and its rows hardly differ. But in mode `both`
+# ## 5. One subject offset, two parametrisations
+# In mode `both` the subject enters the routing twice: through $e_s$ on the token router's input and through
+# $B_s$ in the prior. Since $\mathrm{softmax}(a) \odot \mathrm{softmax}(b) \propto \exp(a + b)$ and the Top-K
+# and the renormalisation do not see a positive factor common to a token's entries,
 #
 # $$\mathrm{Renorm}(\mathrm{TopK}(\mathrm{softmax}(W_r(x_t + e_s) + b_r) \odot \mathrm{softmax}(g + B_s)))
 # = \mathrm{Renorm}(\mathrm{TopK}(\mathrm{softmax}(W_r x_t + o_s))), \qquad o_s = g + B_s + W_r e_s + b_r,$$
 #
-# so $B_s$ and $W_r e_s$ are two parametrisations of one per-subject logit offset $o_s$ (the **effective prior**),
-# and only their sum routes. The $\lambda_2\|B\|^2$ penalty makes the $B_s$ route the costlier one, so the model
-# carries the subject effect in $W_r e_s$. We read $o_s$ (`analysis.subject_logits`) and each subject's mean
-# routing over its validation runs, match the E experts one-to-one to the true response modes (Hungarian
-# matching of within-run correlations over time, which do not see subject offsets) and score, per subject, the
-# Pearson r over modes between its learned and its true deviation from the population (the synthetic truth
-# draws each subject's bias over modes from N(0, 1)).
+# so $B_s$ and $W_r e_s$ are two parametrisations of one per-subject logit offset $o_s$ (the **effective prior**,
+# `SADGate.subject_logits`; `analysis.subject_logits` reads it from a MIND), and only their sum routes; a
+# constant added to every expert does not route either. The loss penalises only the $B_s$ route
+# ($\lambda_2\|B\|^2$, paper Eq. 5; AdamW's weight decay shrinks $e_s$, $W_r$ and $B$ alike), which makes it the
+# costlier one: a trained model can carry the subject effect in $W_r e_s$ instead, and then
+# $\mathrm{softmax}(g + B_s)$ alone says little about what a subject's routing prefers.
+#
+# We check it on an untrained gate of the size MIND uses (`d_model`, `n_experts`, `top_k`), with every part of
+# $o_s$ set to nonzero values: the gate's weights against the right-hand side in numpy, for 20 tokens of each of
+# two subjects.
 
 # %%
-routing = None
-if synthetic.study_json_path(root).exists():
-    routing = analysis.subject_routing(model, root, val)
-    e = routing["expert_of_mode"]
-    o = routing["logits"][:, e] - routing["logits"][:, e].mean(0)
-    t = routing["true_bias"] - routing["true_bias"].mean(0)
-    print(f"spread over subjects of the effective prior: {routing['logit_spread']:.3f} "
-          f"(B_s part {routing['bias_spread']:.3f}, W_r e_s part {routing['embedding_spread']:.3f})")
-    print("r(effective prior, true bias) per subject:", {k: round(v, 2) for k, v in routing["prior_r"].items()})
-    print("r(log mean routing, log true mean gate) per subject:", {k: round(v, 2) for k, v in routing["usage_r"].items()})
-    fig, axes = plt.subplots(1, 3, figsize=(14, 3.4), layout="constrained")
-    modes = [f"{m} (e{x})" for m, x in zip(routing["mode_names"], e)]
-    plotting.plot_matrix(o, ax=axes[0], xticklabels=modes, yticklabels=routing["subjects"], cmap="RdBu_r",
-                         vmin=-abs(o).max(), vmax=abs(o).max(), title="learned effective prior o_s (centred)")
-    plotting.plot_matrix(t, ax=axes[1], xticklabels=modes, yticklabels=routing["subjects"], cmap="RdBu_r",
-                         vmin=-abs(t).max(), vmax=abs(t).max(), title="true subject bias (centred)")
-    for i, s in enumerate(routing["subjects"]):
-        axes[2].scatter(t[i], o[i], label=f"{s}: r = {routing['prior_r'][s]:.2f}")
-    axes[2].set_xlabel("true bias")
-    axes[2].set_ylabel("learned offset")
-    axes[2].legend(fontsize=7)
-    plotting.save_figure(fig, "04_subject_routing", fig_dir)
+cfg5 = sadgate.SADGateConfig(d_model=d_model, n_subjects=2, n_experts=n_experts, top_k=top_k)
+gate5 = sadgate.SADGate(cfg5).eval()
+with torch.no_grad():
+    gate5.global_logits.copy_(0.5 * torch.randn(n_experts))  # g
+    gate5.subject_bias.copy_(torch.randn(2, n_experts))  # B_s, one row per subject
+    gate5.subject_embedding.weight.copy_(0.3 * torch.randn(2, d_model))  # e_s
+    gate5.router.bias.copy_(0.3 * torch.randn(n_experts))  # b_r (W_r keeps its initialisation)
+tokens5 = torch.randn(2, 20, d_model)  # (B, T, d): window b belongs to subject b
+subjects5 = torch.tensor([0, 1])
+
+
+def route_by_offset(x, W_r, o, k):
+    """Renorm(TopK(softmax(W_r x_t + o_s))) in numpy: x (B, T, d), o (B, E) the offset of each window's subject."""
+    logits = x @ W_r.T + o[:, None, :]
+    p = np.exp(logits - logits.max(-1, keepdims=True))
+    p /= p.sum(-1, keepdims=True)
+    keep = np.argsort(p, axis=-1)[..., -k:]
+    w = np.zeros_like(p)
+    np.put_along_axis(w, keep, np.take_along_axis(p, keep, -1), -1)
+    return w / w.sum(-1, keepdims=True)
+
+
+def offset_by_hand(gate):
+    """o_s = g + B_s + W_r e_s + b_r of every subject, (S, E), from the gate's parameters."""
+    g, bias = gate.global_logits.detach().numpy(), gate.subject_bias.detach().numpy()
+    emb, b_r = gate.subject_embedding.weight.detach().numpy(), gate.router.bias.detach().numpy()
+    return g + bias + emb @ gate.router.weight.detach().numpy().T + b_r
+
+
+W_r = gate5.router.weight.detach().numpy()  # (E, d)
+o = offset_by_hand(gate5)
+np.testing.assert_allclose(gate5.subject_logits().numpy(), o, rtol=1e-5, atol=1e-5)
+with torch.no_grad():
+    w_gate = gate5(tokens5, subjects5).weights.numpy()
+w_hand = route_by_offset(tokens5.numpy(), W_r, o[subjects5.numpy()], top_k)
+np.testing.assert_allclose(w_gate, w_hand, rtol=1e-5, atol=1e-6)
+gaps_offset = {"gate vs Renorm(TopK(softmax(W_r x + o_s)))": float(np.abs(w_gate - w_hand).max())}
+print(f"o_s (centred over experts):\n{np.round(o - o.mean(1, keepdims=True), 2)}")
+print(f"max |gate weights - by hand| over {tokens5.shape[0] * tokens5.shape[1]} tokens of both subjects: "
+      f"{gaps_offset['gate vs Renorm(TopK(softmax(W_r x + o_s)))']:.1e}")
 
 # %% [markdown]
-# ## 7. Which parametrisation recovers subjects: measured
-# The same MIND trained four ways on the same data and seed: the paper's (e_s on the router path, $\|B\|^2$
-# penalised), without $e_s$ on the router path (the subject acts only through $B_s$: no redundancy), with
-# $B_s$ unpenalised ($\lambda_2 = 0$), and with the authors' code's balance loss $E\sum_e \mathrm{Imp}_e^2$
-# instead of the default $E\sum_e \mathrm{Imp}_e\mathrm{Load}_e$. Accuracy (validation r) beside subject
-# recovery (mean over subjects of the r above) and both balance losses over the validation runs.
+# Now we move the subject offset between the two parametrisations and route the same tokens again:
+#
+# - **all in $B_s$**: $e_s' = 0$, $B_s' = B_s + W_r e_s$ (the offset is unchanged);
+# - **all in $e_s$**: $e_s' = e_s + \delta_s$ with $W_r \delta_s + c_s \mathbf{1} \approx B_s$ (least squares over
+#   $\delta_s$ and a constant $c_s$, exact when $d + 1 \ge E$), and $B_s' = B_s - W_r \delta_s - c_s \mathbf{1}$, the
+#   part $W_r$ cannot carry. The offset moves by the constant $c_s$ only, which softmax ignores.
+#
+# The routing is the same each time; the penalty $\lambda_2 \|B\|^2$ is not: it vanishes when $W_r e_s$ carries
+# the whole offset (here $W_r$ is a fresh initialisation with small weights, so $e_s'$ has to grow to do it).
 
 # %%
-variants = None
-if routing is not None:
-    variants = analysis.compare_parametrisations(study, root, config, seeds=(seed,), reuse=result)
-    print(variants.round(3).to_string(index=False))
-    fig, ax = plt.subplots(figsize=(5, 3.2))
-    for row in variants.itertuples():
-        ax.scatter(row.val_r, row.prior_r_mean, label=row.variant)
-    ax.set_xlabel("validation r")
-    ax.set_ylabel("subject recovery r (effective prior)")
-    ax.legend(fontsize=7)
-    plotting.save_figure(fig, "04_parametrisations", fig_dir)
+def reparametrised(gate, B_new, e_new):
+    """A copy of ``gate`` with B and e replaced (g, W_r, b_r unchanged)."""
+    new = copy.deepcopy(gate)
+    with torch.no_grad():
+        new.subject_bias.copy_(torch.as_tensor(B_new))
+        new.subject_embedding.weight.copy_(torch.as_tensor(e_new))
+    return new
+
+
+B_s = gate5.subject_bias.detach().numpy()  # (S, E)
+e_s = gate5.subject_embedding.weight.detach().numpy()  # (S, d)
+A = np.hstack([W_r, np.ones((n_experts, 1))])  # (E, d + 1): [W_r, 1]
+solution = np.linalg.lstsq(A, B_s.T, rcond=None)[0]  # (d + 1, S): δ_s and c_s per subject
+delta, c = solution[:-1].T, solution[-1]
+variants = {
+    "as set": gate5,
+    "all in B_s": reparametrised(gate5, B_s + e_s @ W_r.T, np.zeros_like(e_s)),
+    "all in e_s": reparametrised(gate5, B_s - delta @ W_r.T - c[:, None], e_s + delta),
+}
+penalty = {}
+for name, g_v in variants.items():
+    o_v = offset_by_hand(g_v)
+    shift = (o_v - o).std(1).max()  # o_s' - o_s is a constant over experts
+    with torch.no_grad():
+        w_v = g_v(tokens5, subjects5).weights.numpy()
+    gaps_offset[name] = float(np.abs(w_v - w_gate).max())
+    np.testing.assert_allclose(w_v, w_gate, rtol=1e-4, atol=1e-5)
+    penalty[name] = float(sadgate.bias_penalty(g_v).detach())
+    print(f"{name:>11}: ‖B‖² = {penalty[name]:7.3f}   ‖e‖² = {float((g_v.subject_embedding.weight ** 2).sum()):7.3f}   "
+          f"o_s' - o_s non-constant by {shift:.1e}   max |Δ weights| = {gaps_offset[name]:.1e}")
 
 # %% [markdown]
-# What we found when this was measured on the demo-size study with three seeds (tribe, 15 epochs, lr 3e-3;
-# `analysis.compare_parametrisations(study, root, config, seeds=(0, 1, 2))`): the subject offset lives almost
-# entirely in $W_r e_s$ (spread 0.31 against 0.016 for $B_s$) and follows the true subject biases with r = 0.72
-# ± 0.06; without $e_s$ on the router subjects are recovered worse (0.59 ± 0.17) at a slightly lower validation r;
-# an unpenalised $B_s$ and the importance² balance loss change neither accuracy nor recovery beyond the spread
-# over seeds. So the paper's parametrisation and balance loss stay the defaults; `router_subject=False`,
-# `lambda_bias=0` and `balance="importance"` stay options. The single-seed table above is this run's own.
-
-# %% [markdown]
+# What a trained MIND does with this freedom is measured elsewhere, from the models the tables train:
+#
+# - **notebook 08, Table 4 ("SADGate parametrisations")**: which parametrisation recovers the synthetic subjects,
+#   measured over seeds: the paper's ($e_s$ on the router path, $\|B\|^2$ penalised), without $e_s$ on the router
+#   path (`router_subject=False`: the subject acts only through $B_s$, no redundancy), with $B_s$ unpenalised
+#   ($\lambda_2 = 0$), and with the authors' code's balance loss $E\sum_e \mathrm{Imp}_e^2$;
+# - **notebook 10**: each trained MIND's gate over a whole run, and its effective prior $o_s$ against the synthetic
+#   truth (experts matched one-to-one to the true response modes, then per subject the r over modes between the
+#   learned and the true deviation from the population), with the spread of $o_s$ over subjects split into its
+#   $B_s$ and $W_r e_s$ parts.
+#
 # ## Summary
 # SADGate multiplies a moment-to-moment token router with a persistent subject prior and keeps K experts;
-# the balance loss keeps experts in use. Notebook 05 builds the experts these weights mix, by hand; notebook 10
-# compares learned experts with the true response modes.
+# the balance loss keeps experts in use. In mode `both` a subject routes through one offset
+# $o_s = g + B_s + W_r e_s + b_r$; $B_s$ and $W_r e_s$ can trade it freely, and the penalty on $\|B\|^2$ decides
+# which one a trained model uses. Notebook 05 builds the experts these weights mix, by hand; notebooks 08 and 10
+# measure what a trained gate learned.
 
 # %%
-model.eval()  # train.fit hands the model back in eval mode; said here too: the balance of the gate as used, no dropout
-with torch.no_grad():
-    sample = next(iter(torch.utils.data.DataLoader(data.WindowDataset(val), batch_size=4, collate_fn=data.collate_windows)))
-    sample_gate = model(sample["features"], sample["subject"]).gate
-    bal = {kind: float(sadgate.balance_loss(sample_gate, kind=kind).item()) for kind in sadgate.BALANCES}
-results = {"active_experts_per_token": active, "balance_loss": bal[model.config.balance], "balance_loss_by_kind": bal,
-           "val_r": result.summary()["val_r"], "prior_spread": float(priors.std(0).mean())}
-if routing is not None:
-    results["subject_routing"] = {k: routing[k] for k in ("prior_r", "usage_r", "prior_r_mean", "usage_r_mean",
-                                                         "logit_spread", "bias_spread", "embedding_spread")}
-    results["subject_routing"]["expert_of_mode"] = dict(zip(routing["mode_names"], map(int, routing["expert_of_mode"])))
-    results["parametrisations"] = variants.to_dict(orient="records")
+results = {
+    "max_abs_gate_minus_numpy": max(gaps_token),
+    "balance_loss_uniform": float(sadgate.balance_loss(balanced).item()),
+    "balance_loss_collapsed": float(sadgate.balance_loss(collapsed).item()),
+    "max_abs_offset_identity": max(gaps_offset.values()),
+    "bias_penalty_by_parametrisation": penalty,
+}
 project.write_results("04_sadgate", results, results_dir)
 results
 
 # %% [markdown]
 # ## Try it
-# Two short exercises. Each solution is the cell below its question; it runs when the parameter
+# Three short exercises. Each solution is the cell below its question; it runs when the parameter
 # `solutions` is `True` (set it in the parameters cell, or `-p solutions True` with papermill).
 
 # %% [markdown]
@@ -271,3 +275,18 @@ if solutions:
         pair = uniform(torch.randn(B, T, 6), torch.zeros(B, dtype=torch.long))
     print(f"by hand: E · (Imp_0 · Load_0 + Imp_1 · Load_1) = {E} · (1/2 · 1/2 + 1/2 · 1/2) = {E / 2:g};  "
           f"balance_loss = {sadgate.balance_loss(pair).item():.3f}")
+
+# %% [markdown]
+# **3.** Set mode `token` (the prior ignored) on the section 5 gate. Which part of $o_s$ still routes? Check that
+# moving the offset into $B_s$ now changes the routing.
+
+# %% tags=["solution", "hide-cell"]
+if solutions:
+    token_only = {name: copy.deepcopy(g_v) for name, g_v in variants.items()}
+    for g_v in token_only.values():
+        g_v.config = dataclasses.replace(g_v.config, mode="token")  # the same parameters, routed without the prior
+    with torch.no_grad():
+        w_tok = {name: g_v(tokens5, subjects5).weights.numpy() for name, g_v in token_only.items()}
+    print("mode 'token' routes through W_r e_s + b_r only (SADGate.subject_logits drops g + B_s):")
+    for name, w_v in w_tok.items():
+        print(f"{name:>11}: max |Δ weights| against 'as set' = {np.abs(w_v - w_tok['as set']).max():.3f}")

@@ -17,9 +17,9 @@
 # %% [markdown]
 # # 10 · Visualisations: where the models work and what the experts do
 #
-# **Overview** 1) parcel-wise Pearson maps per backbone on the cortex (the paper's Fig. 3) 2) expert usage
-# against content type 3) subject × expert priors 4) on the synthetic study, learned experts against the true
-# response modes
+# **Overview** 1) parcel-wise Pearson maps per backbone on the cortex (the paper's Fig. 3) 2) gate weights over a
+# whole run and expert usage against content type 3) subject × expert priors 4) on the synthetic study, learned
+# experts against the true response modes 5) each subject's effective prior against the true subject bias
 #
 # **Time** per study size: the notebook map in the README (measured on 2 CPU cores; it reads what notebook 08 wrote)
 # **Writes** `<fig_dir>/10_*.png`, `<results_dir>/10_visualisations.json`
@@ -78,9 +78,9 @@ plotting.save_figure(fig, "10_networks", fig_dir)
 
 # %% [markdown]
 # ## 2–3. Experts against content, and subject priors
-# We reload the first backbone's MIND from notebook 08 and read its gates over the test runs. The subject panel
-# shows the effective prior (the logit offset that routes, centred over subjects), not $\mathrm{softmax}(g + B_s)$
-# alone: the model carries most of the subject effect in $W_r e_s$ (notebook 04, section 6).
+# We reload the first backbone's MIND from notebook 08 and read its gates over the test runs (every TR of whole
+# runs, `analysis.gate_runs`). First the gate weights of every expert over one run: which experts the gate keeps,
+# TR by TR.
 
 # %%
 first = names[0]
@@ -89,9 +89,24 @@ model, config = experiment.load(Path(results_dir) / "models" / f"{tags[first]}.p
 recs = study.select("test") or study.select("val")
 gates = analysis.gate_runs(model, recs)
 is_synthetic = synthetic.study_json_path(root).exists()
+active = float(np.mean([(g[r.valid] > 1e-6).sum(1).mean() for g, r in zip(gates, recs)]))
+print(f"(T, E) gates of {recs[0].subject} {recs[0].run}: {gates[0].shape};  active experts per TR ≈ {active:.2f} "
+      f"(K = {model.config.top_k}; overlapping windows are averaged, so a TR can mix more)")
+fig, ax = plt.subplots(figsize=(9, 2.8))
+plotting.plot_matrix(gates[0].T, ax=ax, xlabel="TR", ylabel="expert",
+                     title=f"{first} · MIND: gate weights, {recs[0].subject} {recs[0].run}")
+plotting.save_figure(fig, "10_gate_run", fig_dir)
+
+# %% [markdown]
+# Mean gate weight per content type, and per subject. The subject panel shows the effective prior (the logit
+# offset that routes, centred over subjects), not $\mathrm{softmax}(g + B_s)$ alone: in mode `both` $B_s$ and
+# $W_r e_s$ route only through their sum (notebook 04, section 5), and a trained model can carry the subject
+# effect in either.
+
+# %%
 labels, label_names = analysis.content_labels(root, recs)  # true content types, or speech vs none on real data
 usage = analysis.usage_by_label(gates, labels, len(label_names), valid=[r.valid for r in recs])
-offset = analysis.subject_logits(model)  # (S, E) effective prior g + B_s + W_r e_s + b_r (notebook 04, section 6)
+offset = analysis.subject_logits(model)  # (S, E) effective prior g + B_s + W_r e_s + b_r (notebook 04, section 5)
 offset = offset - offset.mean(0)  # how each subject differs from the population
 fig, axes = plt.subplots(1, 2, figsize=(11, 3), layout="constrained")
 plotting.plot_matrix(usage, ax=axes[0], xlabel="expert", yticklabels=label_names, title="mean gate weight per content type")
@@ -124,18 +139,20 @@ if is_synthetic:
 # %% [markdown]
 # ## 5. Each subject's effective routing, for every trained MIND (synthetic study only)
 # A subject's routing prefers experts through one logit offset $o_s = g + B_s + W_r e_s + b_r$ (notebook 04,
-# section 6). For the MIND of each backbone: experts matched one-to-one to the true modes (Hungarian, on
+# section 5). For the MIND of each backbone: experts matched one-to-one to the true modes (Hungarian, on
 # within-run correlations over time), then per subject the r over modes between its learned and its true
 # deviation from the population, for the effective prior and for the mean routing over its test runs.
 
 # %%
-routing = {}
+routing, detail = {}, None
 if is_synthetic:
     for b, t in tags.items():
         st = study if b == first else data.load_study(root, b)
         m, _ = experiment.load(Path(results_dir) / "models" / f"{t}.pt", st)
         rr = analysis.subject_routing(m, root, st.select("test") or st.select("val"))
         routing[b] = {k: rr[k] for k in ("prior_r", "usage_r", "prior_r_mean", "usage_r_mean", "logit_spread")}
+        if b == first:
+            detail = rr  # drawn in full below
         print(f"{b}: effective prior r per subject {({k: round(v, 2) for k, v in rr['prior_r'].items()})}, "
               f"mean routing r {({k: round(v, 2) for k, v in rr['usage_r'].items()})}")
     fig, ax = plt.subplots(figsize=(6, 2.8))
@@ -148,6 +165,34 @@ if is_synthetic:
     ax.set_title("effective subject prior against the true subject bias")
     ax.legend(fontsize=7)
     plotting.save_figure(fig, "10_subject_routing", fig_dir)
+
+# %% [markdown]
+# The first backbone's MIND in detail: its effective prior $o_s$ and the true subject bias, both centred over
+# subjects and with experts in the order of the modes they were matched to, then one against the other, with the
+# per-subject r. The spread of $o_s$ over subjects (std over subjects, mean over experts) is split into its
+# $B_s$ and $W_r e_s$ parts: which parametrisation of notebook 04, section 5 the trained model used.
+
+# %%
+if detail is not None:
+    e = detail["expert_of_mode"]
+    o = detail["logits"][:, e] - detail["logits"][:, e].mean(0)
+    t = detail["true_bias"] - detail["true_bias"].mean(0)
+    print(f"{first}: spread over subjects of the effective prior {detail['logit_spread']:.3f} "
+          f"(B_s part {detail['bias_spread']:.3f}, W_r e_s part {detail['embedding_spread']:.3f})")
+    print("r(effective prior, true bias) per subject:", {k: round(v, 2) for k, v in detail["prior_r"].items()})
+    print("r(log mean routing, log true mean gate) per subject:", {k: round(v, 2) for k, v in detail["usage_r"].items()})
+    fig, axes = plt.subplots(1, 3, figsize=(14, 3.4), layout="constrained")
+    modes = [f"{m} (e{x})" for m, x in zip(detail["mode_names"], e)]
+    plotting.plot_matrix(o, ax=axes[0], xticklabels=modes, yticklabels=detail["subjects"], cmap="RdBu_r",
+                         vmin=-abs(o).max(), vmax=abs(o).max(), title=f"{first}: learned effective prior o_s (centred)")
+    plotting.plot_matrix(t, ax=axes[1], xticklabels=modes, yticklabels=detail["subjects"], cmap="RdBu_r",
+                         vmin=-abs(t).max(), vmax=abs(t).max(), title="true subject bias (centred)")
+    for i, s in enumerate(detail["subjects"]):
+        axes[2].scatter(t[i], o[i], label=f"{s}: r = {detail['prior_r'][s]:.2f}")
+    axes[2].set_xlabel("true bias")
+    axes[2].set_ylabel("learned offset")
+    axes[2].legend(fontsize=7)
+    plotting.save_figure(fig, "10_effective_prior", fig_dir)
 
 # %% [markdown]
 # ## 6. Scores as a fraction of the noise ceiling, per network
@@ -181,9 +226,10 @@ if ceiling is not None:
 
 # %% [markdown]
 # ## Summary
-# Where prediction works on the cortex, whether experts specialise by content, how far subject priors move
-# from the population, and (synthetic) how closely learned experts follow the true modes — the numbers are in
-# `results/10_visualisations.json`.
+# Where prediction works on the cortex, how the gate takes experts over a run, whether experts specialise by
+# content, how far subject priors move from the population, and (synthetic) how closely learned experts follow the
+# true modes and each subject's effective prior its true bias, carried by $B_s$ or by $W_r e_s$ — the numbers are
+# in `results/10_visualisations.json`.
 
 # %%
 results = {
@@ -192,9 +238,17 @@ results = {
     "content_selectivity": selectivity,
     "mean_parcel_r": {b: float(np.nanmean(m)) for b, m in maps.items()},
     "subject_routing": routing,
+    "active_experts_per_token": active,
     "ceiling_fraction_by_network": fractions,
     "ceiling_source": ceiling_source,
 }
+if detail is not None:  # the first backbone's MIND in full
+    results["subject_routing_detail"] = {
+        "backbone": first,
+        **{k: detail[k] for k in ("prior_r", "usage_r", "prior_r_mean", "usage_r_mean", "logit_spread", "bias_spread",
+                                  "embedding_spread")},
+        "expert_of_mode": dict(zip(detail["mode_names"], map(int, detail["expert_of_mode"]))),
+    }
 project.write_results("10_visualisations", results, results_dir)
 results
 
