@@ -98,7 +98,7 @@ def n_parameters(module: nn.Module, *, trainable_only: bool) -> int:
     The rule is the caller's to state, since the two counts differ as soon as a parameter is frozen
     (``requires_grad=False``, e.g. a decoder during few-shot calibration): the size of a fitted decoder
     (``ExperimentResult.n_params``, the benchmarks' ``params_M``) counts every parameter; the size of
-    what an optimiser would train (AFIRE's parameters in notebook 04) counts the trainable ones.
+    what an optimiser would train (AFIRE's parameters in notebook 03) counts the trainable ones.
 
     Parameters
     ----------

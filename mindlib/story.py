@@ -54,16 +54,21 @@ NOTEBOOKS: tuple[NotebookSpec, ...] = (
     NotebookSpec(
         "03_afire",
         "AFIRE",
-        "any backbone to tokens; three fusion styles; missing modalities",
-        {"smoke": {**_SMOKE, "epochs": 2, "d_model": 32}, "demo": {}, "full": _FULL_TRAIN},
-        ("fusion_val_r", "missing_modality_r"),
+        "any backbone to tokens; the three fusion operators and the missing-modality mask, by hand",
+        {"smoke": {**_SMOKE, "d_model": 32}, "demo": {}, "full": _FULL},
+        ("n_parameters_by_fusion", "max_abs_fusion_by_hand", "max_abs_missing_by_hand"),
     ),
     NotebookSpec(
         "04_sadgate",
         "SADGate",
-        "token router, subject prior, Top-K and the balance loss, with pictures",
-        {"smoke": {**_SMOKE, "epochs": 2, "d_model": 32}, "demo": {}, "full": _FULL_TRAIN},
-        ("active_experts_per_token", "balance_loss"),
+        "token router, subject prior, Top-K, the balance loss, and the one subject offset, by hand",
+        {"smoke": {**_SMOKE, "d_model": 32}, "demo": {}, "full": _FULL},
+        (
+            "max_abs_gate_minus_numpy",
+            "balance_loss_uniform",
+            "balance_loss_collapsed",
+            "max_abs_offset_identity",
+        ),
     ),
     NotebookSpec(
         "05_experts",

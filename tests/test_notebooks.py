@@ -17,7 +17,7 @@ from mindlib import notebooks
 
 pytestmark = pytest.mark.slow
 
-TRAINS = {"07_baselines", "03_afire", "04_sadgate", "06_train_mind", "09_isg", "11_new_backbone"}
+TRAINS = {"07_baselines", "06_train_mind", "09_isg", "11_new_backbone"}
 MAX_OUTPUTS_PER_CELL = 25  # a cell that trains 4 models keeps 4 bars and a few printed lines
 
 
