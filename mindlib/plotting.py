@@ -300,9 +300,11 @@ def plot_matrix(
     xticklabels=None,
     yticklabels=None,
     colorbar: bool = True,
+    colorbar_label: str = "",
     **imshow_kw,
 ):
-    """A matrix as an image with labelled axes (overlap matrices, gates, priors). Returns the axes."""
+    """A matrix as an image with labelled axes (overlap matrices, gates, priors), its colour bar labelled with
+    ``colorbar_label``. Returns the axes."""
     ax = ax or plt.gca()
     im = ax.imshow(np.asarray(matrix), aspect="auto", interpolation="nearest", cmap=cmap, **imshow_kw)
     ax.set_xlabel(xlabel)
@@ -314,7 +316,7 @@ def plot_matrix(
     if yticklabels is not None:
         ax.set_yticks(range(len(yticklabels)), labels=yticklabels)
     if colorbar:
-        ax.figure.colorbar(im, ax=ax)
+        ax.figure.colorbar(im, ax=ax, label=colorbar_label)
     return ax
 
 

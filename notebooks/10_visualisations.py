@@ -93,7 +93,7 @@ active = float(np.mean([(g[r.valid] > 1e-6).sum(1).mean() for g, r in zip(gates,
 print(f"(T, E) gates of {recs[0].subject} {recs[0].run}: {gates[0].shape};  active experts per TR ≈ {active:.2f} "
       f"(K = {model.config.top_k}; overlapping windows are averaged, so a TR can mix more)")
 fig, ax = plt.subplots(figsize=(9, 2.8))
-plotting.plot_matrix(gates[0].T, ax=ax, xlabel="TR", ylabel="expert",
+plotting.plot_matrix(gates[0].T, ax=ax, xlabel="TR", ylabel="expert", colorbar_label="gate weight w",
                      title=f"{first} · MIND: gate weights, {recs[0].subject} {recs[0].run}")
 plotting.save_figure(fig, "10_gate_run", fig_dir)
 
@@ -109,9 +109,10 @@ usage = analysis.usage_by_label(gates, labels, len(label_names), valid=[r.valid 
 offset = analysis.subject_logits(model)  # (S, E) effective prior g + B_s + W_r e_s + b_r (notebook 04, section 5)
 offset = offset - offset.mean(0)  # how each subject differs from the population
 fig, axes = plt.subplots(1, 2, figsize=(11, 3), layout="constrained")
-plotting.plot_matrix(usage, ax=axes[0], xlabel="expert", yticklabels=label_names, title="mean gate weight per content type")
+plotting.plot_matrix(usage, ax=axes[0], xlabel="expert", yticklabels=label_names, title="mean gate weight per content type",
+                     colorbar_label="mean w")
 plotting.plot_matrix(offset, ax=axes[1], xlabel="expert", yticklabels=list(study.subjects), cmap="RdBu_r",
-                     vmin=-np.abs(offset).max(), vmax=np.abs(offset).max(),
+                     vmin=-np.abs(offset).max(), vmax=np.abs(offset).max(), colorbar_label="logit offset",
                      title="effective subject prior g + B_s + W_r e_s + b_r (centred)")
 plotting.save_figure(fig, "10_experts", fig_dir)
 with np.errstate(all="ignore"):
@@ -132,7 +133,8 @@ if is_synthetic:
     corr, recovery = analysis.match_experts(learned, true)
     fig, ax = plt.subplots(figsize=(6, 2.6))
     plotting.plot_matrix(corr, ax=ax, xlabel="learned expert", yticklabels=list(truth["mode_names"]),
-                         title="r(true mode gate, learned expert weight)", cmap="RdBu_r", vmin=-1, vmax=1)
+                         title="r(true mode gate, learned expert weight)", cmap="RdBu_r", vmin=-1, vmax=1,
+                         colorbar_label="Pearson r")
     plotting.save_figure(fig, "10_gate_recovery", fig_dir)
     print(f"gate recovery (mean best |r| per true mode): {recovery:.3f}")
 
@@ -184,9 +186,11 @@ if detail is not None:
     fig, axes = plt.subplots(1, 3, figsize=(14, 3.4), layout="constrained")
     modes = [f"{m} (e{x})" for m, x in zip(detail["mode_names"], e)]
     plotting.plot_matrix(o, ax=axes[0], xticklabels=modes, yticklabels=detail["subjects"], cmap="RdBu_r",
-                         vmin=-abs(o).max(), vmax=abs(o).max(), title=f"{first}: learned effective prior o_s (centred)")
+                         vmin=-abs(o).max(), vmax=abs(o).max(), title=f"{first}: learned effective prior o_s (centred)",
+                         colorbar_label="logit offset")
     plotting.plot_matrix(t, ax=axes[1], xticklabels=modes, yticklabels=detail["subjects"], cmap="RdBu_r",
-                         vmin=-abs(t).max(), vmax=abs(t).max(), title="true subject bias (centred)")
+                         vmin=-abs(t).max(), vmax=abs(t).max(), title="true subject bias (centred)",
+                         colorbar_label="true bias")
     for i, s in enumerate(detail["subjects"]):
         axes[2].scatter(t[i], o[i], label=f"{s}: r = {detail['prior_r'][s]:.2f}")
     axes[2].set_xlabel("true bias")
