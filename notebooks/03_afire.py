@@ -21,7 +21,7 @@
 # gated), recomputed by hand 3) missing modalities: the modality mask, modality dropout and
 # `analysis.WithoutModalities`, by hand. Nothing is trained here: the trained comparison is notebook 08, Table 3.
 #
-# **Time** per study size: the notebook map in the README (measured on 2 CPU cores)   **Writes** `<results_dir>/03_afire.json`
+# **Time** per study size: the notebook map in the README (measured on 2 CPU cores)   **Writes** `<fig_dir>/03_modality_dropout.png`, `<results_dir>/03_afire.json`
 #
 # AFIRE turns TR-aligned features into tokens `(B, T, d)`: per modality a projector `G·D_m → d` over the
 # averaged layer groups, a fusion operator over modalities, then a light temporal module (learned positional
@@ -41,10 +41,13 @@ solutions: bool = False  # run the solutions of the "Try it" exercises at the en
 
 # %%
 __import__("mindlib.params").params.check_parameters(globals())  # types as declared above
+import math
+
+import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
-from mindlib import afire, analysis, data, decoder, models, project
+from mindlib import afire, analysis, data, decoder, models, plotting, project
 
 torch.manual_seed(seed)
 results_dir, fig_dir = project.output_dir(results_dir, size), project.output_dir(fig_dir, size)
@@ -195,6 +198,30 @@ print(f"P(modality dropped) measured { {m: round(q, 4) for m, q in zip(names, (1
       f"p - p^M/M = {p_drop - p_drop ** len(names) / len(names):.4f};  windows left empty: {int((~kept.any(1)).sum())}")
 assert bool(module.eval()._drop_modalities(all_present).all())  # evaluation: every modality kept
 print("evaluation mode: every modality kept")
+
+# %% [markdown]
+# How many modalities a training window keeps: each one survives with probability 1 − p independently, and a
+# window that lost all of them gets one back, so P(k kept) = C(M, k)(1 − p)^k p^(M − k) for k ≥ 1, plus p^M at
+# k = 1. Measured (bars) against that formula (dots).
+
+# %%
+M = len(names)
+n_kept = kept.sum(1).numpy()
+measured = np.array([(n_kept == k).mean() for k in range(1, M + 1)])
+expected = np.array([math.comb(M, k) * (1 - p_drop) ** k * p_drop ** (M - k) for k in range(1, M + 1)])
+expected[0] += p_drop**M
+fig, ax = plt.subplots(figsize=(5, 3))
+ax.bar(range(1, M + 1), measured, 0.6, label=f"measured over {n_windows:,} windows")
+ax.plot(range(1, M + 1), expected, "ko", label="formula")
+ax.set_xticks(range(1, M + 1))
+ax.set_xlabel("modalities kept in a training window")
+ax.set_ylabel("share of windows")
+ax.set_title(f"modality dropout p = {p_drop}, M = {M}")
+ax.legend(fontsize=8, frameon=False)
+plotting.save_figure(fig, "03_modality_dropout", fig_dir)
+print("share of windows keeping k modalities:", dict(zip(range(1, M + 1), measured.round(4))),
+      "formula:", dict(zip(range(1, M + 1), expected.round(4))))
+np.testing.assert_allclose(measured, expected, atol=0.01)  # 20,000 draws: within about 3 standard errors
 
 # %% [markdown]
 # At inference a trained model is scored without a modality through `analysis.WithoutModalities(model, [m])`: a

@@ -21,7 +21,7 @@
 # 5) one subject offset, two parametrisations, by hand. Nothing is trained here: notebook 08 (Table 4) measures
 # which parametrisation recovers subjects, notebook 10 shows what a trained gate does.
 #
-# **Time** per study size: the notebook map in the README (measured on 2 CPU cores)   **Writes** `<results_dir>/04_sadgate.json`
+# **Time** per study size: the notebook map in the README (measured on 2 CPU cores)   **Writes** `<fig_dir>/04_one_token.png`, `<results_dir>/04_sadgate.json`
 #
 # For subject *s* and token $x_t$ (paper Eq. 1–3):
 #
@@ -47,10 +47,11 @@ __import__("mindlib.params").params.check_parameters(globals())  # types as decl
 import copy
 import dataclasses
 
+import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
-from mindlib import project, sadgate
+from mindlib import plotting, project, sadgate
 
 torch.manual_seed(seed)
 results_dir, fig_dir = project.output_dir(results_dir, size), project.output_dir(fig_dir, size)
@@ -68,7 +69,7 @@ with torch.no_grad():
     gate.global_logits.copy_(torch.tensor([0.5, -0.3, 0.0, 0.2]))
     gate.subject_bias[1, 3] = 2.0
 x = torch.randn(1, 1, 6)  # (B, T, d): one token
-gaps_token = []
+gaps_token, parts = [], []
 for s in (0, 1):
     out = gate(x, torch.tensor([s]))
     W_r, b_r = gate.router.weight.detach().numpy(), gate.router.bias.detach().numpy()
@@ -86,6 +87,21 @@ for s in (0, 1):
     print(f"           w (numpy) = {np.round(w, 3)}   w (SADGate) = {np.round(out.weights[0, 0].detach().numpy(), 3)}")
     np.testing.assert_allclose(out.weights[0, 0].detach().numpy(), w, rtol=1e-5, atol=1e-6)
     gaps_token.append(float(np.abs(out.weights[0, 0].detach().numpy() - w).max()))
+    parts.append({"token router p_t": p, "subject prior π_s": prior, "gate weight w (Top-K, renormalised)": w})
+
+# %% [markdown]
+# The same numbers as pictures: per subject, the router's distribution, the prior, and the weights the gate keeps.
+
+# %%
+fig, axes = plt.subplots(1, 2, figsize=(10, 3), sharey=True, layout="constrained")
+for s, (ax, bars) in enumerate(zip(axes, parts)):
+    for i, (label, values) in enumerate(bars.items()):
+        ax.bar(np.arange(cfg.n_experts) + (i - 1) * 0.27, values, 0.27, label=label)
+    ax.set_xticks(range(cfg.n_experts), labels=[f"expert {e}" for e in range(cfg.n_experts)])
+    ax.set_title(f"subject {s}: one token")
+axes[0].set_ylabel("probability / weight")
+axes[1].legend(fontsize=7, frameon=False, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+plotting.save_figure(fig, "04_one_token", fig_dir)
 
 # %% [markdown]
 # The same token goes to different experts for the two subjects: the prior tilts the choice.
