@@ -334,7 +334,10 @@ def routing_scores(
 def missing_modality_scores(
     model: torch.nn.Module, records: Sequence, prediction: train.Prediction = train.Prediction(), **settings
 ) -> dict[str, float]:
-    """Mean Pearson r over ``records`` with every modality, then with each one removed at inference.
+    """Mean Pearson r over ``records`` with each modality removed at inference (one at a time).
+
+    The score with every modality present is the cell's own ``val_r`` (notebook 06's results file), so it is
+    not computed again here.
 
     Parameters
     ----------
@@ -346,15 +349,13 @@ def missing_modality_scores(
     Returns
     -------
     dict
-        ``{"none": r, "<modality>": r without it, ...}`` (one key per modality when there are several).
+        ``{"<modality>": r without it, ...}``; empty for a model with a single modality.
     """
     names = [m for m, _ in model.config.afire.modalities]
-    out = {"none": train.evaluate(model, records, prediction, **settings)["pearson"]["mean"]}
-    for m in names if len(names) > 1 else []:
-        out[m] = train.evaluate(WithoutModalities(model, [m]), records, prediction, **settings)["pearson"][
-            "mean"
-        ]
-    return out
+    return {
+        m: train.evaluate(WithoutModalities(model, [m]), records, prediction, **settings)["pearson"]["mean"]
+        for m in (names if len(names) > 1 else [])
+    }
 
 
 @torch.no_grad()

@@ -158,7 +158,7 @@ for cell, res in zip(cells3, runner.run(spec, cells3)):
     fusion_w = torch.softmax(model.afire.fusion_logits.detach(), 0) if model.config.afire.fusion == "gated" else None
     rows3.append({"variant": grid.variant_of(cell, afire_variants), "backbone": cell.backbone, "seed": cell.seed,
                   "val_r": res["val_r"], "val_per_run_r": res["val_per_run_r"],
-                  **{f"without {m}": r for m, r in missing.items() if m != "none"},
+                  **{f"without {m}": r for m, r in missing.items()},
                   **({"gated weights": {m: round(float(w), 3) for m, w in zip(names, fusion_w)}} if fusion_w is not None else {})})
 t3 = pd.DataFrame(rows3)
 without = [c for c in t3 if c.startswith("without ")] if len(t3) else []
