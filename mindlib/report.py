@@ -101,6 +101,12 @@ def _fmt(x) -> str:
     return "–" if x is None or (isinstance(x, float) and x != x) else f"{x:.3f}"
 
 
+def _mean_std(mean, std) -> str:
+    """``"0.340 ± 0.007"``: a mean over seeds with its std; the mean alone where the std is NaN (one seed), – where
+    there is no mean."""
+    return _fmt(mean) if std != std or _fmt(mean) == "–" else f"{_fmt(mean)} ± {std:.3f}"
+
+
 def read_cells(results: Path) -> pd.DataFrame:
     """The per-seed cells of Table 1 that notebook 08 wrote (``table1_cells.csv``); empty before it ran."""
     path = results / "table1_cells.csv"
@@ -149,8 +155,7 @@ def table1_markdown(cells: pd.DataFrame, per_run: dict | None = None) -> str | N
     def cell(key, col):  # mean, with ± std over seeds where several seeds have the score
         if col not in mean:
             return "–"
-        m, sd = mean.loc[key, col], std.loc[key, col]
-        return _fmt(m) if sd != sd or _fmt(m) == "–" else f"{_fmt(m)} ± {sd:.3f}"
+        return _mean_std(mean.loc[key, col], std.loc[key, col])
 
     diffs = (
         {over: mind_difference(per_run, over) for over in dict.fromkeys(k[1] for k in per_run)}
@@ -214,8 +219,7 @@ def ablation_table(
     for (variant, backbone), g in rows.groupby(["variant", "backbone"], sort=False):
         row = {"variant": variant, "backbone": backbone}
         for c in columns:
-            m, sd = (g[c].mean(), g[c].std()) if c in g else (float("nan"), float("nan"))
-            row[c] = _fmt(m) if sd != sd or _fmt(m) == "–" else f"{_fmt(m)} ± {sd:.3f}"
+            row[c] = _mean_std(g[c].mean(), g[c].std()) if c in g else "–"
         row["seeds"] = len(g)
         ref = rows[(rows["variant"] == reference) & (rows["backbone"] == backbone)]
         row[diff_col] = "–"
