@@ -84,9 +84,8 @@ class Cell:
     mode: str
     seed: int
     balance: str = DEFAULT_BALANCE
-    options: tuple[
-        tuple[str, Any], ...
-    ] = ()  # further notebook-06 parameters of an ablation (OPTIONS), sorted
+    # further notebook-06 parameters of an ablation (OPTIONS), as sorted (name, value) pairs
+    options: tuple[tuple[str, Any], ...] = ()
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "options", tuple(sorted((str(k), v) for k, v in dict(self.options).items())))
@@ -107,13 +106,8 @@ class Cell:
         return f"{self.backbone}-{self.decoder}-{self.mode}{kind}{opts}-s{self.seed}"
 
 
-OPTIONS: tuple[str, ...] = (
-    "fusion",
-    "modality_dropout",
-    "router_subject",
-    "lambda_bias",
-)  # notebook 06 parameters
-# an ablation cell may set besides the cell's own fields (Tables 3 and 4 of notebook 08)
+# the notebook 06 parameters an ablation cell may set besides the cell's own fields (Tables 3 and 4 of notebook 08)
+OPTIONS: tuple[str, ...] = ("fusion", "modality_dropout", "router_subject", "lambda_bias")
 
 AFIRE_ABLATIONS: dict[str, dict[str, Any]] = {  # Table 3 rows: name -> Cell options (docs/method.md §4)
     "concat": {},  # the default fusion: Table 1's MIND cell
