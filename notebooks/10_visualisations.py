@@ -157,7 +157,7 @@ if is_synthetic:
             detail = rr  # drawn in full below
         print(f"{b}: effective prior r per subject {({k: round(v, 2) for k, v in rr['prior_r'].items()})}, "
               f"mean routing r {({k: round(v, 2) for k, v in rr['usage_r'].items()})}")
-    fig, ax = plt.subplots(figsize=(6, 2.8))
+    fig, ax = plt.subplots(figsize=(7, 2.8), layout="constrained")
     width = 0.8 / max(len(routing), 1)
     for i, (b, rr) in enumerate(routing.items()):
         ax.bar(np.arange(len(rr["prior_r"])) + i * width, list(rr["prior_r"].values()), width, label=b)
@@ -165,7 +165,7 @@ if is_synthetic:
     ax.axhline(0, color="k", lw=0.5)
     ax.set_ylabel("r(learned, true) over modes")
     ax.set_title("effective subject prior against the true subject bias")
-    ax.legend(fontsize=7)
+    ax.legend(title="backbone", fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1))  # beside the bars
     plotting.save_figure(fig, "10_subject_routing", fig_dir)
 
 # %% [markdown]
@@ -222,8 +222,9 @@ if ceiling is not None:
         fractions[decoder] = analysis.ceiling_fraction_by_network(np.load(path), ceiling, networks)
     frac_table = pd.DataFrame(fractions).T
     print(f"fraction of the noise ceiling ({ceiling_source}), {first}:\n", frac_table.round(2))
-    fig, ax = plt.subplots(figsize=(7, 3))
+    fig, ax = plt.subplots(figsize=(8, 3), layout="constrained")
     frac_table.T.plot.bar(ax=ax, rot=0)
+    ax.legend(title="decoder", fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1))  # beside the bars, not on them
     ax.set_ylabel("r / noise ceiling")
     ax.set_title(f"{first}: share of the noise ceiling per network ({ceiling_source})")
     plotting.save_figure(fig, "10_ceiling_fraction", fig_dir)
