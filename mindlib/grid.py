@@ -395,7 +395,10 @@ class GridRunner:
     def run(self, spec: GridSpec, cells: Sequence[Cell]) -> list[dict]:
         """Run (or reuse) every cell and return their results files' contents, in the order given.
 
-        First-seed cells run first (later seeds may reuse their grid choice), then the others.
+        One queue, no barrier between phases: first-seed cells are submitted first (they search the grid and
+        are the longest), and a later seed's cell is submitted as soon as its own first seed's cell has finished
+        (it reuses that cell's grid choice), while other first-seed cells may still be running. ``workers``
+        cells are in flight whenever that many are ready.
 
         Raises
         ------
@@ -406,50 +409,72 @@ class GridRunner:
         self.runs_dir.mkdir(parents=True, exist_ok=True)
         failures: dict[str, CellFailure] = {}
         results: dict[str, dict] = {}
+        first = [c for c in cells if c.seed == spec.seeds[0] or spec.grid_every_seed]
+        waiting = first + [c for c in cells if c not in first]
+        listed = set(cells)
+
+        def blocked(c: Cell) -> bool:  # a later seed waits for its first seed's cell of this call to finish
+            parent = replace(c, seed=spec.seeds[0])
+            return (
+                c not in first
+                and parent in listed
+                and parent.tag not in results
+                and parent.tag not in failures
+            )
+
         bar = tqdm(
             total=len(cells), desc="grid cells", unit="cell", disable=not self.progress, dynamic_ncols=True
         )
         try:
-            first = [c for c in cells if c.seed == spec.seeds[0] or spec.grid_every_seed]
-            later = [c for c in cells if c not in first]
-            for phase in (first, later):
-                todo = []
-                for c in phase:
-                    try:
-                        params = cell_params(c, spec, self.runs_dir)
-                    except FileNotFoundError as err:  # the first seed's cell failed
-                        failures[c.tag] = CellFailure(c.tag, str(err), None, None, 0)
-                        bar.update(1)
-                        continue
-                    if not self.rerun and self.cached(c, params):
-                        results[c.tag] = json.loads(self.paths(c)["results"].read_text())
-                        bar.update(1)
-                    else:
-                        todo.append((c, params))
-                self._execute(todo, results, failures, bar)
+            self._schedule(spec, waiting, blocked, results, failures, bar)
         finally:
             bar.close()
         if failures:
             raise GridError(list(failures.values()), results)
         return [results[c.tag] for c in cells]
 
-    def _execute(self, todo: list[tuple[Cell, dict]], results: dict, failures: dict, bar) -> None:
-        """Submit ``todo`` at most ``workers`` at a time; retry failures; record results and failures."""
-        if not todo:
-            return
-        executor = self.executor()
-        queue = [(c, params, 1) for c, params in todo]
-        running: list[tuple[Cell, dict, int, Any]] = []
-        while queue or running:
-            while queue and len(running) < self.workers:
-                c, params, attempt = queue.pop(0)
+    def _schedule(
+        self,
+        spec: GridSpec,
+        waiting: list[Cell],
+        blocked: Callable[[Cell], bool],
+        results: dict,
+        failures: dict,
+        bar,
+    ) -> None:
+        """Reuse cached cells, submit ready ones at most ``workers`` at a time, retry failures, record outcomes."""
+        executor = None
+        attempts: dict[str, int] = {}
+        running: list[tuple[Cell, dict, Any]] = []
+        while waiting or running:
+            for c in [c for c in waiting if not blocked(c)]:
+                try:
+                    params = cell_params(c, spec, self.runs_dir)
+                except FileNotFoundError as err:  # the first seed's cell failed
+                    waiting.remove(c)
+                    failures[c.tag] = CellFailure(c.tag, str(err), None, None, 0)
+                    bar.update(1)
+                    continue
+                if not self.rerun and c.tag not in attempts and self.cached(c, params):
+                    waiting.remove(c)
+                    results[c.tag] = json.loads(self.paths(c)["results"].read_text())
+                    bar.update(1)
+                    continue
+                if len(running) >= self.workers:
+                    break
+                executor = executor or self.executor()
+                waiting.remove(c)
                 self.paths(c)["params"].unlink(missing_ok=True)  # a half-finished cell is never "cached"
-                job = executor.submit(self.job_fn, params, str(self.runs_dir), self._threads())
-                running.append((c, params, attempt, job))
+                running.append(
+                    (c, params, executor.submit(self.job_fn, params, str(self.runs_dir), self._threads()))
+                )
+            if not running:
+                continue
             time.sleep(POLL_S)
-            for item in [r for r in running if r[3].done()]:
+            for item in [r for r in running if r[2].done()]:
                 running.remove(item)
-                c, params, attempt, job = item
+                c, params, job = item
+                attempts[c.tag] = attempt = attempts.get(c.tag, 0) + 1
                 error = job.exception()
                 if error is None:
                     self.paths(c)["params"].write_text(json.dumps(params, indent=1))
@@ -461,7 +486,7 @@ class GridRunner:
                     tqdm.write(
                         f"{c.tag} failed (attempt {attempt}), retrying: {str(error).strip().splitlines()[-1]}"
                     )
-                    queue.append((c, params, attempt + 1))
+                    waiting.append(c)
                 else:
                     notebook = self.paths(c)["notebook"]
                     failures[c.tag] = CellFailure(

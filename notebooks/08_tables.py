@@ -82,12 +82,30 @@ print(spec)
 print(f"{runner.engine} engine, {runner.workers} cell(s) at a time, results files in {runner.runs_dir}")
 
 # %% [markdown]
-# ## Table 1: decoders × backbones
-# `mindlib.grid` runs each cell as a submitit job (a papermill execution of notebook 06), first-seed cells first;
-# a failing cell is retried, then reported with the path of its log once every other cell has run.
+# ## The grid: every table's cells in one queue
+# `mindlib.grid` runs each cell as a submitit job (a papermill execution of notebook 06). All four tables' cells
+# go into one queue, so no worker waits at the end of a table: first-seed cells first, and each later seed as
+# soon as its own first seed has finished. A failing cell is retried, then reported with the path of its log
+# once every other cell has run; running the notebook again resumes from the finished cells' results files.
+# Each table below reads its cells back from those files.
 
 # %%
-rows = runner.run(spec, grid.table1_cells(backbones, decoders, seeds))
+afire_variants = {k: grid.AFIRE_ABLATIONS[k] for k in afire_ablations}
+par_variants = {k: grid.PARAMETRISATIONS[k] for k in parametrisations}
+cells = {
+    "table1": grid.table1_cells(backbones, decoders, seeds),
+    "table2": grid.table2_cells(backbones, modes, seeds, balances),  # mode "both" cells: Table 1's
+    "table3": grid.ablation_cells(ablation_backbones, seeds, afire_variants),  # "concat": Table 1's MIND cells
+    "table4": grid.ablation_cells(ablation_backbones, seeds, par_variants),  # "paper": Table 1's MIND cells
+}
+print({name: len(c) for name, c in cells.items()}, "cells;", len(set().union(*cells.values())), "distinct")
+runner.run(spec, [c for table in cells.values() for c in table])
+
+# %% [markdown]
+# ## Table 1: decoders × backbones
+
+# %%
+rows = runner.run(spec, cells["table1"])
 t1 = pd.DataFrame(rows)
 metrics = ["val_r", "val_spearman", "val_r2", "test_r", "isg_r"]
 metrics = [m for m in metrics if m in t1]
@@ -115,7 +133,7 @@ table1
 # and seeds, with its 95 % interval.
 
 # %%
-rows2 = runner.run(spec, grid.table2_cells(backbones, modes, seeds, balances))  # mode "both" cells: Table 1's
+rows2 = runner.run(spec, cells["table2"])
 t2 = pd.DataFrame(rows2)
 t2["row"] = [m if k == grid.DEFAULT_BALANCE else f"{m} · {k} balance" for m, k in zip(t2["mode"], t2["balance"])]
 agg2 = t2.groupby(["row", "backbone"], sort=False)["val_r"].agg(["mean", "std", "count"])
@@ -148,10 +166,8 @@ def trained(cell: grid.Cell):
     return model, study.select("val")
 
 
-afire_variants = {k: grid.AFIRE_ABLATIONS[k] for k in afire_ablations}
-cells3 = grid.ablation_cells(ablation_backbones, seeds, afire_variants)
 rows3 = []
-for cell, res in zip(cells3, runner.run(spec, cells3)):
+for cell, res in zip(cells["table3"], runner.run(spec, cells["table3"])):
     model, val = trained(cell)
     missing = analysis.missing_modality_scores(model, val)
     names = [m for m, _ in model.config.afire.modalities]
@@ -180,11 +196,9 @@ table3
 # balance losses over the validation runs.
 
 # %%
-par_variants = {k: grid.PARAMETRISATIONS[k] for k in parametrisations}
-cells4 = grid.ablation_cells(ablation_backbones, seeds, par_variants)
 is_synthetic = synthetic.study_json_path(root).exists()
 rows4 = []
-for cell, res in zip(cells4, runner.run(spec, cells4)):
+for cell, res in zip(cells["table4"], runner.run(spec, cells["table4"])):
     model, val = trained(cell)
     scores = (analysis.routing_scores(model, root, val) if is_synthetic else
               {f"balance_{k}": v for k, v in analysis.balance_over_runs(model, val).items()})

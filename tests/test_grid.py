@@ -8,6 +8,7 @@ import json
 import shutil
 import subprocess
 import sys
+import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -23,9 +24,13 @@ cloudpickle.register_pickle_by_value(sys.modules[__name__])
 def stand_in_cell(params: dict, runs_dir: str, num_threads: int) -> str:
     """Writes ``<tag>.json`` as notebook 06 would; ``best_lr`` is the grid's last value (so reuse is visible).
 
-    decoder "broken" always fails; decoder "flaky" fails on its first attempt only.
+    decoder "broken" always fails; decoder "flaky" fails on its first attempt only; decoder "slow" takes 10 s.
+    Each results file records when its job started and finished.
     """
     runs = Path(runs_dir)
+    started = time.time()
+    if params["decoder"] == "slow":
+        time.sleep(10)
     if params["decoder"] == "broken":
         raise ValueError(f"cell {params['tag']} cannot fit: no such decoder")
     marker = runs / f"{params['tag']}.attempted"
@@ -40,6 +45,8 @@ def stand_in_cell(params: dict, runs_dir: str, num_threads: int) -> str:
                 "best_lr": params["lrs"][-1],
                 "best_weight_decay": params["weight_decays"][-1],
                 "num_threads": num_threads,
+                "started": started,
+                "finished": time.time(),
             }
         )
     )
@@ -168,6 +175,26 @@ def test_local_engine_runs_caches_and_reruns_on_changed_parameters(tmp_path):
     longer = replace(SPEC, epochs=2)  # other parameters: nothing is reused
     again.run(longer, cells[:1])
     assert again.ran == [cells[0].tag]
+
+
+def test_a_later_seed_starts_when_its_own_first_seed_is_done_not_when_every_first_seed_is(tmp_path):
+    """One queue without phase barriers: while a slow first-seed cell runs, a fast cell's later seed (which
+    reuses the fast cell's grid choice) already runs in the other worker, and reuses that choice."""
+    slow, fast, fast_later = (
+        grid.Cell("tribe", "slow", "both", 0),
+        grid.Cell("tribe", "mind", "both", 0),
+        grid.Cell("tribe", "mind", "both", 1),
+    )
+    runner = grid.GridRunner(tmp_path / "runs", workers=2, job_fn=stand_in_cell, progress=False)
+    rows = {r["tag"]: r for r in runner.run(SPEC, [slow, fast, fast_later])}
+    assert rows[fast_later.tag]["finished"] < rows[slow.tag]["finished"], (
+        "the later seed waited for the slow cell"
+    )
+    assert rows[fast_later.tag]["started"] >= rows[fast.tag]["finished"], (
+        "the later seed ran before its first seed"
+    )
+    params = json.loads((tmp_path / "runs" / f"{fast_later.tag}.params.json").read_text())
+    assert params["lrs"] == [rows[fast.tag]["best_lr"]]
 
 
 def test_failing_cell_reported_with_its_log_then_resumed(tmp_path):
