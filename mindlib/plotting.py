@@ -4,7 +4,8 @@ Every function takes ``ax=None`` (or returns a new figure when it needs several 
 drew and never calls ``plt.show()``. :func:`save_figure` writes ``<fig_dir>/<name>.png`` (at
 :data:`DPI`) and ``.pdf``; a relative ``fig_dir`` is taken from the repository root.
 Brain maps use the Schaefer-1000 (7 networks) labels on fsaverage5 shipped in ``mindlib/data`` and the
-fsaverage5 meshes shipped with nilearn (nothing is downloaded).
+fsaverage5 meshes shipped with nilearn (nothing is downloaded). Legends go beside the axes
+(:func:`legend_beside`), never over the data.
 """
 
 from __future__ import annotations
@@ -65,6 +66,22 @@ def save_figure(fig, name: str, fig_dir: str | Path | None) -> None:
     fig_dir.mkdir(parents=True, exist_ok=True)
     fig.savefig(fig_dir / f"{name}.png", dpi=DPI, bbox_inches="tight")
     fig.savefig(fig_dir / f"{name}.pdf", bbox_inches="tight")
+
+
+def legend_beside(ax, *args, **kwargs):
+    """A legend to the right of the axes, top-aligned, so that it never covers the data.
+
+    Parameters
+    ----------
+    ax : matplotlib.axes.Axes
+    *args, **kwargs
+        Passed on to ``ax.legend`` (handles, labels, ``title``, ``fontsize``, ``frameon``, ...).
+
+    Returns
+    -------
+    matplotlib.legend.Legend
+    """
+    return ax.legend(*args, loc="upper left", bbox_to_anchor=(1.01, 1.0), **kwargs)
 
 
 def plot_brain_map(
@@ -158,11 +175,10 @@ def plot_split(desc, ax=None, title: str = "split of every subject's runs"):
     ax.set_xlabel("run")
     ax.set_title(title)
     counts = {s: int((desc["split"] == s).sum()) for s in SPLITS}
-    ax.legend(
+    legend_beside(
+        ax,
         handles=[Patch(color=SPLIT_COLORS[s], label=f"{s} ({counts[s]} runs)") for s in SPLITS]
         + [Patch(facecolor="white", edgecolor="0.6", label="missing run")],
-        loc="upper left",
-        bbox_to_anchor=(1.005, 1.0),
         frameon=False,
     )
     return ax
@@ -214,7 +230,7 @@ def plot_table1(
     ax.set_ylabel(ylabel)
     seeds = int(n.max()) if len(n) else 0
     ax.set_title(title + (f" (mean ± std over {seeds} seeds)" if seeds > 1 else ""))
-    ax.legend(title="decoder", loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
+    legend_beside(ax, title="decoder", frameon=False)
     return ax
 
 
@@ -253,7 +269,7 @@ def plot_ablations(afire, sadgate, recovery: str | None = "prior_r_mean"):
     axes[0].set_xticks(x, labels=list(mean.index))
     axes[0].set_ylabel("validation r")
     axes[0].set_title(f"Table 3: AFIRE variants, {a['backbone'].iloc[0]}")
-    axes[0].legend(fontsize=7, frameon=False, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    legend_beside(axes[0], fontsize=7, frameon=False)
     b = sadgate[sadgate["backbone"] == sadgate["backbone"].iloc[0]]
     cols = ["val_r", *([recovery] if recovery else [])]
     g = b.groupby("variant", sort=False)[cols]
@@ -273,7 +289,7 @@ def plot_ablations(afire, sadgate, recovery: str | None = "prior_r_mean"):
     axes[1].set_xlabel("validation r")
     axes[1].set_ylabel("subject recovery r (effective prior)" if recovery else "variant")
     axes[1].set_title(f"Table 4: SADGate parametrisations, {b['backbone'].iloc[0]}")
-    axes[1].legend(fontsize=7, frameon=False, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    legend_beside(axes[1], fontsize=7, frameon=False)
     return fig
 
 

@@ -100,7 +100,7 @@ for s, (ax, bars) in enumerate(zip(axes, parts)):
     ax.set_xticks(range(cfg.n_experts), labels=[f"expert {e}" for e in range(cfg.n_experts)])
     ax.set_title(f"subject {s}: one token")
 axes[0].set_ylabel("probability / weight")
-axes[1].legend(fontsize=7, frameon=False, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+plotting.legend_beside(axes[1], fontsize=7, frameon=False)
 plotting.save_figure(fig, "04_one_token", fig_dir)
 
 # %% [markdown]

@@ -142,7 +142,7 @@ axes[1].plot(y_hand[0, :, v].numpy(), color="k", lw=2, label="ŷ = Σ w f")
 axes[1].set_xlabel("TR")
 axes[1].set_ylabel(f"parcel {v}")
 axes[1].set_title("expert outputs and their gate-weighted mix")
-axes[1].legend(fontsize=6, ncol=2, loc="upper left", bbox_to_anchor=(1, 1))
+plotting.legend_beside(axes[1], fontsize=6, ncol=2)
 plotting.save_figure(fig, "05_mix", fig_dir)
 
 # %% [markdown]

@@ -165,7 +165,7 @@ if is_synthetic:
     ax.axhline(0, color="k", lw=0.5)
     ax.set_ylabel("r(learned, true) over modes")
     ax.set_title("effective subject prior against the true subject bias")
-    ax.legend(title="backbone", fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1))  # beside the bars
+    plotting.legend_beside(ax, title="backbone", fontsize=7)
     plotting.save_figure(fig, "10_subject_routing", fig_dir)
 
 # %% [markdown]
@@ -224,7 +224,7 @@ if ceiling is not None:
     print(f"fraction of the noise ceiling ({ceiling_source}), {first}:\n", frac_table.round(2))
     fig, ax = plt.subplots(figsize=(8, 3), layout="constrained")
     frac_table.T.plot.bar(ax=ax, rot=0)
-    ax.legend(title="decoder", fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1))  # beside the bars, not on them
+    plotting.legend_beside(ax, title="decoder", fontsize=7)
     ax.set_ylabel("r / noise ceiling")
     ax.set_title(f"{first}: share of the noise ceiling per network ({ceiling_source})")
     plotting.save_figure(fig, "10_ceiling_fraction", fig_dir)

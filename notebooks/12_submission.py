@@ -158,7 +158,7 @@ if len(per_movie):
     print(table.round(4).to_string())
     fig, ax = plt.subplots(figsize=(7.5, 3))
     table[["single", "ensemble"]].droplevel("target_set").plot.bar(ax=ax, rot=0)
-    ax.legend(["single model", f"{len(models)}-seed ensemble"], loc="upper left", bbox_to_anchor=(1, 1))
+    plotting.legend_beside(ax, ["single model", f"{len(models)}-seed ensemble"])
     ax.set_xlabel("movie (episodes concatenated as the scorer does)")
     ax.set_ylabel("official metric (r)")
     ax.set_title(f"held-out stimuli: 1 model vs {len(models)}-seed ensemble")

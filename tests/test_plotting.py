@@ -142,3 +142,15 @@ def test_network_bars_are_network_means():
     heights = [p.get_height() for p in ax.patches]
     np.testing.assert_allclose(heights, np.arange(len(plotting.NETWORKS)))
     plt.close(fig)
+
+
+def test_legend_beside_sits_right_of_the_axes_and_covers_no_data():
+    fig, ax = plt.subplots(figsize=(4, 3))
+    ax.bar([0, 1, 2], [1.0, 2.0, 3.0], label="bars")
+    legend = plotting.legend_beside(ax, title="decoder", frameon=False)
+    fig.canvas.draw()
+    box, axes_box = legend.get_window_extent(), ax.get_window_extent()
+    assert box.x0 > axes_box.x1  # wholly to the right of the axes
+    assert axes_box.y1 - 12 < box.y1 <= axes_box.y1 + 1  # top-aligned with them (less the border pad, pixels)
+    assert legend.get_title().get_text() == "decoder" and not legend.get_frame_on()
+    plt.close(fig)
