@@ -43,6 +43,7 @@ from tqdm import tqdm
 from mindlib import notebooks
 from mindlib.experiment import ExperimentConfig
 from mindlib.params import check_literal_fields, default_of
+from mindlib.progress import progress_bar
 
 __all__ = [
     "Cell",
@@ -422,9 +423,9 @@ class GridRunner:
                 and parent.tag not in failures
             )
 
-        bar = tqdm(
-            total=len(cells), desc="grid cells", unit="cell", disable=not self.progress, dynamic_ncols=True
-        )
+        bar = progress_bar(
+            len(cells), "grid cells", disable=not self.progress, unit="cell"
+        )  # one output in a notebook
         try:
             self._schedule(spec, waiting, blocked, results, failures, bar)
         finally:
