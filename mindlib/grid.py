@@ -423,9 +423,8 @@ class GridRunner:
                 and parent.tag not in failures
             )
 
-        bar = progress_bar(
-            len(cells), "grid cells", disable=not self.progress, unit="cell"
-        )  # one output in a notebook
+        # one output in a saved notebook however many cells
+        bar = progress_bar(len(cells), "grid cells", disable=not self.progress, unit="cell")
         try:
             self._schedule(spec, waiting, blocked, results, failures, bar)
         finally:
@@ -445,37 +444,34 @@ class GridRunner:
     ) -> None:
         """Reuse cached cells, submit ready ones at most ``workers`` at a time, retry failures, record outcomes."""
         executor = None
-        attempts: dict[str, int] = {}
-        running: list[tuple[Cell, dict, Any]] = []
-        while waiting or running:
-            for c in [c for c in waiting if not blocked(c)]:
+        ready: list[tuple[Cell, dict, int]] = []  # (cell, parameters, attempt), resolved once
+        running: list[tuple[Cell, dict, int, Any]] = []
+        while waiting or ready or running:
+            for c in [c for c in waiting if not blocked(c)]:  # newly unblocked: parameters and cache, once
+                waiting.remove(c)
                 try:
                     params = cell_params(c, spec, self.runs_dir)
                 except FileNotFoundError as err:  # the first seed's cell failed
-                    waiting.remove(c)
                     failures[c.tag] = CellFailure(c.tag, str(err), None, None, 0)
                     bar.update(1)
                     continue
-                if not self.rerun and c.tag not in attempts and self.cached(c, params):
-                    waiting.remove(c)
+                if not self.rerun and self.cached(c, params):
                     results[c.tag] = json.loads(self.paths(c)["results"].read_text())
                     bar.update(1)
-                    continue
-                if len(running) >= self.workers:
-                    break
+                else:
+                    ready.append((c, params, 1))
+            while ready and len(running) < self.workers:
+                c, params, attempt = ready.pop(0)
                 executor = executor or self.executor()
-                waiting.remove(c)
                 self.paths(c)["params"].unlink(missing_ok=True)  # a half-finished cell is never "cached"
-                running.append(
-                    (c, params, executor.submit(self.job_fn, params, str(self.runs_dir), self._threads()))
-                )
+                job = executor.submit(self.job_fn, params, str(self.runs_dir), self._threads())
+                running.append((c, params, attempt, job))
             if not running:
                 continue
             time.sleep(POLL_S)
-            for item in [r for r in running if r[2].done()]:
+            for item in [r for r in running if r[3].done()]:
                 running.remove(item)
-                c, params, job = item
-                attempts[c.tag] = attempt = attempts.get(c.tag, 0) + 1
+                c, params, attempt, job = item
                 error = job.exception()
                 if error is None:
                     self.paths(c)["params"].write_text(json.dumps(params, indent=1))
@@ -487,7 +483,7 @@ class GridRunner:
                     tqdm.write(
                         f"{c.tag} failed (attempt {attempt}), retrying: {str(error).strip().splitlines()[-1]}"
                     )
-                    waiting.append(c)
+                    ready.append((c, params, attempt + 1))
                 else:
                     notebook = self.paths(c)["notebook"]
                     failures[c.tag] = CellFailure(
