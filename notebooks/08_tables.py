@@ -87,7 +87,7 @@ print(f"{runner.engine} engine, {runner.workers} cell(s) at a time, results file
 # go into one queue, so no worker waits at the end of a table: first-seed cells first, and each later seed as
 # soon as its own first seed has finished. A failing cell is retried, then reported with the path of its log
 # once every other cell has run; running the notebook again resumes from the finished cells' results files.
-# Each table below reads its cells back from those files.
+# Each table below takes its cells' results from `done`.
 
 # %%
 afire_variants = {k: grid.AFIRE_ABLATIONS[k] for k in afire_ablations}
@@ -98,14 +98,15 @@ cells = {
     "table3": grid.ablation_cells(ablation_backbones, seeds, afire_variants),  # "concat": Table 1's MIND cells
     "table4": grid.ablation_cells(ablation_backbones, seeds, par_variants),  # "paper": Table 1's MIND cells
 }
-print({name: len(c) for name, c in cells.items()}, "cells;", len(set().union(*cells.values())), "distinct")
-runner.run(spec, [c for table in cells.values() for c in table])
+queued = list(dict.fromkeys(c for table in cells.values() for c in table))  # a cell two tables share runs once
+print({name: len(c) for name, c in cells.items()}, "cells;", len(queued), "distinct")
+done = dict(zip(queued, runner.run(spec, queued)))  # cell -> its results file's contents
 
 # %% [markdown]
 # ## Table 1: decoders × backbones
 
 # %%
-rows = runner.run(spec, cells["table1"])
+rows = [done[c] for c in cells["table1"]]
 t1 = pd.DataFrame(rows)
 metrics = ["val_r", "val_spearman", "val_r2", "test_r", "isg_r"]
 metrics = [m for m in metrics if m in t1]
@@ -133,7 +134,7 @@ table1
 # and seeds, with its 95 % interval.
 
 # %%
-rows2 = runner.run(spec, cells["table2"])
+rows2 = [done[c] for c in cells["table2"]]
 t2 = pd.DataFrame(rows2)
 t2["row"] = [m if k == grid.DEFAULT_BALANCE else f"{m} · {k} balance" for m, k in zip(t2["mode"], t2["balance"])]
 agg2 = t2.groupby(["row", "backbone"], sort=False)["val_r"].agg(["mean", "std", "count"])
@@ -167,7 +168,8 @@ def trained(cell: grid.Cell):
 
 
 rows3 = []
-for cell, res in zip(cells["table3"], runner.run(spec, cells["table3"])):
+for cell in cells["table3"]:
+    res = done[cell]
     model, val = trained(cell)
     missing = analysis.missing_modality_scores(model, val)
     names = [m for m, _ in model.config.afire.modalities]
@@ -198,7 +200,8 @@ table3
 # %%
 is_synthetic = synthetic.study_json_path(root).exists()
 rows4 = []
-for cell, res in zip(cells["table4"], runner.run(spec, cells["table4"])):
+for cell in cells["table4"]:
+    res = done[cell]
     model, val = trained(cell)
     scores = (analysis.routing_scores(model, root, val) if is_synthetic else
               {f"balance_{k}": v for k, v in analysis.balance_over_runs(model, val).items()})
