@@ -10,7 +10,9 @@ Where things go (``runs/`` is ignored by git, so a clone stays clean):
 
 - by default: executed notebooks ``runs/<size>/*.ipynb``, results ``runs/<size>/results/``, figures
   ``runs/<size>/figures/``, the report ``runs/<size>/reproduction.md``, timings ``runs/<size>/timings.json``;
-- with ``--publish`` (``make reproduce``): figures go to the committed ``figures/``, the report to
+- with ``--publish`` (``make reproduce``): figures go to the committed ``figures/``, the results files to
+  ``papers/results/`` (committed too, so the report can be rebuilt and an interrupted grid resumes on any
+  clone; its ``.gitignore`` keeps out the trained models, executed notebooks and logs), the report to
   ``papers/reproduction.md``, the measured times into ``papers/timings.json``, and the README's result and
   notebook-map blocks are refreshed. Nothing else writes there.
 
@@ -39,6 +41,7 @@ from mindlib.story import NOTEBOOKS, NotebookSpec
 
 KERNELSPEC = {"display_name": "Python 3 (ipykernel)", "language": "python", "name": "python3"}
 PUBLISHED_FIGURES = "figures"  # fig_dir of a --publish run (the committed set, see figures/README.md)
+PUBLISHED_RESULTS = "papers/results"  # results_dir of a --publish run (committed small files, see its .gitignore)
 TIMINGS = "papers/timings.json"  # measured run time of every notebook per size, written by --publish
 
 
@@ -254,8 +257,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--publish",
         action="store_true",
-        help="write figures to the committed figures/, the report to papers/reproduction.md, the "
-        "times to papers/timings.json and refresh the README blocks (make reproduce)",
+        help="write figures to the committed figures/, results files to papers/results/, the report to "
+        "papers/reproduction.md, the times to papers/timings.json and refresh the README blocks (make reproduce)",
     )
     ap.add_argument("--check-pairs", action="store_true", help="check the .py/.ipynb pairs and exit")
     ap.add_argument(
@@ -276,8 +279,8 @@ def main(argv: list[str] | None = None) -> int:
     specs = [find(n) for n in args.only] if args.only else list(NOTEBOOKS)
     root = repo_root()
     out = runs_dir(args.size)
-    results = Path(output_dir(f"runs/{args.size}/results"))
-    params = {"fig_dir": PUBLISHED_FIGURES} if args.publish else {}
+    results = Path(output_dir(PUBLISHED_RESULTS if args.publish else f"runs/{args.size}/results"))
+    params = {"fig_dir": PUBLISHED_FIGURES, "results_dir": PUBLISHED_RESULTS} if args.publish else {}
     t_all = time.perf_counter()
     for spec in specs:
         t0 = time.perf_counter()

@@ -18,7 +18,8 @@
 # # 06 · Train MIND: the main, parameterised run
 #
 # **Overview** 1) data and decoder from the parameters 2) grid search on validation 3) the selected model
-# on validation and, once, on test 4) where in the brain it works 5) results for the tables
+# on validation and, once, on test 4) where in the brain it works 5) the gate and AFIRE for the ablation
+# tables 6) results for the tables
 #
 # **Time** per study size: the notebook map in the README (measured on 2 CPU cores)
 # **Writes** `<fig_dir>/06_*.png`, `<results_dir>/06_train_mind[-tag].json`, `<results_dir>/models/<tag>.pt`
@@ -67,7 +68,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
-from mindlib import data, experiment, metrics, plotting, project, synthetic
+from mindlib import analysis, data, experiment, metrics, plotting, project, synthetic
 
 results_dir, fig_dir = project.output_dir(results_dir, size), project.output_dir(fig_dir, size)
 if num_threads > 0:
@@ -140,8 +141,28 @@ if not tag:
     plotting.save_figure(fig, "06_brain_r", save_figs)
 
 # %% [markdown]
+# ## 5. The trained gate and AFIRE, for the ablation tables (MIND)
+# Notebook 08's Tables 3 and 4 read these from this run's results file, so they need no trained model:
+# validation r with each modality removed at inference (`analysis.missing_modality_scores`), the learned
+# modality weights of a `gated` fusion, and, on the synthetic study, how well the gate recovers the true
+# subject routing beside both balance losses over the validation runs (`analysis.routing_scores`; a real
+# dataset has no truth, so only the balance losses).
+
+# %%
+diagnostics = {}
+if config.decoder == "mind":
+    model, val = result.model.eval(), study.select("val")
+    diagnostics["missing_modality_r"] = analysis.missing_modality_scores(model, val)
+    if model.config.afire.fusion == "gated":
+        w = torch.softmax(model.afire.fusion_logits.detach(), 0)
+        diagnostics["fusion_weights"] = {m: float(x) for (m, _), x in zip(model.config.afire.modalities, w)}
+    diagnostics["routing"] = (analysis.routing_scores(model, root, val) if synthetic.study_json_path(root).exists()
+                              else {f"balance_{k}": v for k, v in analysis.balance_over_runs(model, val).items()})
+diagnostics
+
+# %% [markdown]
 # ## Summary
-# The numbers below are what notebook 08 collects into Tables 1 and 2.
+# The numbers below are what notebook 08 collects into Tables 1 to 4.
 
 # %%
 name = f"runs/{tag}" if tag else "06_train_mind"
@@ -150,7 +171,7 @@ if config.decoder != "ridge":
 np.save(Path(results_dir) / f"{name}_parcel_r.npy", parcel_r) if tag else None
 results = {**summary, "noise_ceiling_fraction": ceiling_fraction, "split_scored": split,
            "size": size if dataset == "synthetic" else "real", "dataset": dataset, "history": result.history,
-           "val_per_run_r": result.per_run_r("val"), "test_per_run_r": result.per_run_r("test")}
+           "val_per_run_r": result.per_run_r("val"), "test_per_run_r": result.per_run_r("test"), **diagnostics}
 project.write_results(name, results, results_dir)
 {k: v for k, v in results.items() if k != "history"}
 

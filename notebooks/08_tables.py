@@ -19,7 +19,7 @@
 #
 # **Overview** 1) fan out notebook 06 over backbones × decoders × seeds (Table 1), over router modes (Table 2)
 # and over AFIRE (Table 3) and SADGate (Table 4) variants with `mindlib.grid`: submitit jobs on this machine, or
-# on a Slurm cluster (`engine="slurm"`) 2) collect the results files, and read the ablations' trained models
+# on a Slurm cluster (`engine="slurm"`) 2) collect the results files, which also hold the ablations' scores
 # (missing modalities, subject recovery) 3) tables with mean ± spread over seeds and paired intervals, as CSV
 # and Markdown
 #
@@ -69,9 +69,8 @@ __import__("mindlib.params").params.check_parameters(globals())  # types as decl
 from pathlib import Path
 
 import pandas as pd
-import torch
 
-from mindlib import analysis, data, experiment, grid, plotting, project, report, synthetic
+from mindlib import analysis, grid, plotting, project, report
 
 results_dir, fig_dir = project.output_dir(results_dir, size), project.output_dir(fig_dir, size)
 
@@ -148,36 +147,24 @@ table2
 # %% [markdown]
 # ## Table 3: AFIRE ablation — the fusion operator and missing modalities (MIND)
 # The same MIND (router `both`) with each fusion operator of AFIRE (notebook 03), and with modality dropout in
-# training (each training window loses a modality with probability 0.2). Each trained model is then scored on the
-# validation runs with every modality, and with each one removed at inference (`analysis.missing_modality_scores`,
-# AFIRE's missing-modality mask). The last column is the variant minus `concat` (Table 1's MIND cell), paired
-# over runs and seeds, with its 95 % interval.
+# training (each training window loses a modality with probability 0.2). Each trained model was then scored on
+# the validation runs with every modality, and with each one removed at inference (`analysis.missing_modality_scores`,
+# AFIRE's missing-modality mask), by its own notebook 06 run; the scores are in its results file. The last column
+# is the variant minus `concat` (Table 1's MIND cell), paired over runs and seeds, with its 95 % interval.
 
 # %%
-root = project.resolve_dataset(dataset, size=size)  # the study the cells ran on (notebook 06's study_seed)
-studies: dict = {}  # one loaded study per backbone
-
-
-def trained(cell: grid.Cell):
-    """The cell's trained MIND (notebook 06 saved it) and the validation runs of its study."""
-    if cell.backbone not in studies:
-        studies[cell.backbone] = data.load_study(root, cell.backbone, features_root=features_root)
-    study = studies[cell.backbone]
-    model, _ = experiment.load(results_path / "models" / f"{cell.tag}.pt", study)
-    return model, study.select("val")
-
-
+stale = [c.tag for c in (*cells["table3"], *cells["table4"]) if "routing" not in done[c]]
+if stale:
+    raise ValueError(f"{stale}: results files in {runner.runs_dir} made by a notebook 06 without its section 5 "
+                     "(ablation scores); run this notebook again with -p rerun True, or delete those <tag>.json files")
 rows3 = []
 for cell in cells["table3"]:
     res = done[cell]
-    model, val = trained(cell)
-    missing = analysis.missing_modality_scores(model, val)
-    names = [m for m, _ in model.config.afire.modalities]
-    fusion_w = torch.softmax(model.afire.fusion_logits.detach(), 0) if model.config.afire.fusion == "gated" else None
     rows3.append({"variant": grid.variant_of(cell, afire_variants), "backbone": cell.backbone, "seed": cell.seed,
                   "val_r": res["val_r"], "val_per_run_r": res["val_per_run_r"],
-                  **{f"without {m}": r for m, r in missing.items()},
-                  **({"gated weights": {m: round(float(w), 3) for m, w in zip(names, fusion_w)}} if fusion_w is not None else {})})
+                  **{f"without {m}": r for m, r in res["missing_modality_r"].items()},
+                  **({"gated weights": {m: round(w, 3) for m, w in res["fusion_weights"].items()}}
+                     if res.get("fusion_weights") else {})})
 t3 = pd.DataFrame(rows3)
 without = [c for c in t3 if c.startswith("without ")] if len(t3) else []
 table3, diffs3 = report.ablation_table(t3, ["val_r", *without], reference="concat") if len(t3) else (pd.DataFrame(), {})
@@ -192,21 +179,19 @@ table3
 # (notebook 04, section 5). Four ways to train the same MIND: the paper's (`paper`), without $e_s$ on the router
 # path (`no_router_subject`: the subject acts through $B_s$ alone, no redundancy), with $B_s$ unpenalised
 # (`unpenalised_bias`, λ2 = 0) and with the authors' code's balance loss (`importance_balance`, Table 2's cell).
-# On the synthetic study each trained gate is scored against the truth (`analysis.routing_scores`: experts matched
-# to the true modes, then per subject r between learned and true deviation from the population, averaged over
-# subjects; and the spread of the effective prior over subjects with its $B_s$ and $W_r e_s$ parts), beside both
-# balance losses over the validation runs.
+# On the synthetic study each trained gate was scored against the truth by its notebook 06 run
+# (`analysis.routing_scores`: experts matched to the true modes, then per subject r between learned and true
+# deviation from the population, averaged over subjects; and the spread of the effective prior over subjects with
+# its $B_s$ and $W_r e_s$ parts), beside both balance losses over the validation runs (a real dataset: the
+# balance losses alone).
 
 # %%
-is_synthetic = synthetic.study_json_path(root).exists()
 rows4 = []
 for cell in cells["table4"]:
     res = done[cell]
-    model, val = trained(cell)
-    scores = (analysis.routing_scores(model, root, val) if is_synthetic else
-              {f"balance_{k}": v for k, v in analysis.balance_over_runs(model, val).items()})
     rows4.append({"variant": grid.variant_of(cell, par_variants), "backbone": cell.backbone, "seed": cell.seed,
-                  "val_r": res["val_r"], "test_r": res.get("test_r"), "val_per_run_r": res["val_per_run_r"], **scores})
+                  "val_r": res["val_r"], "test_r": res.get("test_r"), "val_per_run_r": res["val_per_run_r"],
+                  **res["routing"]})
 t4 = pd.DataFrame(rows4)
 score_cols = [c for c in (*analysis.ROUTING_SCORES, "balance_switch", "balance_importance") if c in t4]
 table4, diffs4 = report.ablation_table(t4, ["val_r", "test_r", *score_cols], reference="paper") if len(t4) else (pd.DataFrame(), {})

@@ -157,6 +157,42 @@ def test_cell_params_written_out(tmp_path):
     assert grid.cell_params(grid.Cell("tribe", "mind", "both", 1), every, runs)["lrs"] == [1e-3, 3e-3]
 
 
+def test_cell_params_name_a_results_folder_inside_the_repository_relative_to_it(tmp_path, monkeypatch):
+    """A grid's .params.json must match on another clone (a resumed publishing run reads papers/results/)."""
+    monkeypatch.setattr(grid, "repo_root", lambda: tmp_path / "clone")
+    inside = tmp_path / "clone" / "papers" / "results" / "runs"
+    outside = tmp_path / "elsewhere" / "runs"
+    for runs in (inside, outside):
+        runs.mkdir(parents=True)
+    assert grid.cell_params(grid.Cell("tribe", "mind", "both", 0), SPEC, inside)["results_dir"] == "papers/results"
+    assert grid.cell_params(grid.Cell("tribe", "mind", "both", 0), SPEC, outside)["results_dir"] == str(
+        outside.parent.resolve()
+    )
+
+
+def test_published_results_folder_keeps_small_files_and_ignores_models_and_logs():
+    """papers/results/ is committed (report inputs, grid resume) but not its models, notebooks or job logs."""
+    root = Path(__file__).resolve().parent.parent
+    if not (root / ".git").exists():
+        pytest.skip("not a git checkout")
+    paths = {
+        "papers/results/08_tables.json": False,
+        "papers/results/runs/tribe-mind-both-s0.json": False,
+        "papers/results/runs/tribe-mind-both-s0.params.json": False,
+        "papers/results/runs/tribe-mind-both-s0_parcel_r.npy": False,
+        "papers/results/table1.csv": False,
+        "papers/results/models/tribe-mind-both-s0.pt": True,
+        "papers/results/runs/tribe-mind-both-s0.ipynb": True,
+        "papers/results/runs/logs/123/123_0_log.err": True,
+        "papers/results/submission/x.npy": True,
+        "runs/full/results/08_tables.json": True,
+    }
+    out = subprocess.run(
+        ["git", "check-ignore", "--no-index", *paths], cwd=root, capture_output=True, text=True
+    ).stdout.split()
+    assert {p: p in out for p in paths} == paths
+
+
 def test_local_engine_runs_caches_and_reruns_on_changed_parameters(tmp_path):
     runner = grid.GridRunner(tmp_path / "runs", workers=2, job_fn=stand_in_cell, progress=False)
     cells = grid.table1_cells(["tribe"], ["mind", "ridge"], SPEC.seeds)
