@@ -41,7 +41,7 @@ from mindlib.story import NOTEBOOKS, NotebookSpec
 
 KERNELSPEC = {"display_name": "Python 3 (ipykernel)", "language": "python", "name": "python3"}
 PUBLISHED_FIGURES = "figures"  # fig_dir of a --publish run (the committed set, see figures/README.md)
-PUBLISHED_RESULTS = "papers/results"  # results_dir of a --publish run (committed small files, see its .gitignore)
+PUBLISHED_RESULTS = "papers/results"  # results_dir of a --publish run (committed, see its README)
 TIMINGS = "papers/timings.json"  # measured run time of every notebook per size, written by --publish
 
 

@@ -164,7 +164,10 @@ def test_cell_params_name_a_results_folder_inside_the_repository_relative_to_it(
     outside = tmp_path / "elsewhere" / "runs"
     for runs in (inside, outside):
         runs.mkdir(parents=True)
-    assert grid.cell_params(grid.Cell("tribe", "mind", "both", 0), SPEC, inside)["results_dir"] == "papers/results"
+    assert (
+        grid.cell_params(grid.Cell("tribe", "mind", "both", 0), SPEC, inside)["results_dir"]
+        == "papers/results"
+    )
     assert grid.cell_params(grid.Cell("tribe", "mind", "both", 0), SPEC, outside)["results_dir"] == str(
         outside.parent.resolve()
     )

@@ -145,7 +145,9 @@ def test_runner_writes_to_runs_and_only_publish_touches_committed_files(clone):
     _run(f"{py} --publish", repo, env)
     changed = sorted(line[3:] for line in _status(repo).splitlines())
     assert changed and all(
-        re.fullmatch(r"figures/01_\w+\.png|papers/timings\.json|papers/results/01_temporal_alignment\.json", p)
+        re.fullmatch(
+            r"figures/01_\w+\.png|papers/timings\.json|papers/results/01_temporal_alignment\.json", p
+        )
         for p in changed
     ), changed
     assert "papers/results/01_temporal_alignment.json" in changed, "--publish keeps its results files in git"
