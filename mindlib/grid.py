@@ -44,7 +44,7 @@ from mindlib import notebooks
 from mindlib.experiment import ExperimentConfig
 from mindlib.params import check_literal_fields, default_of
 from mindlib.progress import progress_bar
-from mindlib.project import repo_root
+from mindlib.project import portable_path
 
 __all__ = [
     "Cell",
@@ -243,20 +243,13 @@ def cell_params(cell: Cell, spec: GridSpec, runs_dir: str | Path) -> dict[str, A
         fir_lags_trs=list(spec.fir_lags_trs),
         device=spec.device,
         tag=cell.tag,
-        results_dir=_portable(runs_dir.parent),
+        results_dir=portable_path(runs_dir.parent),  # the same on every clone
         fig_dir="",
         isg_subjects=list(spec.isg_subjects) if first_seed_isg else [],
         features_root=spec.features_root,
         **grid,
         **dict(cell.options),
     )
-
-
-def _portable(path: Path) -> str:
-    """``path`` relative to the repository root when it lies inside it (notebook 06 resolves it from there), so
-    a ``.params.json`` matches on every clone and a grid resumes from committed results; else absolute."""
-    path, root = Path(path).resolve(), repo_root().resolve()
-    return str(path.relative_to(root)) if path.is_relative_to(root) else str(path)
 
 
 def run_notebook_cell(params: dict[str, Any], runs_dir: str, num_threads: int = 0) -> str:

@@ -33,6 +33,16 @@ def repo_root() -> Path:
     return here if (here / "pyproject.toml").exists() else Path.cwd()
 
 
+def portable_path(path: str | Path) -> str:
+    """``path`` relative to the repository root when it lies inside it, else absolute.
+
+    The inverse of :func:`output_dir` for what results files record: a path written this way names the same
+    file on every clone (notebook 08's ``.params.json`` files, notebook 12's submission files).
+    """
+    path, root = Path(path).expanduser().resolve(), repo_root().resolve()
+    return str(path.relative_to(root)) if path.is_relative_to(root) else str(path)
+
+
 def output_dir(path: str | Path, size: str | None = None) -> Path | str:
     """Resolve an output folder parameter (``results_dir``, ``fig_dir``) the same way from anywhere.
 

@@ -129,7 +129,7 @@ files = {}
 for t in target_sets:
     paths = submission.save_submission(ensemble[t], targets[t], out_dir, t)
     submission.check_submission(submission.load_submission(paths["zip"]), targets[t])
-    files[t] = {k: str(p) for k, p in paths.items()}
+    files[t] = {k: project.portable_path(p) for k, p in paths.items()}  # relative to the repository root
     print(f"{t}: {paths['zip']} ({paths['zip'].stat().st_size / 1e6:.1f} MB), checked after reading back")
 
 # %% [markdown]

@@ -15,7 +15,7 @@ from pathlib import Path
 import cloudpickle
 import pytest
 
-from mindlib import grid
+from mindlib import grid, project
 
 # the job functions below travel to the job processes by value (the tests folder is no importable package)
 cloudpickle.register_pickle_by_value(sys.modules[__name__])
@@ -159,7 +159,7 @@ def test_cell_params_written_out(tmp_path):
 
 def test_cell_params_name_a_results_folder_inside_the_repository_relative_to_it(tmp_path, monkeypatch):
     """A grid's .params.json must match on another clone (a resumed publishing run reads papers/results/)."""
-    monkeypatch.setattr(grid, "repo_root", lambda: tmp_path / "clone")
+    monkeypatch.setattr(project, "repo_root", lambda: tmp_path / "clone")
     inside = tmp_path / "clone" / "papers" / "results" / "runs"
     outside = tmp_path / "elsewhere" / "runs"
     for runs in (inside, outside):
