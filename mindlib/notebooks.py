@@ -36,12 +36,10 @@ from pathlib import Path
 
 from mindlib import report
 from mindlib.params import check_choice
-from mindlib.project import SIZES, output_dir, repo_root
+from mindlib.project import PUBLISHED_FIGURES, PUBLISHED_RESULTS, SIZES, output_dir, repo_root
 from mindlib.story import NOTEBOOKS, NotebookSpec
 
 KERNELSPEC = {"display_name": "Python 3 (ipykernel)", "language": "python", "name": "python3"}
-PUBLISHED_FIGURES = "figures"  # fig_dir of a --publish run (the committed set, see figures/README.md)
-PUBLISHED_RESULTS = "papers/results"  # results_dir of a --publish run (committed, see its README)
 TIMINGS = "papers/timings.json"  # measured run time of every notebook per size, written by --publish
 
 

@@ -25,6 +25,10 @@ from mindlib.synthetic import SIZES
 
 RESULTS_DIR = "runs/{size}/results"  # default results_dir of every notebook (relative to the repository root)
 FIG_DIR = "runs/{size}/figures"  # default fig_dir of every notebook; "figures" is the committed set
+PUBLISHED_FIGURES = "figures"  # fig_dir of a publishing run (the committed set, see figures/README.md)
+PUBLISHED_RESULTS = (
+    "papers/results"  # results_dir of a publishing run (committed, see papers/results/README.md)
+)
 
 
 def repo_root() -> Path:

@@ -16,7 +16,7 @@ from pathlib import Path
 import pandas as pd
 
 from mindlib import stats
-from mindlib.project import repo_root
+from mindlib.project import PUBLISHED_RESULTS, output_dir, portable_path, repo_root
 from mindlib.story import NOTEBOOKS
 
 # Paper Table 1 (validation r / ISG), quoted for comparison; the paper's split is not ours.
@@ -248,14 +248,14 @@ def mind_gain(cells: pd.DataFrame, over: str, metric: str = "val_r") -> dict[str
 
 def build_report(results_dir: str | Path | None = None) -> str:
     """The Markdown text of ``papers/reproduction.md`` from the results files in ``results_dir``."""
-    results = Path(results_dir) if results_dir else repo_root() / "results"
+    results = Path(output_dir(results_dir or PUBLISHED_RESULTS))
     cells = read_cells(results)
     sizes = set(cells["size"].dropna()) if "size" in cells else set()
     out = [
         "# Reproduction report",
         "",
         "Written by `python -m mindlib.report` from the results files of the last notebook run "
-        f"(`{results.name}/`; synthetic study size: {', '.join(sorted(s for s in sizes if s)) or 'unknown'}). "
+        f"(`{portable_path(results)}/`; synthetic study size: {', '.join(sorted(s for s in sizes if s)) or 'unknown'}). "
         "The paper's numbers are on real Algonauts 2025 data with its own split; ours are on the data the "
         "notebooks were pointed at. Compare orderings and gaps, not absolute values.",
         "",
@@ -516,7 +516,7 @@ def _duration(seconds: float | None, missing: str = "–") -> str:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--results-dir", default=None)
+    ap.add_argument("--results-dir", default=None, help=f"default {PUBLISHED_RESULTS}")
     ap.add_argument("--output", default=None, help="default papers/reproduction.md")
     ap.add_argument(
         "--readme",
@@ -533,7 +533,7 @@ def main(argv: list[str] | None = None) -> int:
     text = build_report(args.results_dir)
     out = Path(args.output) if args.output else repo_root() / "papers" / "reproduction.md"
     out.write_text(text)
-    results = Path(args.results_dir) if args.results_dir else repo_root() / "results"
+    results = Path(output_dir(args.results_dir or PUBLISHED_RESULTS))
     cells = read_cells(results)
     t1 = table1_markdown(cells, read_per_run(results, cells, "test_r"))
     readme = repo_root() / "README.md" if args.readme is None else Path(args.readme) if args.readme else None
