@@ -36,7 +36,7 @@ from pathlib import Path
 
 from mindlib import report
 from mindlib.params import check_choice
-from mindlib.project import PUBLISHED_FIGURES, PUBLISHED_RESULTS, SIZES, output_dir, repo_root
+from mindlib.project import PUBLISHED_FIGURES, PUBLISHED_RESULTS, RESULTS_DIR, SIZES, output_dir, repo_root
 from mindlib.story import NOTEBOOKS, NotebookSpec
 
 KERNELSPEC = {"display_name": "Python 3 (ipykernel)", "language": "python", "name": "python3"}
@@ -277,7 +277,7 @@ def main(argv: list[str] | None = None) -> int:
     specs = [find(n) for n in args.only] if args.only else list(NOTEBOOKS)
     root = repo_root()
     out = runs_dir(args.size)
-    results = Path(output_dir(PUBLISHED_RESULTS if args.publish else f"runs/{args.size}/results"))
+    results = Path(output_dir(PUBLISHED_RESULTS if args.publish else RESULTS_DIR, args.size))
     params = {"fig_dir": PUBLISHED_FIGURES, "results_dir": PUBLISHED_RESULTS} if args.publish else {}
     t_all = time.perf_counter()
     for spec in specs:
