@@ -118,10 +118,10 @@ AFIRE_ABLATIONS: dict[str, dict[str, Any]] = {  # Table 3 rows: name -> Cell opt
     "modality_dropout": {"modality_dropout": 0.2},  # concat, each training window loses a modality with P 0.2
 }
 PARAMETRISATIONS: dict[str, dict[str, Any]] = {  # Table 4 rows: name -> overrides (docs/method.md §5)
-    "paper": {},  # e_s on the router path, ‖B‖² penalised: Table 1's MIND cell
+    "default": {},  # e_s on the router path, ‖B‖² penalised, E·ΣImp² balance: Table 1's MIND cell
     "no_router_subject": {"router_subject": False},  # the subject acts through B_s alone (no redundancy)
     "unpenalised_bias": {"lambda_bias": 0.0},  # λ2 = 0
-    "importance_balance": {"balance": "importance"},  # the authors' code's balance loss: Table 2's cell
+    "switch_balance": {"balance": "switch"},  # the paper's balance loss (Eq. 6): Table 2's cell
 }
 
 

@@ -106,7 +106,7 @@ NOTEBOOKS: tuple[NotebookSpec, ...] = (
                 "modes": ["token", "both"],
                 "isg_subjects": [],
                 "afire_ablations": ["concat", "gated"],
-                "parametrisations": ["paper", "no_router_subject", "importance_balance"],
+                "parametrisations": ["default", "no_router_subject", "switch_balance"],
             },
             "demo": {"epochs": 10},
             "full": {**_FULL_TRAIN, "seeds": [0, 1, 2], "lrs": [1e-3, 3e-3], "isg_subjects": _ALL_SUBJECTS},

@@ -109,8 +109,10 @@ plotting.save_figure(fig, "04_one_token", fig_dir)
 # ## 4. The balance loss
 # Without a push towards balance, sparse routers collapse onto a few experts. With importance
 # $\mathrm{Imp}_e$ = mean router probability and load $\mathrm{Load}_e$ = share of tokens whose Top-K includes
-# $e$ (divided by K), $L_\mathrm{bal} = E \sum_e \mathrm{Imp}_e \mathrm{Load}_e$ equals 1 when routing is uniform
-# and grows towards E as it collapses.
+# $e$ (divided by K), the default $L_\mathrm{bal} = E \sum_e \mathrm{Imp}_e^2$ (what the authors' code computes)
+# and the paper's $E \sum_e \mathrm{Imp}_e \mathrm{Load}_e$ (Eq. 6, `kind="switch"`) both equal 1 when routing is
+# uniform and grow towards E as it collapses. Notebook 08 trains MIND with each (Tables 2 and 4): validation r is
+# the same, and the default recovers the subjects' routing better (docs/method.md §7).
 
 # %%
 B, T, E, K = 4, 50, 8, 2
@@ -122,8 +124,9 @@ with torch.no_grad():
     uniform.router.bias[0] = 8.0  # collapse onto experts 0 and 1
     uniform.router.bias[1] = 7.0
     collapsed = uniform(torch.randn(B, T, 6), torch.zeros(B, dtype=torch.long))
-print(f"L_bal, uniform router: {sadgate.balance_loss(balanced).item():.3f}   "
-      f"collapsed router: {sadgate.balance_loss(collapsed).item():.3f}")
+for kind in sadgate.BALANCES:
+    print(f"L_bal ({kind}), uniform router: {sadgate.balance_loss(balanced, kind=kind).item():.3f}   "
+          f"collapsed router: {sadgate.balance_loss(collapsed, kind=kind).item():.3f}")
 
 # %% [markdown]
 # ## 5. One subject offset, two parametrisations
@@ -289,8 +292,10 @@ if solutions:
         uniform.router.bias.zero_()
         uniform.router.bias[:2] = 8.0  # experts 0 and 1, equally likely
         pair = uniform(torch.randn(B, T, 6), torch.zeros(B, dtype=torch.long))
-    print(f"by hand: E · (Imp_0 · Load_0 + Imp_1 · Load_1) = {E} · (1/2 · 1/2 + 1/2 · 1/2) = {E / 2:g};  "
+    print(f"by hand: E · (Imp_0² + Imp_1²) = {E} · (1/4 + 1/4) = {E / 2:g};  "
           f"balance_loss = {sadgate.balance_loss(pair).item():.3f}")
+    print(f"the paper's E · (Imp_0 · Load_0 + Imp_1 · Load_1) = {E} · (1/2 · 1/2 + 1/2 · 1/2) = {E / 2:g};  "
+          f"balance_loss(kind='switch') = {sadgate.balance_loss(pair, kind='switch').item():.3f}")
 
 # %% [markdown]
 # **3.** Set mode `token` (the prior ignored) on the section 5 gate. Which part of $o_s$ still routes? Check that

@@ -176,20 +176,26 @@ print("tokens routed to each expert (of B·T·K pairs):", used.tolist())
 # ## 5. What `aux_loss` is made of
 # $\mathrm{aux} = \lambda_1 L_\mathrm{bal} + \lambda_2 \|B\|_F^2$ (Eq. 5). The balance loss (Eq. 6, notebook 04)
 # reads the token router: importance $\mathrm{Imp}_e$ = mean router probability of expert e over the B·T tokens,
-# load $\mathrm{Load}_e$ = share of tokens whose Top-K holds e, divided by K; $L_\mathrm{bal} = E \sum_e
-# \mathrm{Imp}_e \mathrm{Load}_e$. The bias penalty is the squared Frobenius norm of the subject–expert bias.
+# load $\mathrm{Load}_e$ = share of tokens whose Top-K holds e, divided by K. The default $L_\mathrm{bal} = E \sum_e
+# \mathrm{Imp}_e^2$ (what the authors' code computes, chosen by notebook 08's Tables 2 and 4); the paper's Eq. 6,
+# $E \sum_e \mathrm{Imp}_e \mathrm{Load}_e$, is `balance="switch"`. The bias penalty is the squared Frobenius
+# norm of the subject–expert bias.
 
 # %%
 imp = gate.router_probs.mean(dim=(0, 1))  # (E,)
 load = torch.zeros(B, T, E).scatter(-1, gate.topk_idx, 1.0).mean(dim=(0, 1)) / K  # (E,), sums to 1
-l_bal = E * (imp * load).sum()
+l_bal = E * (imp**2).sum()  # the default, balance="importance"
+l_switch = E * (imp * load).sum()  # the paper's Eq. 6, balance="switch"
 bias_pen = (model.gate.subject_bias.detach() ** 2).sum()
 aux_hand = config.lambda_balance * l_bal + config.lambda_bias * bias_pen
-print(f"L_bal = {E} · Σ Imp·Load = {l_bal.item():.4f}   (sadgate.balance_loss: {sadgate.balance_loss(gate).item():.4f})")
+print(f"L_bal = {E} · Σ Imp² = {l_bal.item():.4f}   (sadgate.balance_loss: {sadgate.balance_loss(gate).item():.4f}); "
+      f"the paper's {E} · Σ Imp·Load = {l_switch.item():.4f}   (kind=\"switch\": "
+      f"{sadgate.balance_loss(gate, kind='switch').item():.4f})")
 print(f"‖B‖²  = {bias_pen.item():.4f}   (S × E = {tuple(model.gate.subject_bias.shape)} entries drawn from N(0, 1))")
 print(f"aux = λ1 · L_bal + λ2 · ‖B‖² = {config.lambda_balance} · {l_bal.item():.4f} + {config.lambda_bias} · "
       f"{bias_pen.item():.4f} = {aux_hand.item():.5f};  MIND.forward's aux_loss = {out.aux_loss.item():.5f}")
 torch.testing.assert_close(l_bal, sadgate.balance_loss(gate))
+torch.testing.assert_close(l_switch, sadgate.balance_loss(gate, kind="switch"))
 torch.testing.assert_close(aux_hand, out.aux_loss)
 
 # %% [markdown]

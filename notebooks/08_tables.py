@@ -40,10 +40,10 @@ size: str = "demo"  # synthetic study size: "smoke" | "demo" | "full"
 backbones: list = ["tribe", "imagebind", "qwen"]  # rows of Table 1, columns of Table 2
 decoders: list = ["baseline", "mlp", "mmoe", "mind", "ridge"]  # Table 1 rows per backbone
 modes: list = ["token", "prior", "both"]  # Table 2 rows (SADGate router)
-balances: list = ["switch", "importance"]  # Table 2: MIND balance-loss kinds (router "both"); the first is the default
+balances: list = ["importance", "switch"]  # Table 2: MIND balance-loss kinds (router "both"); the default is the one without a row of its own
 ablation_backbones: list = ["tribe"]  # backbones of Tables 3 and 4 (AFIRE and SADGate ablations); empty list skips them
 afire_ablations: list = ["concat", "sum", "gated", "modality_dropout"]  # Table 3 rows (mindlib.grid.AFIRE_ABLATIONS)
-parametrisations: list = ["paper", "no_router_subject", "unpenalised_bias", "importance_balance"]  # Table 4 rows (mindlib.grid.PARAMETRISATIONS)
+parametrisations: list = ["default", "no_router_subject", "unpenalised_bias", "switch_balance"]  # Table 4 rows (mindlib.grid.PARAMETRISATIONS)
 seeds: list = [0]  # seeds per cell (mean ± spread when several)
 grid_every_seed: bool = False  # False: the first seed searches the grid, later seeds reuse its choice
 isg_subjects: list = ["sub-01"]  # held-out subjects for the ISG column (first seed); empty list skips it
@@ -95,7 +95,7 @@ cells = {
     "table1": grid.table1_cells(backbones, decoders, seeds),
     "table2": grid.table2_cells(backbones, modes, seeds, balances),  # mode "both" cells: Table 1's
     "table3": grid.ablation_cells(ablation_backbones, seeds, afire_variants),  # "concat": Table 1's MIND cells
-    "table4": grid.ablation_cells(ablation_backbones, seeds, par_variants),  # "paper": Table 1's MIND cells
+    "table4": grid.ablation_cells(ablation_backbones, seeds, par_variants),  # "default": Table 1's MIND cells
 }
 queued = list(dict.fromkeys(c for table in cells.values() for c in table))  # a cell two tables share runs once
 print({name: len(c) for name, c in cells.items()}, "cells;", len(queued), "distinct")
@@ -128,8 +128,8 @@ table1
 # %% [markdown]
 # ## Table 2: SADGate router ablation (MIND)
 # One row per router mode, plus the router `both` with each other balance-loss kind of `balances` (the
-# authors' code computes `importance`, E·Σ Imp²; the default `switch` is E·Σ Imp·Load): validation r, the
-# measurement behind the defaults. `table2_paired` gives each row minus the default (`both`), paired over runs
+# default `importance` is E·Σ Imp², what the authors' code computes; the paper's `switch` is E·Σ Imp·Load):
+# validation r, the measurement behind the defaults. `table2_paired` gives each row minus the default (`both`), paired over runs
 # and seeds, with its 95 % interval.
 
 # %%
@@ -140,7 +140,7 @@ agg2 = t2.groupby(["row", "backbone"], sort=False)["val_r"].agg(["mean", "std", 
 table2 = agg2.apply(lambda r: f"{r['mean']:.3f}" if r["count"] < 2 else f"{r['mean']:.3f} ± {r['std']:.3f}", axis=1)
 table2 = table2.unstack("backbone")[backbones].loc[list(dict.fromkeys(t2["row"]))]
 table2.index.name = "router · balance loss"
-# each row minus the default router (both, switch balance), paired over runs and seeds, with its 95 % interval
+# each row minus the default router (both, importance balance), paired over runs and seeds, with its 95 % interval
 table2_paired, diffs2 = report.ablation_table(t2.assign(variant=t2["row"]), ["val_r"], reference="both")
 table2
 
@@ -176,9 +176,10 @@ table3
 # %% [markdown]
 # ## Table 4: SADGate parametrisations — accuracy and subject recovery (MIND)
 # In mode `both` the subject bias $B_s$ and the router's subject term $W_r e_s$ route only through their sum
-# (notebook 04, section 5). Four ways to train the same MIND: the paper's (`paper`), without $e_s$ on the router
-# path (`no_router_subject`: the subject acts through $B_s$ alone, no redundancy), with $B_s$ unpenalised
-# (`unpenalised_bias`, λ2 = 0) and with the authors' code's balance loss (`importance_balance`, Table 2's cell).
+# (notebook 04, section 5). Four ways to train the same MIND: the default (`default`: the paper's $e_s$ on the
+# router and penalised $B_s$, with the authors' code's balance loss), without $e_s$ on the router path
+# (`no_router_subject`: the subject acts through $B_s$ alone, no redundancy), with $B_s$ unpenalised
+# (`unpenalised_bias`, λ2 = 0) and with the paper's balance loss (`switch_balance`, Table 2's cell).
 # On the synthetic study each trained gate was scored against the truth by its notebook 06 run
 # (`analysis.routing_scores`: experts matched to the true modes, then per subject r between learned and true
 # deviation from the population, averaged over subjects; and the spread of the effective prior over subjects with
@@ -194,7 +195,7 @@ for cell in cells["table4"]:
                   **res["routing"]})
 t4 = pd.DataFrame(rows4)
 score_cols = [c for c in (*analysis.ROUTING_SCORES, "balance_switch", "balance_importance") if c in t4]
-table4, diffs4 = report.ablation_table(t4, ["val_r", "test_r", *score_cols], reference="paper") if len(t4) else (pd.DataFrame(), {})
+table4, diffs4 = report.ablation_table(t4, ["val_r", "test_r", *score_cols], reference="default") if len(t4) else (pd.DataFrame(), {})
 table4
 
 # %% [markdown]
@@ -234,7 +235,7 @@ results = {
     "table4": t4.drop(columns=["val_per_run_r"], errors="ignore").to_dict(orient="records"),
     "ablation_differences": {k: {"reference": ref, "mean": d.mean, "low": d.low, "high": d.high,
                                  "claim": d.claim(k.split(" | ")[0], ref)}
-                             for ref, ds in (("both", diffs2), ("concat", diffs3), ("paper", diffs4)) for k, d in ds.items()},
+                             for ref, ds in (("both", diffs2), ("concat", diffs3), ("default", diffs4)) for k, d in ds.items()},
 }
 project.write_results("08_tables", results, results_dir)
 gain

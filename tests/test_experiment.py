@@ -117,7 +117,7 @@ def test_every_default_is_a_module_default_or_a_named_experiment_default():
         8,
         2,
         "both",
-        "switch",
+        "importance",
         (1e-2,),
         False,
     )

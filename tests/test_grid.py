@@ -77,9 +77,9 @@ def test_tags_and_table_cells_follow_notebook_08():
         "qwen-mind-token-s3",
         "qwen-mind-both-s3",
     ]
-    assert [c.tag for c in grid.table2_cells(["qwen"], ["both"], [3], ["switch", "importance"])] == [
+    assert [c.tag for c in grid.table2_cells(["qwen"], ["both"], [3], ["importance", "switch"])] == [
         "qwen-mind-both-s3",
-        "qwen-mind-both-importance-s3",
+        "qwen-mind-both-switch-s3",
     ]
 
 
@@ -97,9 +97,9 @@ def test_ablation_cells_reuse_table_cells_and_carry_notebook_06_options(tmp_path
         "qwen-mind-both-s1",
         "qwen-mind-both-router_subject_False-s1",
         "qwen-mind-both-lambda_bias_0.0-s1",
-        "qwen-mind-both-importance-s1",  # Table 2's balance cell
+        "qwen-mind-both-switch-s1",  # Table 2's balance cell
     ]
-    assert par[-1] == grid.table2_cells(["qwen"], ["both"], [1], ["switch", "importance"])[-1]
+    assert par[-1] == grid.table2_cells(["qwen"], ["both"], [1], ["importance", "switch"])[-1]
     assert [grid.variant_of(c, grid.PARAMETRISATIONS) for c in par[::2]] == list(grid.PARAMETRISATIONS)
     # options become notebook 06 parameters; an ablation cell has no ISG column
     runs = tmp_path / "runs"
@@ -129,7 +129,7 @@ def test_cell_params_written_out(tmp_path):
         "backbone": "tribe",
         "decoder": "mind",
         "mode": "both",
-        "balance": "switch",
+        "balance": "importance",
         "d_model": 32,
         "epochs": 1,
         "fir_lags_trs": [2, 3, 4],
@@ -150,9 +150,9 @@ def test_cell_params_written_out(tmp_path):
     assert (later["lrs"], later["weight_decays"], later["isg_subjects"]) == ([3e-3], [1e-2], [])
     assert grid.cell_params(grid.Cell("tribe", "ridge", "both", 0), SPEC, runs)["isg_subjects"] == []
     assert grid.cell_params(grid.Cell("tribe", "mind", "token", 0), SPEC, runs)["isg_subjects"] == []
-    importance = grid.Cell("tribe", "mind", "both", 1, "importance")  # reuses its own first seed's choice
-    with pytest.raises(FileNotFoundError, match="tribe-mind-both-importance-s0"):
-        grid.cell_params(importance, SPEC, runs)
+    switch = grid.Cell("tribe", "mind", "both", 1, "switch")  # reuses its own first seed's choice
+    with pytest.raises(FileNotFoundError, match="tribe-mind-both-switch-s0"):
+        grid.cell_params(switch, SPEC, runs)
     every = replace(SPEC, grid_every_seed=True)
     assert grid.cell_params(grid.Cell("tribe", "mind", "both", 1), every, runs)["lrs"] == [1e-3, 3e-3]
 

@@ -166,7 +166,7 @@ def test_report_quotes_subject_routing_few_shot_spread_and_unseen_subject_interv
                         "claim": "-0.004 [95 % CI -0.006, -0.002]: sum lower",
                     },
                     "no_router_subject | tribe": {
-                        "reference": "paper",
+                        "reference": "default",
                         "claim": "+0.001 [95 % CI -0.001, +0.003]: none",
                     },
                 }

@@ -160,7 +160,7 @@ def test_balance_loss_uniform_is_one():
     probs = torch.full((2, 4, E), 1 / E)
     idx = torch.tensor([[0, 1], [2, 3], [1, 2], [3, 0]]).expand(2, 4, 2)
     gate = GateOutput(probs, probs, torch.full((2, E), 1 / E), idx, torch.full((2, 4, 2), 0.5))
-    assert balance_loss(gate).item() == pytest.approx(1.0)
+    assert balance_loss(gate, kind="switch").item() == pytest.approx(1.0)
     assert balance_loss(gate, kind="importance").item() == pytest.approx(1.0)
     # a zero router at init is uniform: loss 1 whatever Top-K picks
     g = make(n_experts=E, top_k=K)
