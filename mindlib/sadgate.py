@@ -21,7 +21,7 @@ makes the model carry the subject effect in ``W_r e_s``; read a subject's prefer
 not from ``softmax(g + B_s)``. Which parametrisation recovers subjects best at equal accuracy is measured, not
 assumed: notebook 08's Table 4 trains the paper's, one without ``e_s`` on the router path
 (``router_subject=False``, no redundancy), one with ``B_s`` unpenalised (``lambda_bias=0`` in MIND) and one
-with the authors' code's balance loss, over seeds, and scores each against the synthetic truth
+with the paper's balance loss (``balance="switch"``), over seeds, and scores each against the synthetic truth
 (``mindlib.grid.PARAMETRISATIONS``, ``mindlib.analysis.routing_scores``; the figures are in
 ``papers/reproduction.md``). The paper's parametrisation is the default; the others are options.
 
