@@ -32,7 +32,10 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import tempfile
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -62,6 +65,7 @@ __all__ = [
     "PARAMETRISATIONS",
     "cell_params",
     "run_notebook_cell",
+    "cell_model",
     "spec_from_params",
     "runner_from_params",
 ]
@@ -293,6 +297,92 @@ class GridError(RuntimeError):
             f"{len(failures)} grid cell(s) failed:\n  {lines}\nRead the logs above, fix the cause, and run the grid "
             "again: finished cells are reused from their results files"
         )
+
+
+REBUILD_TOLERANCE = 1e-4  # |val r| difference above which a rebuilt model is reported as not the scored one
+
+
+def cell_model(
+    runs_dir: str | Path,
+    tag: str,
+    job_fn: Callable[[dict, str, int], str] = run_notebook_cell,
+    num_threads: int = 0,
+) -> Path:
+    """Path of grid cell ``tag``'s trained model, rebuilding the model when this clone does not hold it.
+
+    Models are kept out of git (megabytes each), so a grid resumed from committed results files has every
+    cell's scores but only the models trained on this machine. A missing ``<results_dir>/models/<tag>.pt`` is
+    rebuilt by running the cell's job again (a local submitit job) with its recorded parameters, at the learning rate and weight decay
+    the cell chose (no grid search, no leave-one-subject-out fits), in a temporary folder, so the committed
+    results files stay as they are. The rebuilt model's validation r is printed beside the recorded one, and
+    a warning says so when they differ by more than ``REBUILD_TOLERANCE`` (e.g. the cell was made on another
+    device): what is then drawn from the model is not exactly the scored cell.
+
+    Parameters
+    ----------
+    runs_dir : path
+        The grid's runs folder (``<results_dir>/runs``); models live in ``<results_dir>/models``.
+    tag : str
+        The cell's tag, e.g. ``"tribe-mind-both-s0"``.
+    job_fn : callable (params, runs_dir, num_threads) -> results path
+        What reruns the cell: :func:`run_notebook_cell` unless replaced (as in :class:`GridRunner`).
+    num_threads : int
+        Torch threads of the rebuild (0: torch's default).
+
+    Returns
+    -------
+    Path
+        ``<results_dir>/models/<tag>.pt``.
+
+    Raises
+    ------
+    FileNotFoundError
+        When neither the model nor the cell's ``.params.json`` and results file exist (the cell never ran).
+    """
+    runs_dir = Path(runs_dir)
+    model = runs_dir.parent / "models" / f"{tag}.pt"
+    if model.exists():
+        return model
+    params_path, results_path = runs_dir / f"{tag}.params.json", runs_dir / f"{tag}.json"
+    if not (params_path.exists() and results_path.exists()):
+        raise FileNotFoundError(
+            f"{model} does not exist and cell {tag} has no {params_path.name} and {results_path.name} in {runs_dir} "
+            "to rebuild it from: run the grid (notebook 08) first"
+        )
+    recorded = json.loads(results_path.read_text())
+    params = {
+        **json.loads(params_path.read_text()),
+        "lrs": [recorded["best_lr"]],
+        "weight_decays": [recorded["best_weight_decay"]],
+        "isg_subjects": [],
+    }
+    print(
+        f"{model} is not on this machine (models are not committed): rebuilding it by rerunning cell {tag} ..."
+    )
+    with tempfile.TemporaryDirectory(prefix=f"rebuild-{tag}-") as tmp:
+        params["results_dir"] = tmp
+        (Path(tmp) / "runs").mkdir()
+        # in its own process, as GridRunner runs a cell
+        job = (
+            GridRunner(Path(tmp) / "runs", progress=False)
+            .executor()
+            .submit(job_fn, params, str(Path(tmp) / "runs"), num_threads)
+        )
+        rebuilt = json.loads(Path(job.result()).read_text())
+        model.parent.mkdir(parents=True, exist_ok=True)
+        shutil.move(str(Path(tmp) / "models" / f"{tag}.pt"), model)
+    diff = abs(rebuilt["val_r"] - recorded["val_r"])
+    print(
+        f"rebuilt {model}: val r {rebuilt['val_r']:.6f} (recorded {recorded['val_r']:.6f}, difference {diff:.1e})"
+    )
+    if diff > REBUILD_TOLERANCE:
+        warnings.warn(
+            f"the rebuilt model of cell {tag} has val r {rebuilt['val_r']:.6f}, the recorded cell "
+            f"{recorded['val_r']:.6f} ({results_path}): what is computed from {model} is not the scored cell's "
+            "model (a different device or library version?); rerun the grid here to make them one",
+            stacklevel=2,
+        )
+    return model
 
 
 @dataclass

@@ -43,7 +43,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from mindlib import analysis, data, experiment, plotting, project, synthetic
+from mindlib import analysis, data, experiment, grid, plotting, project, synthetic
 
 results_dir, fig_dir = project.output_dir(results_dir, size), project.output_dir(fig_dir, size)
 root = project.resolve_dataset(dataset, size=size, seed=study_seed)
@@ -78,14 +78,16 @@ plotting.save_figure(fig, "10_networks", fig_dir)
 
 # %% [markdown]
 # ## 2–3. Experts against content, and subject priors
-# We reload the first backbone's MIND from notebook 08 and read its gates over the test runs (every TR of whole
+# We reload the first backbone's MIND from notebook 08 (models are not committed: on a clone that resumed the grid
+# from committed results, `grid.cell_model` first rebuilds a missing model by rerunning its cell at its chosen
+# learning rate, and prints its validation r beside the recorded one) and read its gates over the test runs (every TR of whole
 # runs, `analysis.gate_runs`). First the gate weights of every expert over one run: which experts the gate keeps,
 # TR by TR.
 
 # %%
 first = names[0]
 study = data.load_study(root, first, features_root=features_root)
-model, config = experiment.load(Path(results_dir) / "models" / f"{tags[first]}.pt", study)
+model, config = experiment.load(grid.cell_model(runs, tags[first]), study)  # rebuilt if this clone lacks it
 recs = study.select("test") or study.select("val")
 gates = analysis.gate_runs(model, recs)
 is_synthetic = synthetic.study_json_path(root).exists()
@@ -150,7 +152,7 @@ routing, detail = {}, None
 if is_synthetic:
     for b, t in tags.items():
         st = study if b == first else data.load_study(root, b)
-        m, _ = experiment.load(Path(results_dir) / "models" / f"{t}.pt", st)
+        m, _ = experiment.load(grid.cell_model(runs, t), st)
         rr = analysis.subject_routing(m, root, st.select("test") or st.select("val"))
         routing[b] = {k: rr[k] for k in ("prior_r", "usage_r", "prior_r_mean", "usage_r_mean", "logit_spread")}
         if b == first:

@@ -196,6 +196,68 @@ def test_published_results_folder_keeps_small_files_and_ignores_models_and_logs(
     assert {p: p in out for p in paths} == paths
 
 
+def model_cell(params: dict, runs_dir: str, num_threads: int) -> str:
+    """Writes a model file (the parameters it was trained with) and a results file, where notebook 06 would."""
+    model = Path(params["results_dir"]) / "models" / f"{params['tag']}.pt"
+    model.parent.mkdir(parents=True, exist_ok=True)
+    model.write_text(json.dumps(params))
+    (Path(runs_dir) / f"{params['tag']}.json").write_text(
+        json.dumps({"val_r": 0.5, "best_lr": params["lrs"][0]})
+    )
+    return str(Path(runs_dir) / f"{params['tag']}.json")
+
+
+def _recorded_cell(results: Path, tag: str, val_r: float) -> None:
+    runs = results / "runs"
+    runs.mkdir(parents=True, exist_ok=True)
+    params = {
+        "tag": tag,
+        "lrs": [1e-3, 3e-3],
+        "weight_decays": [1e-2],
+        "isg_subjects": ["sub-01"],
+        "results_dir": "papers/results",
+    }
+    (runs / f"{tag}.params.json").write_text(json.dumps(params))
+    (runs / f"{tag}.json").write_text(
+        json.dumps({"val_r": val_r, "best_lr": 3e-3, "best_weight_decay": 1e-2})
+    )
+
+
+def test_a_missing_cell_model_is_rebuilt_at_the_chosen_grid_point_without_touching_results(tmp_path, capsys):
+    results = tmp_path / "results"
+    _recorded_cell(results, "tribe-mind-both-s0", val_r=0.5)
+    recorded = {p.name: p.read_bytes() for p in (results / "runs").iterdir()}
+    path = grid.cell_model(results / "runs", "tribe-mind-both-s0", job_fn=model_cell)
+    assert path == results / "models" / "tribe-mind-both-s0.pt"
+    trained_with = json.loads(path.read_text())
+    assert (trained_with["lrs"], trained_with["weight_decays"], trained_with["isg_subjects"]) == (
+        [3e-3],
+        [1e-2],
+        [],
+    )
+    assert Path(trained_with["results_dir"]) != results  # rebuilt in a temporary folder
+    assert {
+        p.name: p.read_bytes() for p in (results / "runs").iterdir()
+    } == recorded  # committed files as they were
+    assert "val r 0.500000 (recorded 0.500000" in capsys.readouterr().out
+    before = path.stat().st_mtime_ns
+    assert (
+        grid.cell_model(results / "runs", "tribe-mind-both-s0", job_fn=model_cell) == path
+    )  # present: reused
+    assert path.stat().st_mtime_ns == before
+
+
+def test_a_rebuilt_model_that_does_not_match_its_scored_cell_is_reported(tmp_path):
+    results = tmp_path / "results"
+    _recorded_cell(results, "tribe-mind-both-s0", val_r=0.6)  # scored elsewhere, e.g. on a GPU
+    with pytest.warns(
+        UserWarning, match=r"val r 0\.500000, the recorded cell 0\.600000.*not the scored cell"
+    ):
+        grid.cell_model(results / "runs", "tribe-mind-both-s0", job_fn=model_cell)
+    with pytest.raises(FileNotFoundError, match=r"tribe-mind-both-s1\.params\.json.*run the grid"):
+        grid.cell_model(results / "runs", "tribe-mind-both-s1", job_fn=model_cell)
+
+
 def test_local_engine_runs_caches_and_reruns_on_changed_parameters(tmp_path):
     runner = grid.GridRunner(tmp_path / "runs", workers=2, job_fn=stand_in_cell, progress=False)
     cells = grid.table1_cells(["tribe"], ["mind", "ridge"], SPEC.seeds)
