@@ -55,7 +55,7 @@ DISCREPANCIES = [
         "Balance loss",
         "paper: importance × load; code: E·ΣImp² for K ≥ 2",
         "E·ΣImp² by default, chosen by measurement: equal validation r, better subject recovery than the paper's "
-        "importance × load (an option); both side by side in Tables 2 and 4 below",
+        "importance × load (an option); both side by side in Tables 2 and 4",
     ),
     (
         "Subject routing",
