@@ -312,9 +312,9 @@ def cell_model(
 
     Models are kept out of git (megabytes each), so a grid resumed from committed results files has every
     cell's scores but only the models trained on this machine. A missing ``<results_dir>/models/<tag>.pt`` is
-    rebuilt by running the cell's job again (a local submitit job) with its recorded parameters, at the learning rate and weight decay
-    the cell chose (no grid search, no leave-one-subject-out fits), in a temporary folder, so the committed
-    results files stay as they are. The rebuilt model's validation r is printed beside the recorded one, and
+    rebuilt by running the cell's job again as a local submitit job, with its recorded parameters at the
+    learning rate and weight decay the cell chose (no grid search, no leave-one-subject-out fits), in a
+    temporary folder, so the committed results files stay as they are. The rebuilt model's validation r is printed beside the recorded one, and
     a warning says so when they differ by more than ``REBUILD_TOLERANCE`` (e.g. the cell was made on another
     device): what is then drawn from the model is not exactly the scored cell.
 
@@ -337,7 +337,7 @@ def cell_model(
     Raises
     ------
     FileNotFoundError
-        When neither the model nor the cell's ``.params.json`` and results file exist (the cell never ran).
+        When the model is missing and so is the cell's ``.params.json`` or results file (the cell never ran).
     """
     runs_dir = Path(runs_dir)
     model = runs_dir.parent / "models" / f"{tag}.pt"

@@ -78,11 +78,11 @@ plotting.save_figure(fig, "10_networks", fig_dir)
 
 # %% [markdown]
 # ## 2–3. Experts against content, and subject priors
-# We reload the first backbone's MIND from notebook 08 (models are not committed: on a clone that resumed the grid
-# from committed results, `grid.cell_model` first rebuilds a missing model by rerunning its cell at its chosen
-# learning rate, and prints its validation r beside the recorded one) and read its gates over the test runs (every TR of whole
-# runs, `analysis.gate_runs`). First the gate weights of every expert over one run: which experts the gate keeps,
-# TR by TR.
+# We reload the first backbone's MIND from notebook 08 and read its gates over the test runs (every TR of whole
+# runs, `analysis.gate_runs`). Models are not committed: on a clone that resumed the grid from committed results,
+# `grid.cell_model` first rebuilds a missing model by rerunning its cell at its chosen learning rate and prints its
+# validation r beside the recorded one. First the gate weights of every expert over one run: which experts the
+# gate keeps, TR by TR.
 
 # %%
 first = names[0]
