@@ -314,9 +314,9 @@ def cell_model(
     cell's scores but only the models trained on this machine. A missing ``<results_dir>/models/<tag>.pt`` is
     rebuilt by running the cell's job again as a local submitit job, with its recorded parameters at the
     learning rate and weight decay the cell chose (no grid search, no leave-one-subject-out fits), in a
-    temporary folder, so the committed results files stay as they are. The rebuilt model's validation r is printed beside the recorded one, and
-    a warning says so when they differ by more than ``REBUILD_TOLERANCE`` (e.g. the cell was made on another
-    device): what is then drawn from the model is not exactly the scored cell.
+    temporary folder, so the committed results files stay as they are. The rebuilt model's validation r is
+    printed beside the recorded one, and a warning says so when they differ by more than ``REBUILD_TOLERANCE``
+    (e.g. the cell was made on another device): what is then drawn from the model is not exactly the scored cell.
 
     Parameters
     ----------
@@ -360,13 +360,11 @@ def cell_model(
         f"{model} is not on this machine (models are not committed): rebuilding it by rerunning cell {tag} ..."
     )
     with tempfile.TemporaryDirectory(prefix=f"rebuild-{tag}-") as tmp:
-        params["results_dir"] = tmp
-        (Path(tmp) / "runs").mkdir()
+        params["results_dir"], tmp_runs = tmp, Path(tmp) / "runs"
+        tmp_runs.mkdir()
         # in its own process, as GridRunner runs a cell
         job = (
-            GridRunner(Path(tmp) / "runs", progress=False)
-            .executor()
-            .submit(job_fn, params, str(Path(tmp) / "runs"), num_threads)
+            GridRunner(tmp_runs, progress=False).executor().submit(job_fn, params, str(tmp_runs), num_threads)
         )
         rebuilt = json.loads(Path(job.result()).read_text())
         model.parent.mkdir(parents=True, exist_ok=True)

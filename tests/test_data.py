@@ -62,11 +62,16 @@ def test_load_fmri_matches_runs_across_session_prefixes(tmp_path):
         np.testing.assert_array_equal(y2[run], a2[run])
 
 
+FRIENDS_ONLY = (
+    r"has a movie10 fMRI file; reading friends only"  # load_fmri's warning when no movie10 file exists
+)
+
+
 def test_load_fmri_one_study_file_is_enough(tmp_path, caplog):
     write_subject(tmp_path, "sub-01", ["s01e01a", "s01e02a"])
     with (
         caplog.at_level(logging.WARNING, logger="mindlib.data"),
-        pytest.warns(UserWarning, match=r"has a movie10 fMRI file; reading friends only"),
+        pytest.warns(UserWarning, match=FRIENDS_ONLY),
     ):
         y = data.load_fmri(tmp_path, "sub-01", n_parcels=V)
     assert list(y) == ["s01e01a", "s01e02a"]
@@ -108,7 +113,7 @@ def test_load_fmri_warns_on_nan_and_constant_parcels(tmp_path):
     path = layout.fmri_path(tmp_path, "sub-01", "friends")
     write_h5(path, {"ses-001_task-s01e01a": x})
     with (
-        pytest.warns(UserWarning, match=r"has a movie10 fMRI file; reading friends only"),
+        pytest.warns(UserWarning, match=FRIENDS_ONLY),
         pytest.warns(UserWarning, match=r"run s01e01a: 2 of 6 parcels contain NaN and 2 are constant") as rec,
     ):
         y = data.load_fmri(tmp_path, "sub-01", n_parcels=V)
@@ -120,7 +125,7 @@ def test_known_missing_runs_are_logged(tmp_path, caplog):
     write_subject(tmp_path, "sub-02", ["s05e19a", "s05e20b"])
     with (
         caplog.at_level(logging.INFO, logger="mindlib.data"),
-        pytest.warns(UserWarning, match=r"has a movie10 fMRI file; reading friends only"),
+        pytest.warns(UserWarning, match=FRIENDS_ONLY),
     ):
         y = data.load_fmri(tmp_path, "sub-02", n_parcels=V)
     assert "s05e20a" not in y
